@@ -1,0 +1,1 @@
+"""Studyin analytics warehouse: tracker, simulator, pipeline and python jobs."""

@@ -1,0 +1,92 @@
+"""`studyin`: the one command line of the warehouse (a thin layer over plain functions)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from python_jobs import db
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        url = db.ensure_server()
+        print(f"PostgreSQL ready at {url}")
+    elif args.action == "stop":
+        if not db.uses_embedded():
+            print(f"{db.ENV_URL} is set: that server is not ours to stop", file=sys.stderr)
+            return 1
+        print("stopped" if db.stop_embedded() else "not running")
+    elif args.action == "status":
+        if db.uses_embedded():
+            running = db.server_running()
+            print(f"embedded server: {'running' if running else 'stopped'} ({db.PGDATA})")
+            return 0 if running else 3
+        print(f"external server: {db.database_url()}")
+    elif args.action == "url":
+        print(db.database_url())
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from python_jobs import migrate
+
+    url = db.ensure_server()
+    if args.revision.startswith("-") or args.down:
+        migrate.downgrade(url, args.revision)
+    else:
+        migrate.upgrade(url, args.revision)
+    print(f"migrated to {args.revision}")
+    return 0
+
+
+def _cmd_partitions(args: argparse.Namespace) -> int:
+    from python_jobs import migrate
+
+    with db.connect(db.ensure_server()) as conn:
+        made = migrate.ensure_partitions(conn, args.months_ahead)
+    print(f"study_events partitions: {made} created, {args.months_ahead} months ahead covered")
+    return 0
+
+
+def _cmd_dbt(args: argparse.Namespace) -> int:
+    from python_jobs.dbt import run_dbt
+
+    result = run_dbt(args.dbt_args, url=db.ensure_server(), capture=False, check=False)
+    return result.returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studyin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("db", help="embedded PostgreSQL lifecycle (or report the external one)")
+    p.add_argument("action", choices=["start", "stop", "status", "url"])
+    p.set_defaults(func=_cmd_db)
+
+    p = sub.add_parser("migrate", help="alembic upgrade (default head) or downgrade with --down")
+    p.add_argument("revision", nargs="?", default="head")
+    p.add_argument("--down", action="store_true", help="downgrade to REVISION (e.g. base)")
+    p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("partitions", help="create the study_events partitions ahead of time")
+    p.add_argument("--months-ahead", type=int, default=3)
+    p.set_defaults(func=_cmd_partitions)
+
+    p = sub.add_parser("dbt", help="run dbt with the project's connection, e.g. studyin dbt build")
+    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_dbt)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except db.DatabaseError as err:
+        print(f"studyin: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

