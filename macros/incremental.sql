@@ -1,0 +1,64 @@
+{#-
+  Incremental processing by arrival (DESIGN.md section 5).
+
+  Every incremental model over events reads the rows *received* since its own watermark, minus
+  the `incremental_overlap` var (transactions still open when the last run read the log commit
+  later with an earlier received_at), finds the keys those rows touch, and recomputes each touched
+  key from the whole history. The model then records its new watermark in a post-hook that runs
+  in the model's own transaction, so a run killed halfway leaves both the mart and its watermark
+  as they were.
+
+  Usage in a model:
+    {{ config(materialized='incremental', incremental_strategy='delete+insert',
+              unique_key=['user_id', 'local_date'],
+              post_hook=[advance_watermark(['stg_app__question_attempts', ...])]) }}
+    ... where {{ received_since_watermark('received_at') }}
+-#}
+
+{% macro watermark_relation() -%}
+    intermediate.incremental_watermarks
+{%- endmacro %}
+
+{% macro create_watermark_table() -%}
+    create schema if not exists intermediate;
+    create table if not exists {{ watermark_relation() }} (
+        model_name text primary key,
+        received_at timestamptz not null,
+        updated_at timestamptz not null default now()
+    );
+    comment on table {{ watermark_relation() }} is
+        'Per incremental model: the latest received_at it has processed (see macros/incremental.sql).';
+{%- endmacro %}
+
+{#- The lower bound on received_at for this run: everything on a full refresh. -#}
+{% macro watermark_lower_bound() -%}
+    {%- if is_incremental() -%}
+        (select coalesce(max(received_at), '-infinity'::timestamptz) - interval '{{ var("incremental_overlap") }}'
+         from {{ watermark_relation() }} where model_name = '{{ this.identifier }}')
+    {%- else -%}
+        '-infinity'::timestamptz
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro received_since_watermark(column='received_at') -%}
+    {%- if is_incremental() -%}
+        {{ column }} > {{ watermark_lower_bound() }}
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook: the new watermark is the newest received_at among the given relations' rows. -#}
+{% macro advance_watermark(relations, column='received_at') -%}
+    insert into {{ watermark_relation() }} (model_name, received_at, updated_at)
+    select '{{ this.identifier }}', coalesce(max(received_at), '-infinity'::timestamptz), now()
+    from (
+        {%- for relation in relations %}
+        select max({{ column }}) as received_at from {{ ref(relation) }}
+        {%- if not loop.last %} union all{% endif %}
+        {%- endfor %}
+    ) as newest
+    on conflict (model_name) do update
+        set received_at = greatest(excluded.received_at, {{ watermark_relation() }}.received_at),
+            updated_at = excluded.updated_at
+{%- endmacro %}
