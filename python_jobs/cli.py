@@ -56,6 +56,40 @@ def _cmd_dbt(args: argparse.Namespace) -> int:
     return result.returncode
 
 
+def _cmd_delete_user(args: argparse.Namespace) -> int:
+    from python_jobs.deletion import request_deletion
+
+    with db.connect(db.ensure_server()) as conn:
+        request_id = request_deletion(conn, args.user_id)
+    print(f"deletion request {request_id} recorded; the next `studyin run` erases the learner")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from python_jobs.pipeline import PipelineError, PipelineLocked, RunContext, run_pipeline
+
+    _configure_logging()
+    ctx = RunContext(url=db.ensure_server(), full_refresh=args.full_refresh)
+    try:
+        durations = run_pipeline(ctx)
+    except PipelineLocked as err:
+        print(f"studyin run: {err}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
+    except PipelineError as err:
+        print(f"studyin run: {err}", file=sys.stderr)
+        return 1
+    print(f"studyin run: {len(durations)} steps done in {sum(durations.values()):.1f}s")
+    return 0
+
+
+def _configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studyin", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("partitions", help="create the study_events partitions ahead of time")
     p.add_argument("--months-ahead", type=int, default=3)
     p.set_defaults(func=_cmd_partitions)
+
+    p = sub.add_parser("run", help="the nightly pipeline: migrate, erase, dbt build, jobs, docs")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
+    p.add_argument("user_id")
+    p.set_defaults(func=_cmd_delete_user)
 
     p = sub.add_parser("dbt", help="run dbt with the project's connection, e.g. studyin dbt build")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)

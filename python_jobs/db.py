@@ -176,19 +176,42 @@ def start_embedded() -> str:
     _prepare_root_permissions()
     if not (PGDATA / "PG_VERSION").exists():
         result = _run_as_server_user(
-            [str(_pg_bin() / "initdb"), "-D", str(PGDATA), "-U", "postgres",
-             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]
+            [
+                str(_pg_bin() / "initdb"),
+                "-D",
+                str(PGDATA),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ]
         )
         if result.returncode != 0:
             raise DatabaseError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
     if not server_running():
         options = " ".join(f"-c {k}={v}" if v else f"-c {k}=''" for k, v in SERVER_SETTINGS.items())
         result = _run_as_server_user(
-            [str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "-w", "-t", "60",
-             "-l", str(PGDATA / "server.log"), "-o", f"-p {embedded_port()} {options}", "start"]
+            [
+                str(_pg_bin() / "pg_ctl"),
+                "-D",
+                str(PGDATA),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(PGDATA / "server.log"),
+                "-o",
+                f"-p {embedded_port()} {options}",
+                "start",
+            ]
         )
         if result.returncode != 0:
-            log = (PGDATA / "server.log").read_text()[-3000:] if (PGDATA / "server.log").exists() else ""
+            log = (
+                (PGDATA / "server.log").read_text()[-3000:]
+                if (PGDATA / "server.log").exists()
+                else ""
+            )
             raise DatabaseError(f"could not start PostgreSQL:\n{result.stderr}\n{log}")
     admin = embedded_url("postgres")
     _wait_ready(admin)
@@ -199,7 +222,9 @@ def start_embedded() -> str:
 def stop_embedded() -> bool:
     if not server_running():
         return False
-    result = _run_as_server_user([str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "-w", "-m", "fast", "stop"])
+    result = _run_as_server_user(
+        [str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "-w", "-m", "fast", "stop"]
+    )
     if result.returncode != 0:
         raise DatabaseError(f"could not stop PostgreSQL: {result.stderr}")
     return True

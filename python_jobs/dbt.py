@@ -20,7 +20,7 @@ class DbtError(RuntimeError):
 
 
 def ensure_profiles() -> Path:
-    """Write ./profiles.yml (git-ignored) from the example: it reads the connection from env vars."""
+    """Write ./profiles.yml (git-ignored) from the example; it reads the connection from env."""
     if not PROFILES.exists() or PROFILES.read_text() != PROFILES_EXAMPLE.read_text():
         shutil.copyfile(PROFILES_EXAMPLE, PROFILES)
     return PROFILES
@@ -44,10 +44,15 @@ def run_dbt(
     if target_path is not None:
         env["DBT_TARGET_PATH"] = str(target_path)
         env["DBT_LOG_PATH"] = str(Path(target_path) / "logs")
-    command = [dbt_executable(), *args, "--profiles-dir", str(PROJECT_ROOT),
-               "--project-dir", str(PROJECT_ROOT)]
-    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, text=True,
-                            capture_output=capture)
+    command = [
+        dbt_executable(),
+        *args,
+        "--profiles-dir",
+        str(PROJECT_ROOT),
+        "--project-dir",
+        str(PROJECT_ROOT),
+    ]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, text=True, capture_output=capture)
     if check and result.returncode != 0:
         tail = "\n".join(((result.stdout or "") + (result.stderr or "")).splitlines()[-60:])
         raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{tail}")

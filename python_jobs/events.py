@@ -2,8 +2,8 @@
 
 Every event carries a client-made ``event_id`` (the idempotency key), the learner, the client-clock
 ``occurred_at`` and optional free-form ``properties`` and client ``ip`` (anonymised before storage).
-``received_at`` is the server clock; it is only honoured from trusted back-fill paths (the simulator),
-see ``Tracker(trust_received_at=True)``.
+``received_at`` is the server clock; it is only honoured from trusted back-fill paths (the
+simulator), see ``Tracker(trust_received_at=True)``.
 """
 
 from __future__ import annotations

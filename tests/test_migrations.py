@@ -20,8 +20,14 @@ def test_upgrade_downgrade_upgrade(database_factory):
     url = database_factory(migrated=False)
     migrate.upgrade(url)
     first = _tables(url)
-    assert {"app.study_events", "app.question_attempts", "app.users", "ml.model_runs",
-            "ml.exam_readiness_scores", "ml.gap_recommendations"} <= first
+    assert {
+        "app.study_events",
+        "app.question_attempts",
+        "app.users",
+        "ml.model_runs",
+        "ml.exam_readiness_scores",
+        "ml.gap_recommendations",
+    } <= first
     migrate.downgrade(url, "base")
     assert _tables(url) == set()
     with psycopg.connect(url) as conn:
@@ -33,9 +39,13 @@ def test_upgrade_downgrade_upgrade(database_factory):
 
 def test_roles_exist_with_least_privilege(migrated_db):
     with psycopg.connect(migrated_db) as conn:
-        roles = {r[0] for r in conn.execute(
-            "select rolname from pg_roles where rolname in "
-            "('loader', 'transformer', 'ml_writer', 'reporter')")}
+        roles = {
+            r[0]
+            for r in conn.execute(
+                "select rolname from pg_roles where rolname in "
+                "('loader', 'transformer', 'ml_writer', 'reporter')"
+            )
+        }
         assert roles == {"loader", "transformer", "ml_writer", "reporter"}
         can = conn.execute(
             "select has_table_privilege('loader', 'app.study_events', 'INSERT'), "

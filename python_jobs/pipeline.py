@@ -1,0 +1,143 @@
+"""`studyin run`: the nightly pipeline, one command for cron and CI.
+
+Steps, in order (DESIGN.md section 1): partitions ahead, ``alembic upgrade head``, erasure of
+requested learners and closing of idle sessions, ``dbt build`` of everything upstream of the python
+jobs, exam readiness, gap recommendations, ``dbt build`` of what reads the ml tables, ``dbt docs
+generate``. Each step is logged with its duration; the first failure stops the run, which exits
+non-zero naming that step. A PostgreSQL advisory lock keeps two runs (from any machine) from
+overlapping. Every step is safe to repeat, so running twice the same day is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from python_jobs import migrate
+from python_jobs.dbt import run_dbt
+
+log = logging.getLogger("studyin.run")
+
+LOCK_KEY = 0x5354_5544  # "STUD": pg_advisory_lock key shared by every studyin run
+# Models that read the ml tables (and everything downstream of them) build after the jobs.
+AFTER_JOBS_SELECTOR = "source:ml+"
+
+
+class PipelineError(RuntimeError):
+    def __init__(self, step: str, cause: BaseException):
+        super().__init__(f"step '{step}' failed: {cause}")
+        self.step = step
+        self.cause = cause
+
+
+class PipelineLocked(RuntimeError):
+    pass
+
+
+@dataclass
+class RunContext:
+    url: str
+    target_path: Path | None = None
+    full_refresh: bool = False
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+Step = tuple[str, Callable[[RunContext], object]]
+
+
+def _partitions(ctx: RunContext) -> object:
+    with psycopg.connect(ctx.url) as conn:
+        return {"partitions_created": migrate.ensure_partitions(conn)}
+
+
+def _migrate(ctx: RunContext) -> object:
+    migrate.upgrade(ctx.url)
+    return None
+
+
+def _erase_and_close(ctx: RunContext) -> object:
+    from python_jobs.deletion import apply_deletions
+    from python_jobs.tracker import close_idle_sessions
+
+    with psycopg.connect(ctx.url) as conn:
+        erased = apply_deletions(conn)
+        closed = close_idle_sessions(conn)
+        conn.commit()
+    return {"erased_learners": len(erased), "sessions_closed": closed}
+
+
+def _dbt_build(selector_args: list[str]) -> Callable[[RunContext], object]:
+    def step(ctx: RunContext) -> object:
+        args = ["build", *selector_args]
+        if ctx.full_refresh:
+            args.append("--full-refresh")
+        run_dbt(args, url=ctx.url, target_path=ctx.target_path)
+        return None
+
+    return step
+
+
+def _exam_readiness(ctx: RunContext) -> object:
+    from python_jobs.exam_readiness import ReadinessOptions, run_exam_readiness
+
+    with psycopg.connect(ctx.url) as conn:
+        return run_exam_readiness(conn, ReadinessOptions())
+
+
+def _gap_recommendations(ctx: RunContext) -> object:
+    from python_jobs.gap_recommendations import RecommendationOptions, run_gap_recommendations
+
+    with psycopg.connect(ctx.url) as conn:
+        return run_gap_recommendations(conn, RecommendationOptions())
+
+
+def _docs(ctx: RunContext) -> object:
+    run_dbt(["docs", "generate"], url=ctx.url, target_path=ctx.target_path)
+    return None
+
+
+def default_steps() -> list[Step]:
+    return [
+        ("partitions", _partitions),
+        ("migrate", _migrate),
+        ("erase_and_close_sessions", _erase_and_close),
+        ("dbt_build_upstream", _dbt_build(["--exclude", AFTER_JOBS_SELECTOR])),
+        ("exam_readiness", _exam_readiness),
+        ("gap_recommendations", _gap_recommendations),
+        ("dbt_build_downstream", _dbt_build(["--select", AFTER_JOBS_SELECTOR])),
+        ("dbt_docs", _docs),
+    ]
+
+
+def run_pipeline(ctx: RunContext, steps: list[Step] | None = None) -> dict[str, float]:
+    """Run the steps under the advisory lock; return each step's duration in seconds."""
+    durations: dict[str, float] = {}
+    with psycopg.connect(ctx.url, autocommit=True) as lock_conn:
+        locked = lock_conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+        if not locked:
+            raise PipelineLocked("another studyin run holds the pipeline lock on this database")
+        try:
+            for name, fn in steps or default_steps():
+                log.info("step %s: starting", name)
+                started = time.monotonic()
+                try:
+                    result = fn(ctx)
+                except Exception as err:  # noqa: BLE001 - reported with the step's name
+                    log.error("step %s: failed after %.1fs", name, time.monotonic() - started)
+                    raise PipelineError(name, err) from err
+                durations[name] = time.monotonic() - started
+                ctx.notes[name] = result
+                log.info(
+                    "step %s: done in %.1fs%s",
+                    name,
+                    durations[name],
+                    f" {result}" if result else "",
+                )
+        finally:
+            lock_conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+    return durations
