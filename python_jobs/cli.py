@@ -82,12 +82,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from python_jobs.simulator import simulate
+
+    with db.connect(db.ensure_server()) as conn:
+        summary = simulate(
+            conn, users=args.users, days=args.days, seed=args.seed, late_share=args.late_share
+        )
+    print(summary)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from python_jobs.demo import DemoOptions, run_demo
+    from python_jobs.pipeline import PipelineError
+
+    _configure_logging()
+    try:
+        return run_demo(DemoOptions(users=args.users, days=args.days, seed=args.seed))
+    except PipelineError as err:
+        print(f"studyin demo: {err}", file=sys.stderr)
+        return 1
+
+
 def _configure_logging() -> None:
     import logging
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"
     )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("partitions", help="create the study_events partitions ahead of time")
     p.add_argument("--months-ahead", type=int, default=3)
     p.set_defaults(func=_cmd_partitions)
+
+    p = sub.add_parser("simulate", help="load simulated learners through the tracker")
+    p.add_argument("--users", type=_positive_int, default=200)
+    p.add_argument("--days", type=_positive_int, default=30)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--late-share",
+        type=float,
+        default=0.03,
+        help="share of events delivered 1 hour to 10 days late (default 0.03)",
+    )
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("demo", help="everything on the embedded database: simulate, run, docs")
+    p.add_argument("--users", type=_positive_int, default=200)
+    p.add_argument("--days", type=_positive_int, default=30)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("run", help="the nightly pipeline: migrate, erase, dbt build, jobs, docs")
     p.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model")
