@@ -1,0 +1,808 @@
+"""Exam readiness (DESIGN.md section 4): who is on track to pass, trained on past exam results.
+
+Labels are ``app.exam_results`` (practice and board). For each labelled exam taken on local day X
+the features are computed point-in-time as of day X - h for every horizon h in ``horizons``
+(default 1, 7, 14, 28 days) from the raw history (``readiness_features``): board-weighted mastery
+(DESIGN's formula recomputed as of that day), coverage of the high-weight topics, recent accuracy,
+retrieval strength, volume, consistency, days to the exam (= h) and the exam kind. The h = 1 rows
+are DESIGN's "as of the day before the exam" and are the rows every reported metric is computed
+on; the longer horizons teach the model what "N days before the exam" looks like, so that a learner
+whose exam is weeks away is scored for *their* exam date, not for tomorrow. Practice and board
+exams are both used (more labels); ``is_board`` tells them apart and learners are scored for a
+board exam (``score_exam_kind``).
+
+Model selection by time: exams are ordered by day; the latest ``test_fraction`` of them (whole
+days) is held out; of the earlier ones the latest ``calibration_fraction`` is the validation and
+calibration slice. Candidates (scaled logistic regression, histogram gradient boosting) are fit on
+the earliest slice and compared by AUC on the validation slice; the winner is calibrated on that
+slice (Platt sigmoid by default, or isotonic) and evaluated once on the held-out later exams: AUC,
+Brier, a calibration table and plot, and the AUC of a baseline that ranks by overall accuracy alone.
+For scoring, the same recipe is refit on all labelled exams (fit on the earlier part, calibrate on
+the latest slice), so today's scores use the newest labels.
+
+Predicted score and interval: gradient-boosted regressions of scaled_score (squared error for the
+prediction, quantile loss for ``score_interval`` = 10th and 90th percentiles: an 80% prediction
+interval of the scaled score). top_factors: for each learner, the features whose replacement by the
+typical (median) training value changes the learner's pass probability most, with value, typical
+value and effect (probability difference).
+
+With fewer than ``min_labels`` labelled exams (or a time split without both outcomes on each side)
+the transparent heuristic is used instead: p = logistic(slope * (0.7 * weighted mastery + 0.3 *
+coverage - midpoint)); model_version starts with ``heuristic-`` and the score fields are null.
+
+Same-day reruns: ``scored_at`` is the scoring day at 00:00 UTC, not the wall clock, and a run
+replaces every row of its scoring day (one transaction), so a learner has one score per day. The
+model version is ``readiness-<kind>-<day>-<fingerprint of the training data and options>``: the
+same data gives the same version and the same rows, so a rerun changes nothing downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg.types.json import Jsonb
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from python_jobs.job_report import JobError, RunReport, query_frame, require_relations
+from python_jobs.paths import PROJECT_ROOT
+from python_jobs.readiness_features import (
+    FEATURE_COLUMNS,
+    FeatureParams,
+    MasteryParams,
+    compute_features,
+    load_taxonomy,
+)
+
+log = logging.getLogger(__name__)
+
+HEURISTIC_VERSION = "heuristic-v1"
+
+
+@dataclass(frozen=True)
+class ReadinessOptions:
+    """Options of the exam-readiness job; every constant of the job is here with its default."""
+
+    as_of: date | None = None  # scoring day; None = today (UTC)
+    min_labels: int = 200  # fewer labelled exams than this: transparent heuristic
+    active_days: int = 30  # learners with any event in the last N days are scored
+    horizons: tuple[int, ...] = (1, 7, 14, 28)  # days before each exam that features are taken at
+    exam_kinds: tuple[str, ...] = ("practice", "board")  # exam kinds used as labels
+    score_exam_kind: str = "board"  # learners are scored for this kind of exam
+    test_fraction: float = 0.25  # latest share of labelled exams (whole days) held out
+    calibration_fraction: float = 0.25  # latest share of the rest: validation + calibration
+    calibration_method: str = "sigmoid"  # sigmoid (Platt) or isotonic
+    candidates: tuple[str, ...] = ("logistic", "hgb")
+    random_state: int = 0
+    logistic_c: float = 1.0
+    hgb_learning_rate: float = 0.05
+    hgb_max_iter: int = 200
+    hgb_max_leaf_nodes: int = 15
+    hgb_min_samples_leaf: int = 40
+    hgb_l2: float = 1.0
+    score_interval: tuple[float, float] = (0.10, 0.90)  # quantiles of the scaled-score interval
+    top_factors: int = 3  # factors kept per learner
+    calibration_bins: int = 10
+    heuristic_mastery_weight: float = 0.7
+    heuristic_coverage_weight: float = 0.3
+    heuristic_midpoint: float = 0.55
+    heuristic_slope: float = 10.0
+    plot_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "target" / "ml")
+    write: bool = True  # False: compute and report only
+    mastery: MasteryParams = field(default_factory=MasteryParams)
+    features: FeatureParams = field(default_factory=FeatureParams)
+
+
+# --------------------------------------------------------------------------- data
+
+
+LABELS_SQL = """
+select
+    e.event_id::text as exam_id,
+    e.user_id::text as user_id,
+    e.exam_kind,
+    (e.taken_at at time zone u.timezone)::date as exam_day,
+    e.scaled_score,
+    e.passed
+from app.exam_results as e
+inner join app.users as u on u.id = e.user_id
+where
+    e.exam_kind = any(%(kinds)s)
+    and (e.taken_at at time zone u.timezone)::date <= %(as_of)s
+order by exam_day, exam_id
+"""
+
+ACTIVE_SQL = """
+select u.id::text as user_id, u.exam_date
+from app.users as u
+where exists (
+    select 1 from app.study_events as e
+    where e.user_id = u.id and e.occurred_at >= %(since)s and e.occurred_at < %(until)s
+)
+order by u.id
+"""
+
+
+def load_labels(conn: psycopg.Connection, options: ReadinessOptions, as_of: date) -> pd.DataFrame:
+    labels = query_frame(conn, LABELS_SQL, {"kinds": list(options.exam_kinds), "as_of": as_of})
+    labels["exam_day"] = pd.to_datetime(labels["exam_day"]).dt.date
+    labels["passed"] = labels["passed"].astype(str).str.lower().isin(["t", "true"])
+    return labels
+
+
+def training_cutoffs(labels: pd.DataFrame, horizons: tuple[int, ...]) -> pd.DataFrame:
+    """One cutoff per (exam, horizon): as of exam day - h, with days_to_exam = h."""
+    rows = []
+    for h in sorted(set(horizons)):
+        part = labels[
+            ["exam_id", "user_id", "exam_kind", "exam_day", "scaled_score", "passed"]
+        ].copy()
+        part["as_of"] = [d - timedelta(days=h) for d in part["exam_day"]]
+        part["days_to_exam"] = h
+        rows.append(part)
+    cutoffs = pd.concat(rows, ignore_index=True)
+    cutoffs["is_board"] = (cutoffs["exam_kind"] == "board").astype(int)
+    return cutoffs
+
+
+def exam_features(
+    conn: psycopg.Connection, labels: pd.DataFrame, options: ReadinessOptions
+) -> pd.DataFrame:
+    """Labelled rows: one per (exam, horizon) with its point-in-time features."""
+    cutoffs = training_cutoffs(labels, options.horizons)
+    features = compute_features(conn, cutoffs, options.mastery, options.features)
+    return pd.concat([cutoffs.drop(columns=["days_to_exam", "is_board"]), features], axis=1)
+
+
+def scoring_frame(conn: psycopg.Connection, options: ReadinessOptions, as_of: date) -> pd.DataFrame:
+    since = datetime.combine(
+        as_of - timedelta(days=options.active_days - 1), datetime.min.time(), UTC
+    )
+    until = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), UTC)
+    active = query_frame(conn, ACTIVE_SQL, {"since": since, "until": until})
+    if active.empty:
+        return pd.DataFrame(
+            columns=["user_id", "as_of", "days_to_exam", "is_board", *FEATURE_COLUMNS]
+        )
+    horizon_max = max(options.horizons)
+    exam_dates = pd.to_datetime(active["exam_date"]).dt.date
+    days = [(d - as_of).days if isinstance(d, date) else None for d in exam_dates]
+    active["days_to_exam"] = [
+        horizon_max if d is None or d < 1 else min(d, horizon_max) for d in days
+    ]
+    active["as_of"] = as_of
+    active["is_board"] = int(options.score_exam_kind == "board")
+    features = compute_features(
+        conn,
+        active[["user_id", "as_of", "days_to_exam", "is_board"]],
+        options.mastery,
+        options.features,
+    )
+    return pd.concat([active[["user_id", "as_of"]], features], axis=1)
+
+
+# --------------------------------------------------------------------------- split and models
+
+
+@dataclass
+class TimeSplit:
+    fit: pd.DataFrame
+    calibrate: pd.DataFrame
+    test: pd.DataFrame
+    calibrate_from: date
+    test_from: date
+
+
+def _day_quantile(days: pd.Series, fraction: float) -> date:
+    """The first day of the latest `fraction` of rows (whole days stay on one side)."""
+    ordered = np.sort(np.array(days.tolist(), dtype="datetime64[D]"))
+    position = min(len(ordered) - 1, int(math.floor(len(ordered) * (1 - fraction))))
+    return pd.Timestamp(ordered[position]).date()
+
+
+def time_split(rows: pd.DataFrame, options: ReadinessOptions) -> TimeSplit:
+    exams = rows.drop_duplicates("exam_id")
+    test_from = _day_quantile(exams["exam_day"], options.test_fraction)
+    earlier = exams[exams["exam_day"] < test_from]
+    if earlier.empty:
+        raise ValueError("all labelled exams fall on the last test day: nothing to train on")
+    calibrate_from = _day_quantile(earlier["exam_day"], options.calibration_fraction)
+    return TimeSplit(
+        fit=rows[rows["exam_day"] < calibrate_from],
+        calibrate=rows[(rows["exam_day"] >= calibrate_from) & (rows["exam_day"] < test_from)],
+        test=rows[rows["exam_day"] >= test_from],
+        calibrate_from=calibrate_from,
+        test_from=test_from,
+    )
+
+
+def _candidate(name: str, options: ReadinessOptions):
+    if name == "logistic":
+        return make_pipeline(
+            StandardScaler(), LogisticRegression(C=options.logistic_c, max_iter=2000)
+        )
+    if name == "hgb":
+        return HistGradientBoostingClassifier(
+            learning_rate=options.hgb_learning_rate,
+            max_iter=options.hgb_max_iter,
+            max_leaf_nodes=options.hgb_max_leaf_nodes,
+            min_samples_leaf=options.hgb_min_samples_leaf,
+            l2_regularization=options.hgb_l2,
+            early_stopping=False,
+            random_state=options.random_state,
+        )
+    raise ValueError(f"unknown candidate model {name!r} (use 'logistic' or 'hgb')")
+
+
+def _xy(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return rows[list(FEATURE_COLUMNS)].to_numpy(dtype=float), rows["passed"].to_numpy(dtype=int)
+
+
+def _day_before(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["days_to_exam"] == min(_horizons(rows))]
+
+
+def _horizons(rows: pd.DataFrame) -> list[int]:
+    return sorted(rows["days_to_exam"].unique().tolist())
+
+
+def _both_classes(rows: pd.DataFrame) -> bool:
+    return rows["passed"].nunique() == 2
+
+
+def _calibrated(model, rows: pd.DataFrame, options: ReadinessOptions):
+    x, y = _xy(rows)
+    calibrator = CalibratedClassifierCV(FrozenEstimator(model), method=options.calibration_method)
+    return calibrator.fit(x, y)
+
+
+def fit_recipe(
+    name: str, fit_rows: pd.DataFrame, calib_rows: pd.DataFrame, options: ReadinessOptions
+):
+    """Fit candidate `name` on the earlier rows and calibrate it on the later ones."""
+    x, y = _xy(fit_rows)
+    model = clone(_candidate(name, options)).fit(x, y)
+    return model, _calibrated(model, calib_rows, options)
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int) -> list[dict[str, Any]]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        table.append(
+            {
+                "bin_low": round(float(edges[b]), 4),
+                "bin_high": round(float(edges[b + 1]), 4),
+                "n": n,
+                "mean_predicted": round(float(p[mask].mean()), 4) if n else None,
+                "observed_rate": round(float(y[mask].mean()), 4) if n else None,
+            }
+        )
+    return table
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
+    both = len(np.unique(y)) == 2
+    return {
+        "auc": float(roc_auc_score(y, p)) if both else None,
+        "brier": float(brier_score_loss(y, p)) if len(y) else None,
+        "n": int(len(y)),
+    }
+
+
+@dataclass
+class TrainedModel:
+    kind: str  # logistic | hgb
+    classifier: Any  # calibrated, for scoring
+    score_models: dict[str, Any]  # 'mean', 'low', 'high' regressors of scaled_score
+    reference: np.ndarray  # typical (median) feature values for top_factors
+    evaluation: dict[str, Any]
+    calibration: list[dict[str, Any]]
+    test_y: np.ndarray
+    test_p: np.ndarray
+    n_train: int
+    n_test: int
+
+
+def _score_models(rows: pd.DataFrame, options: ReadinessOptions) -> dict[str, Any]:
+    x = rows[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+    y = rows["scaled_score"].to_numpy(dtype=float)
+    low_q, high_q = options.score_interval
+    specs = {
+        "mean": {"loss": "squared_error"},
+        "low": {"loss": "quantile", "quantile": low_q},
+        "high": {"loss": "quantile", "quantile": high_q},
+    }
+    return {
+        name: HistGradientBoostingRegressor(
+            max_iter=options.hgb_max_iter,
+            learning_rate=options.hgb_learning_rate,
+            max_leaf_nodes=options.hgb_max_leaf_nodes,
+            min_samples_leaf=options.hgb_min_samples_leaf,
+            early_stopping=False,
+            random_state=options.random_state,
+            **spec,
+        ).fit(x, y)
+        for name, spec in specs.items()
+    }
+
+
+def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
+    """Model selection and evaluation by time, then the scoring refit (see module docstring)."""
+    split = time_split(rows, options)
+    for name, part in (("fit", split.fit), ("validation", split.calibrate), ("test", split.test)):
+        if part.empty or not _both_classes(_day_before(part)):
+            raise ValueError(f"the {name} slice of the time split lacks passes or fails")
+
+    x_val, y_val = _xy(_day_before(split.calibrate))
+    x_test, y_test = _xy(_day_before(split.test))
+    candidates: dict[str, Any] = {}
+    for name in options.candidates:
+        model, calibrated = fit_recipe(name, split.fit, split.calibrate, options)
+        val = _metrics(y_val, model.predict_proba(x_val)[:, 1])
+        test_p = calibrated.predict_proba(x_test)[:, 1]
+        candidates[name] = {
+            "validation": val,
+            "test": _metrics(y_test, test_p),
+            "calibrated": calibrated,
+            "test_p": test_p,
+        }
+        log.info(
+            "readiness: %s validation AUC %.3f, held-out AUC %.3f Brier %.3f",
+            name,
+            val["auc"],
+            candidates[name]["test"]["auc"],
+            candidates[name]["test"]["brier"],
+        )
+    chosen = max(candidates, key=lambda n: (candidates[n]["validation"]["auc"], n == "logistic"))
+    test_p = candidates[chosen]["test_p"]
+
+    # baseline: overall accuracy alone (its AUC ranks by the raw value; Brier via a 1-feature
+    # logistic fit on the training rows)
+    base_col = FEATURE_COLUMNS.index("accuracy_overall")
+    fit_day_before = _day_before(pd.concat([split.fit, split.calibrate]))
+    xb, yb = _xy(fit_day_before)
+    baseline = LogisticRegression().fit(xb[:, [base_col]], yb)
+    baseline_p = baseline.predict_proba(x_test[:, [base_col]])[:, 1]
+    baseline_metrics = {
+        "auc": float(roc_auc_score(y_test, x_test[:, base_col])),
+        "brier": float(brier_score_loss(y_test, baseline_p)),
+    }
+
+    # all horizons, for the record
+    by_horizon = {}
+    calibrated_chosen = candidates[chosen]["calibrated"]
+    for h in _horizons(split.test):
+        part = split.test[split.test["days_to_exam"] == h]
+        xh, yh = _xy(part)
+        by_horizon[str(int(h))] = _metrics(yh, calibrated_chosen.predict_proba(xh)[:, 1])
+
+    # predicted score on the held-out exams (models fit on the training part)
+    train_rows = pd.concat([split.fit, split.calibrate])
+    eval_scores = _score_models(train_rows, options)
+    test_rows = _day_before(split.test)
+    xs = test_rows[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+    actual = test_rows["scaled_score"].to_numpy(dtype=float)
+    low = eval_scores["low"].predict(xs)
+    high = eval_scores["high"].predict(xs)
+    score_eval = {
+        "mae": float(np.mean(np.abs(eval_scores["mean"].predict(xs) - actual))),
+        "interval_coverage": float(
+            np.mean((actual >= np.minimum(low, high)) & (actual <= np.maximum(low, high)))
+        ),
+    }
+
+    # scoring refit: the same recipe on all labelled exams
+    exams = rows.drop_duplicates("exam_id")
+    prod_calibrate_from = _day_quantile(exams["exam_day"], options.calibration_fraction)
+    prod_fit = rows[rows["exam_day"] < prod_calibrate_from]
+    prod_cal = rows[rows["exam_day"] >= prod_calibrate_from]
+    if _both_classes(prod_fit) and _both_classes(prod_cal):
+        _, classifier = fit_recipe(chosen, prod_fit, prod_cal, options)
+    else:
+        classifier = calibrated_chosen
+    score_models = _score_models(rows, options)
+
+    evaluation = {
+        "chosen": chosen,
+        "candidates": {
+            n: {"validation": c["validation"], "test": c["test"]} for n, c in candidates.items()
+        },
+        "baseline_accuracy_only": baseline_metrics,
+        "test_by_horizon": by_horizon,
+        "predicted_score": score_eval,
+        "split": {
+            "calibrate_from": split.calibrate_from.isoformat(),
+            "test_from": split.test_from.isoformat(),
+            "scoring_calibrate_from": prod_calibrate_from.isoformat(),
+        },
+        "auc": candidates[chosen]["test"]["auc"],
+        "brier": candidates[chosen]["test"]["brier"],
+    }
+    return TrainedModel(
+        kind=chosen,
+        classifier=classifier,
+        score_models=score_models,
+        reference=np.median(_day_before(rows)[list(FEATURE_COLUMNS)].to_numpy(dtype=float), axis=0),
+        evaluation=evaluation,
+        calibration=calibration_table(y_test, test_p, options.calibration_bins),
+        test_y=y_test,
+        test_p=test_p,
+        n_train=int(train_rows["exam_id"].nunique()),
+        n_test=int(split.test["exam_id"].nunique()),
+    )
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def heuristic_probability(features: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    index = options.heuristic_mastery_weight * features["weighted_mastery"].to_numpy(
+        dtype=float
+    ) + options.heuristic_coverage_weight * features["coverage_high_weight"].to_numpy(dtype=float)
+    return 1.0 / (1.0 + np.exp(-options.heuristic_slope * (index - options.heuristic_midpoint)))
+
+
+def heuristic_factors(features: pd.DataFrame, options: ReadinessOptions) -> list[list[dict]]:
+    result = []
+    for mastery_value, coverage in zip(
+        features["weighted_mastery"], features["coverage_high_weight"], strict=True
+    ):
+        parts = [
+            {
+                "feature": "weighted_mastery",
+                "value": round(float(mastery_value), 4),
+                "weight": options.heuristic_mastery_weight,
+                "logit_contribution": round(
+                    options.heuristic_slope * options.heuristic_mastery_weight * mastery_value, 4
+                ),
+            },
+            {
+                "feature": "coverage_high_weight",
+                "value": round(float(coverage), 4),
+                "weight": options.heuristic_coverage_weight,
+                "logit_contribution": round(
+                    options.heuristic_slope * options.heuristic_coverage_weight * coverage, 4
+                ),
+            },
+        ]
+        result.append(sorted(parts, key=lambda f: -f["logit_contribution"]))
+    return result
+
+
+def model_factors(
+    model: TrainedModel, x: np.ndarray, p: np.ndarray, options: ReadinessOptions
+) -> list[list[dict]]:
+    """Per learner: the features whose move to the typical value changes p the most."""
+    n, k = x.shape
+    effects = np.zeros((n, k))
+    for j, name in enumerate(FEATURE_COLUMNS):
+        if name == "is_board":
+            continue
+        moved = x.copy()
+        moved[:, j] = model.reference[j]
+        effects[:, j] = p - model.classifier.predict_proba(moved)[:, 1]
+    order = np.argsort(-np.abs(effects), axis=1, kind="stable")[:, : options.top_factors]
+    factors = []
+    for i in range(n):
+        factors.append(
+            [
+                {
+                    "feature": FEATURE_COLUMNS[j],
+                    "value": round(float(x[i, j]), 4),
+                    "typical": round(float(model.reference[j]), 4),
+                    "effect": round(float(effects[i, j]), 4),
+                }
+                for j in order[i]
+                if effects[i, j] != 0
+            ]
+        )
+    return factors
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _fingerprint(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:10]
+
+
+def _options_record(options: ReadinessOptions) -> dict[str, Any]:
+    record = asdict(options)
+    record.pop("plot_dir")
+    record.pop("write")
+    record.pop("as_of")
+    return record
+
+
+def save_calibration_plot(path: Path, y: np.ndarray, p: np.ndarray, title: str, bins: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = calibration_table(y, p, bins)
+    used = [row for row in table if row["n"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.5))
+    ax1.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax1.plot(
+        [r["mean_predicted"] for r in used],
+        [r["observed_rate"] for r in used],
+        marker="o",
+        label="held-out exams",
+    )
+    ax1.set_xlabel("predicted pass probability")
+    ax1.set_ylabel("observed pass rate")
+    ax1.set_xlim(0, 1)
+    ax1.set_ylim(0, 1)
+    ax1.legend(loc="upper left")
+    ax2.hist(p, bins=np.linspace(0, 1, bins + 1), color="tab:blue", alpha=0.8)
+    ax2.set_xlabel("predicted pass probability")
+    ax2.set_ylabel("exams")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _write(
+    conn: psycopg.Connection, run: dict[str, Any], scored_at: datetime, scores: pd.DataFrame
+) -> int:
+    """model_runs upsert, then this day's scores replaced; one transaction."""
+    if not conn.autocommit:
+        conn.commit()  # end the reads' implicit transaction: the write is its own transaction
+    with conn.transaction():
+        conn.execute(
+            """
+            insert into ml.model_runs (model_version, model_kind, data_window_start,
+                data_window_end, n_train, n_test, auc, brier, calibration, params, plot_path)
+            values (%(model_version)s, %(model_kind)s, %(data_window_start)s,
+                %(data_window_end)s, %(n_train)s, %(n_test)s, %(auc)s, %(brier)s,
+                %(calibration)s, %(params)s, %(plot_path)s)
+            on conflict (model_version) do update set
+                model_kind = excluded.model_kind,
+                data_window_start = excluded.data_window_start,
+                data_window_end = excluded.data_window_end,
+                n_train = excluded.n_train, n_test = excluded.n_test,
+                auc = excluded.auc, brier = excluded.brier,
+                calibration = excluded.calibration, params = excluded.params,
+                plot_path = excluded.plot_path
+            """,
+            {**run, "calibration": Jsonb(run["calibration"]), "params": Jsonb(run["params"])},
+        )
+        deleted = conn.execute(
+            "delete from ml.exam_readiness_scores where scored_at = %s", (scored_at,)
+        ).rowcount
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "copy ml.exam_readiness_scores (user_id, scored_at, model_version,"
+                " pass_probability, predicted_score, interval_low, interval_high, top_factors)"
+                " from stdin"
+            ) as copy,
+        ):
+            for row in scores.itertuples(index=False):
+                copy.write_row(
+                    (
+                        row.user_id,
+                        scored_at,
+                        run["model_version"],
+                        row.pass_probability,
+                        row.predicted_score,
+                        row.interval_low,
+                        row.interval_high,
+                        json.dumps(row.top_factors),
+                    )
+                )
+    return deleted
+
+
+def _none_if_nan(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def run_exam_readiness(
+    conn: psycopg.Connection, options: ReadinessOptions | None = None
+) -> RunReport:
+    """Train (or fall back to the heuristic), score every active learner, write ml tables."""
+    options = options or ReadinessOptions()
+    started = time.monotonic()
+    require_relations(
+        conn,
+        {
+            "app.exam_results": "run `studyin migrate` first",
+            "ml.model_runs": "run `studyin migrate` first (the ml schema is missing)",
+            "ml.exam_readiness_scores": "run `studyin migrate` first (the ml schema is missing)",
+        },
+    )
+    if options.calibration_method not in ("sigmoid", "isotonic"):
+        raise JobError(
+            f"calibration_method must be sigmoid or isotonic, not {options.calibration_method!r}"
+        )
+    as_of = options.as_of or datetime.now(UTC).date()
+    scored_at = datetime.combine(as_of, datetime.min.time(), UTC)
+    try:
+        load_taxonomy(conn, options.mastery)
+    except ValueError as err:
+        raise JobError(str(err)) from err
+
+    labels = load_labels(conn, options, as_of)
+    log.info("readiness: %d labelled exams up to %s", len(labels), as_of)
+    rows = exam_features(conn, labels, options) if not labels.empty else pd.DataFrame()
+    scoring = scoring_frame(conn, options, as_of)
+    log.info("readiness: %d active learners to score", len(scoring))
+
+    model: TrainedModel | None = None
+    fallback_reason = None
+    if len(labels) < options.min_labels:
+        fallback_reason = f"{len(labels)} labelled exams < min_labels {options.min_labels}"
+    else:
+        try:
+            model = train(rows, options)
+        except ValueError as err:
+            fallback_reason = f"time split unusable: {err}"
+    window = (
+        (labels["exam_day"].min(), labels["exam_day"].max()) if not labels.empty else (None, None)
+    )
+    fingerprint = _fingerprint(rows, _options_record(options))
+    params: dict[str, Any] = {
+        "options": _options_record(options),
+        "features": list(FEATURE_COLUMNS),
+        "n_labels": int(len(labels)),
+    }
+
+    if model is None:
+        log.warning("readiness: heuristic fallback (%s)", fallback_reason)
+        version = f"{HEURISTIC_VERSION}-{as_of.isoformat()}-{fingerprint}"
+        params["fallback_reason"] = fallback_reason
+        day_before = _day_before(rows) if not rows.empty else rows
+        y = day_before["passed"].to_numpy(dtype=int) if not rows.empty else np.array([], int)
+        p = heuristic_probability(day_before, options) if not rows.empty else np.array([])
+        metrics = _metrics(y, p)
+        probabilities = heuristic_probability(scoring, options) if len(scoring) else np.array([])
+        scores = pd.DataFrame(
+            {
+                "user_id": scoring["user_id"].to_numpy(),
+                "pass_probability": probabilities,
+                "predicted_score": None,
+                "interval_low": None,
+                "interval_high": None,
+                "top_factors": heuristic_factors(scoring, options) if len(scoring) else [],
+            }
+        )
+        run = {
+            "model_version": version,
+            "model_kind": "heuristic",
+            "n_train": 0,
+            "n_test": int(len(y)),
+            "auc": metrics["auc"],
+            "brier": metrics["brier"],
+            "calibration": calibration_table(y, p, options.calibration_bins),
+        }
+        plot_y, plot_p = y, p
+    else:
+        version = f"readiness-{model.kind}-{as_of.isoformat()}-{fingerprint}"
+        params["evaluation"] = model.evaluation
+        x = scoring[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+        if len(scoring):
+            probabilities = model.classifier.predict_proba(x)[:, 1]
+            predicted = model.score_models["mean"].predict(x)
+            bounds = np.sort(
+                np.column_stack(
+                    [
+                        model.score_models["low"].predict(x),
+                        model.score_models["high"].predict(x),
+                        predicted,
+                    ]
+                ),
+                axis=1,
+            )
+            factors = model_factors(model, x, probabilities, options)
+        else:
+            probabilities = predicted = np.array([])
+            bounds = np.zeros((0, 3))
+            factors = []
+        scores = pd.DataFrame(
+            {
+                "user_id": scoring["user_id"].to_numpy(),
+                "pass_probability": np.clip(probabilities, 0.0, 1.0),
+                "predicted_score": np.round(predicted, 1),
+                "interval_low": np.round(bounds[:, 0], 1),
+                "interval_high": np.round(bounds[:, 2], 1),
+                "top_factors": factors,
+            }
+        )
+        run = {
+            "model_version": version,
+            "model_kind": model.kind,
+            "n_train": model.n_train,
+            "n_test": model.n_test,
+            "auc": model.evaluation["auc"],
+            "brier": model.evaluation["brier"],
+            "calibration": model.calibration,
+        }
+        plot_y, plot_p = model.test_y, model.test_p
+
+    plot_path = None
+    if options.write and len(plot_y):
+        title = (
+            f"{version}: n={len(plot_y)} held-out exams, AUC "
+            f"{run['auc'] if run['auc'] is None else round(run['auc'], 3)}, "
+            f"Brier {round(run['brier'], 3)}"
+        )
+        plot_path = str(
+            save_calibration_plot(
+                Path(options.plot_dir) / f"{version}.png",
+                plot_y,
+                plot_p,
+                title,
+                options.calibration_bins,
+            )
+        )
+    run.update(
+        {
+            "data_window_start": window[0],
+            "data_window_end": window[1],
+            "params": params,
+            "plot_path": plot_path,
+            "auc": _none_if_nan(run["auc"]),
+            "brier": _none_if_nan(run["brier"]),
+        }
+    )
+
+    deleted = 0
+    if options.write:
+        deleted = _write(conn, run, scored_at, scores)
+    report = RunReport(
+        job="exam_readiness",
+        as_of=as_of.isoformat(),
+        rows_written=len(scores) if options.write else 0,
+        rows_deleted=deleted,
+        seconds=time.monotonic() - started,
+        model_version=version,
+        details={
+            "n_labels": int(len(labels)),
+            "auc": run["auc"],
+            "brier": run["brier"],
+            "plot_path": plot_path,
+            "fallback_reason": fallback_reason,
+            "baseline_auc": (model.evaluation["baseline_accuracy_only"]["auc"] if model else None),
+            "n_train": run["n_train"],
+            "n_test": run["n_test"],
+        },
+    )
+    log.info("readiness: %s", report.summary())
+    return report
+
+
+def replace_options(options: ReadinessOptions, **changes: Any) -> ReadinessOptions:
+    """Convenience for callers (tests, bench): a copy with some options changed."""
+    return replace(options, **changes)

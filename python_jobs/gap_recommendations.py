@@ -1,0 +1,328 @@
+"""Gap recommendations (DESIGN.md section 4): what each learner should do next, and why.
+
+For each learner's ``top_n`` knowledge gaps by priority (``marts.knowledge_gaps``; ties broken by
+topic id), ranked actions go to ``ml.gap_recommendations``. Per gap, in this order:
+
+1. ``learn_prerequisite`` - each prerequisite of the gap topic whose mastery is lower than the gap
+   topic's (mastery from ``marts.topic_mastery_current``; a never-answered prerequisite counts 0, as
+   in knowledge_gaps), weakest first, at most ``max_prerequisites_per_gap``; target = its topic id.
+2. ``review_questions`` - questions of the gap topic last answered wrong (longest ago first), then,
+   when the topic is due for review (SM-2 next review date reached), the ones last answered
+   correctly (longest ago first), at most ``max_questions_per_gap``; target = question id.
+3. ``read_material`` - materials of the topic not completed, started ones first (most progress
+   first), then unopened ones, at most ``max_materials_per_gap``; target = material id.
+
+``rank`` numbers a learner's actions 1..n: gaps by priority, then the order above. Every ordering
+ends in an id, so the output is deterministic. A run writes the rows of its day (``generated_on``):
+inside one transaction it deletes that day's rows of the learners it covers and inserts the new
+ones; when the new rows equal the stored ones (apart from ``generated_at``) it writes nothing, so
+a same-day rerun on unchanged data leaves even ``generated_at`` as it was. The job commits its
+own transaction: call it on a connection without pending work of yours.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import psycopg
+
+from python_jobs.job_report import JobError, RunReport, require_relations
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("learn_prerequisite", "review_questions", "read_material")
+
+
+@dataclass(frozen=True)
+class RecommendationOptions:
+    """Options of the gap-recommendations job, with their defaults."""
+
+    as_of: date | None = None  # generated_on; None = today (UTC)
+    top_n: int = 5  # gaps per learner, by priority
+    max_prerequisites_per_gap: int = 2
+    max_questions_per_gap: int = 3
+    max_materials_per_gap: int = 2
+    user_ids: tuple[str, ...] | None = None  # None = every learner with a gap
+
+
+RECOMMENDATIONS_SQL = """
+create temporary table gap_recommendations_new on commit drop as
+with
+
+gaps as (
+    select
+        user_id,
+        topic_id,
+        gap_type,
+        priority,
+        mastery,
+        row_number() over (partition by user_id order by priority desc, topic_id asc) as gap_rank
+    from marts.knowledge_gaps
+    where %(all_users)s or user_id = any(%(user_ids)s::uuid[])
+),
+
+top_gaps as (
+    select
+        gaps.user_id,
+        gaps.topic_id,
+        gaps.gap_type,
+        gaps.gap_rank,
+        gaps.mastery,
+        topics.name as topic_name,
+        current_state.is_due,
+        current_state.next_review_date
+    from gaps
+    inner join app.topics as topics on gaps.topic_id = topics.id
+    left join marts.topic_mastery_current as current_state
+        on gaps.user_id = current_state.user_id and gaps.topic_id = current_state.topic_id
+    where gaps.gap_rank <= %(top_n)s
+),
+
+prerequisite_candidates as (
+    select
+        top_gaps.user_id,
+        top_gaps.topic_id,
+        top_gaps.gap_rank,
+        1 as action_order,
+        'learn_prerequisite' as action,
+        relationships.from_topic_id as target_id,
+        row_number() over (
+            partition by top_gaps.user_id, top_gaps.topic_id
+            order by coalesce(prerequisite_state.mastery, 0) asc, relationships.from_topic_id asc
+        ) as action_rank,
+        format(
+            'prerequisite "%%s" (mastery %%s) is weaker than "%%s" (%%s gap, mastery %%s):'
+            || ' learn it first',
+            prerequisite_topics.name,
+            to_char(coalesce(prerequisite_state.mastery, 0), 'FM0.00'),
+            top_gaps.topic_name,
+            top_gaps.gap_type,
+            to_char(top_gaps.mastery, 'FM0.00')
+        ) as reason
+    from top_gaps
+    inner join app.topic_relationships as relationships
+        on top_gaps.topic_id = relationships.to_topic_id and relationships.kind = 'prerequisite'
+    inner join app.topics as prerequisite_topics
+        on relationships.from_topic_id = prerequisite_topics.id
+    left join marts.topic_mastery_current as prerequisite_state
+        on
+            top_gaps.user_id = prerequisite_state.user_id
+            and relationships.from_topic_id = prerequisite_state.topic_id
+    where coalesce(prerequisite_state.mastery, 0) < top_gaps.mastery
+),
+
+last_answers as (
+    select distinct on (attempts.user_id, attempts.question_id)
+        attempts.user_id,
+        attempts.topic_id,
+        attempts.question_id,
+        attempts.is_correct,
+        attempts.answered_at
+    from app.question_attempts as attempts
+    inner join top_gaps
+        on attempts.user_id = top_gaps.user_id and attempts.topic_id = top_gaps.topic_id
+    order by
+        attempts.user_id, attempts.question_id, attempts.answered_at desc, attempts.event_id desc
+),
+
+question_candidates as (
+    select
+        top_gaps.user_id,
+        top_gaps.topic_id,
+        top_gaps.gap_rank,
+        2 as action_order,
+        'review_questions' as action,
+        last_answers.question_id as target_id,
+        row_number() over (
+            partition by top_gaps.user_id, top_gaps.topic_id
+            order by last_answers.is_correct asc, last_answers.answered_at asc,
+                last_answers.question_id asc
+        ) as action_rank,
+        case
+            when not last_answers.is_correct
+                then format('last answered wrong on %%s (topic "%%s", %%s gap)',
+                    to_char(last_answers.answered_at at time zone 'UTC', 'YYYY-MM-DD'),
+                    top_gaps.topic_name, top_gaps.gap_type)
+            else format('topic "%%s" due for review since %%s; last answered correctly on %%s',
+                top_gaps.topic_name, top_gaps.next_review_date,
+                to_char(last_answers.answered_at at time zone 'UTC', 'YYYY-MM-DD'))
+        end as reason
+    from top_gaps
+    inner join last_answers
+        on top_gaps.user_id = last_answers.user_id and top_gaps.topic_id = last_answers.topic_id
+    where not last_answers.is_correct or coalesce(top_gaps.is_due, false)
+),
+
+material_progress as (
+    select
+        interactions.user_id,
+        interactions.material_id,
+        max(interactions.progress) as progress,
+        bool_or(interactions.interaction_type = 'complete') as is_completed
+    from app.material_interactions as interactions
+    inner join app.materials as materials on interactions.material_id = materials.id
+    inner join top_gaps
+        on interactions.user_id = top_gaps.user_id and materials.topic_id = top_gaps.topic_id
+    group by interactions.user_id, interactions.material_id
+),
+
+material_candidates as (
+    select
+        top_gaps.user_id,
+        top_gaps.topic_id,
+        top_gaps.gap_rank,
+        3 as action_order,
+        'read_material' as action,
+        materials.id as target_id,
+        row_number() over (
+            partition by top_gaps.user_id, top_gaps.topic_id
+            order by (material_progress.material_id is null) asc,
+                coalesce(material_progress.progress, 0) desc, materials.id asc
+        ) as action_rank,
+        case
+            when material_progress.material_id is null
+                then format('not started: %%s of %%s min on "%%s" (%%s gap)', materials.kind,
+                    materials.est_minutes, top_gaps.topic_name, top_gaps.gap_type)
+            else format('unfinished: %%s%%%% of a %%s on "%%s" (%%s gap)',
+                round(100 * coalesce(material_progress.progress, 0)), materials.kind,
+                top_gaps.topic_name, top_gaps.gap_type)
+        end as reason
+    from top_gaps
+    inner join app.materials as materials on top_gaps.topic_id = materials.topic_id
+    left join material_progress
+        on
+            top_gaps.user_id = material_progress.user_id
+            and materials.id = material_progress.material_id
+    where not coalesce(material_progress.is_completed, false)
+),
+
+candidates as (
+    select user_id, topic_id, gap_rank, action_order, action, target_id, action_rank, reason
+    from prerequisite_candidates
+    where action_rank <= %(max_prerequisites)s
+    union all
+    select user_id, topic_id, gap_rank, action_order, action, target_id, action_rank, reason
+    from question_candidates
+    where action_rank <= %(max_questions)s
+    union all
+    select user_id, topic_id, gap_rank, action_order, action, target_id, action_rank, reason
+    from material_candidates
+    where action_rank <= %(max_materials)s
+)
+
+select
+    user_id,
+    topic_id,
+    row_number() over (
+        partition by user_id order by gap_rank, action_order, action_rank, target_id
+    )::integer as rank,
+    action,
+    target_id::integer as target_id,
+    reason
+from candidates
+"""
+
+COLUMNS = "user_id, topic_id, rank, action, target_id, reason"
+DBT_FIRST = "run dbt build first (`studyin run` or `studyin dbt build`)"
+
+
+def run_gap_recommendations(
+    conn: psycopg.Connection, options: RecommendationOptions | None = None
+) -> RunReport:
+    """Compute today's recommendations and replace today's rows for the learners covered."""
+    options = options or RecommendationOptions()
+    started = time.monotonic()
+    require_relations(
+        conn,
+        {
+            "marts.knowledge_gaps": DBT_FIRST,
+            "marts.topic_mastery_current": DBT_FIRST,
+            "ml.gap_recommendations": "run `studyin migrate` first (the ml schema is missing)",
+        },
+    )
+    for name in (
+        "top_n",
+        "max_prerequisites_per_gap",
+        "max_questions_per_gap",
+        "max_materials_per_gap",
+    ):
+        if getattr(options, name) < 0:
+            raise JobError(f"option {name} must be >= 0, got {getattr(options, name)}")
+    as_of = options.as_of or datetime.now(UTC).date()
+    all_users = options.user_ids is None
+    params = {
+        "all_users": all_users,
+        "user_ids": list(options.user_ids or []),
+        "top_n": options.top_n,
+        "max_prerequisites": options.max_prerequisites_per_gap,
+        "max_questions": options.max_questions_per_gap,
+        "max_materials": options.max_materials_per_gap,
+    }
+    scope = "true" if all_users else "user_id = any(%(user_ids)s::uuid[])"
+    today = {**params, "generated_on": as_of}
+    if not conn.autocommit:
+        conn.commit()  # the job's write is its own transaction (see module docstring)
+    with conn.transaction():
+        conn.execute("drop table if exists gap_recommendations_new")
+        conn.execute(RECOMMENDATIONS_SQL, params)
+        new_rows = conn.execute("select count(*) from gap_recommendations_new").fetchone()[0]
+        stored = f"""
+            select {COLUMNS} from ml.gap_recommendations
+            where generated_on = %(generated_on)s and {scope}
+        """
+        differing = conn.execute(
+            f"""
+            select count(*) from (
+                (select {COLUMNS} from gap_recommendations_new except all {stored})
+                union all
+                ({stored} except all select {COLUMNS} from gap_recommendations_new)
+            ) as changed
+            """,
+            today,
+        ).fetchone()[0]
+        deleted = written = 0
+        if differing:
+            deleted = conn.execute(
+                f"delete from ml.gap_recommendations where generated_on = %(generated_on)s"
+                f" and {scope}",
+                today,
+            ).rowcount
+            written = conn.execute(
+                f"""
+                insert into ml.gap_recommendations ({COLUMNS}, generated_at, generated_on)
+                select {COLUMNS}, now(), %(generated_on)s from gap_recommendations_new
+                """,
+                today,
+            ).rowcount
+        counts = dict(
+            conn.execute(
+                "select action, count(*) from gap_recommendations_new group by action"
+            ).fetchall()
+        )
+        learners = conn.execute(
+            "select count(distinct user_id) from gap_recommendations_new"
+        ).fetchone()[0]
+    report = RunReport(
+        job="gap_recommendations",
+        as_of=as_of.isoformat(),
+        rows_written=written,
+        rows_deleted=deleted,
+        seconds=time.monotonic() - started,
+        details={
+            "recommendations": int(new_rows),
+            "learners": int(learners),
+            "by_action": {a: int(counts.get(a, 0)) for a in ACTIONS},
+            "unchanged": not differing,
+        },
+    )
+    log.info(
+        "gap recommendations: %s (%s)",
+        report.summary(),
+        "unchanged, nothing written"
+        if not differing
+        else f"{new_rows} rows for {learners} learners",
+    )
+    return report

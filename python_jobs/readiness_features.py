@@ -1,0 +1,542 @@
+"""Exam-readiness features computed point-in-time from the raw event history.
+
+A *cutoff* is (learner, as-of local day D). Its features use only question attempts and material
+interactions whose local day (in the learner's own timezone) is on or before D, so features for an
+exam are computed with D = the day before the exam's local day and nothing at or after the exam can
+leak in. The same code scores today's learners with D = today.
+
+Per leaf topic the mastery of DESIGN.md section 4 is recomputed as of D (not read from the marts,
+which only hold today's state):
+
+- a review is one (learner, leaf topic, local day) with attempts; its quality is the half-up rounded
+  mean of the attempts' qualities; SM-2 (EF kept exact in hundredths, integer arithmetic) folds the
+  reviews in day order, giving the interval I after each review;
+- retrieval_strength = 0.9 ^ ((D - last review day) / I), 0 when never reviewed;
+- accuracies are smoothed (correct + 1) / (attempts + 2), cumulative up to D;
+- mastery = 0.30 first-attempt accuracy + 0.20 accuracy + 0.30 retrieval + 0.20 materials
+  completion (completed share of the topic's materials; without materials the 0.20 is spread over
+  the other three in proportion).
+
+Learners are processed in chunks (``chunk_users``) so memory stays bounded at any number of
+learners; within a chunk everything is vectorised with numpy (``searchsorted`` over sorted
+(pair, day) keys finds "the last review on or before D" for every cutoff at once). Only the SM-2
+fold is a plain Python loop (sequential by nature), over reviews, not attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from python_jobs.job_report import query_frame
+
+log = logging.getLogger(__name__)
+
+EPOCH = date(1970, 1, 1)
+KEY_SPAN = 1_000_000  # days per key block: (group * KEY_SPAN + day) sorts by group then day
+
+
+@dataclass(frozen=True)
+class MasteryParams:
+    """DESIGN.md section 4 constants (same defaults as the dbt vars of the mastery marts)."""
+
+    weight_first_attempt: float = 0.30
+    weight_accuracy: float = 0.20
+    weight_retrieval: float = 0.30
+    weight_materials: float = 0.20
+    smoothing_correct: float = 1.0  # (correct + 1) / (attempts + 2)
+    smoothing_attempts: float = 2.0
+    retrieval_base: float = 0.9  # retrieval strength on the due date
+    sm2_initial_ef_hundredths: int = 250  # EF = 2.50
+    sm2_min_ef_hundredths: int = 130  # EF floor 1.30
+    sm2_pass_quality: int = 3  # q >= 3 is a successful review
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Windows and thresholds of the readiness features (job options)."""
+
+    short_window_days: int = 14  # recent accuracy, short window
+    long_window_days: int = 30  # recent accuracy, volume and consistency window
+    mastered_threshold: float = 0.70  # a topic counts as mastered at or above this mastery
+    coverage_min_attempts: int = 1  # a high-weight topic is covered once it has this many attempts
+    inactivity_cap_days: int = 90  # days since last activity are capped here (also: never active)
+    chunk_users: int = 1000  # learners per feature-computation chunk (bounds memory)
+
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "weighted_mastery",
+    "coverage_high_weight",
+    "mastered_share",
+    "retrieval_strength",
+    "accuracy_overall",
+    "first_attempt_accuracy",
+    "accuracy_short",
+    "accuracy_long",
+    "log_attempts_total",
+    "log_attempts_long",
+    "materials_completed",
+    "active_days_share",
+    "current_streak",
+    "days_since_activity",
+    "days_to_exam",
+    "is_board",
+)
+
+
+def day_number(value: date) -> int:
+    return (value - EPOCH).days
+
+
+# --------------------------------------------------------------------------- SM-2
+
+
+def sm2_intervals(
+    group_start: np.ndarray, quality: np.ndarray, params: MasteryParams = MasteryParams()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fold SM-2 over reviews sorted by (group, day): interval, repetitions and EF (hundredths)
+    after each review. ``group_start`` marks the first review of each learner-topic.
+
+    EF moves in steps of 0.02, so it is held as an integer number of hundredths and
+    ceil(I * EF) = ceil(I * ef / 100) is exact integer arithmetic: no float drift.
+    """
+    n_rows = len(quality)
+    intervals = np.empty(n_rows, dtype=np.int64)
+    repetitions = np.empty(n_rows, dtype=np.int64)
+    easiness = np.empty(n_rows, dtype=np.int64)
+    ef0, ef_min, passing = (
+        params.sm2_initial_ef_hundredths,
+        params.sm2_min_ef_hundredths,
+        params.sm2_pass_quality,
+    )
+    # EF change per quality in hundredths: 100 * (0.1 - (5-q)(0.08 + 0.02(5-q)))
+    delta = [10 - (5 - q) * (8 + 2 * (5 - q)) for q in range(6)]
+    ef, n, interval = ef0, 0, 0
+    for i, (start, q) in enumerate(zip(group_start.tolist(), quality.tolist(), strict=True)):
+        if start:
+            ef, n, interval = ef0, 0, 0
+        if q >= passing:
+            if n == 0:
+                interval = 1
+            elif n == 1:
+                interval = 6
+            else:
+                interval = -((-interval * ef) // 100)  # ceil with the EF from before this review
+            n += 1
+        else:
+            n, interval = 0, 1
+        ef = max(ef_min, ef + delta[q])
+        intervals[i], repetitions[i], easiness[i] = interval, n, ef
+    return intervals, repetitions, easiness
+
+
+# --------------------------------------------------------------------------- loading
+
+TOPICS_SQL = """
+select
+    t.id as topic_id,
+    t.board_exam_weight::float8 as weight,
+    not exists (select 1 from app.topics as c where c.parent_id = t.id) as is_leaf,
+    (select count(*) from app.materials as m where m.topic_id = t.id) as n_materials
+from app.topics as t
+order by t.id
+"""
+
+# The chunk's learners are numbered 0..n-1 (their position in the array) so that every frame
+# carries small integers, not UUIDs. Local days are day numbers since 1970-01-01.
+CHUNK_CTE = """
+with chunk as (
+    select c.user_id, (c.ord - 1)::int as user_idx, u.timezone
+    from unnest(%(users)s::uuid[]) with ordinality as c (user_id, ord)
+    inner join app.users as u on u.id = c.user_id
+)
+"""
+
+REVIEWS_SQL = (
+    CHUNK_CTE
+    + """,
+attempts as (
+    select
+        chunk.user_idx,
+        qa.topic_id,
+        (qa.answered_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
+        qa.is_correct,
+        qa.attempt_number = 1 as is_first,
+        case
+            when qa.selected_answer is null then 0
+            when qa.is_correct and not qa.hint_used and qa.confidence_level >= 4 then 5
+            when qa.is_correct and not qa.hint_used
+                and (qa.confidence_level = 3 or qa.confidence_level is null) then 4
+            when qa.is_correct then 3
+            when qa.confidence_level <= 2 then 2
+            when qa.confidence_level = 3 or qa.confidence_level is null then 1
+            else 0
+        end as quality
+    from app.question_attempts as qa
+    inner join chunk on chunk.user_id = qa.user_id
+    where
+        qa.answered_at < %(until)s
+        and not exists (select 1 from app.topics as child where child.parent_id = qa.topic_id)
+)
+select
+    user_idx,
+    topic_id,
+    local_day,
+    count(*) as attempts,
+    count(*) filter (where is_correct) as correct,
+    count(*) filter (where is_first) as first_attempts,
+    count(*) filter (where is_first and is_correct) as first_correct,
+    floor(avg(quality) + 0.5)::int as quality
+from attempts
+where local_day <= %(last_day)s
+group by user_idx, topic_id, local_day
+order by user_idx, topic_id, local_day
+"""
+)
+
+COMPLETIONS_SQL = (
+    CHUNK_CTE
+    + """,
+completions as (
+    select
+        chunk.user_idx,
+        mi.material_id,
+        min((mi.occurred_at at time zone chunk.timezone)::date) - date '1970-01-01' as local_day
+    from app.material_interactions as mi
+    inner join chunk on chunk.user_id = mi.user_id
+    where
+        mi.occurred_at < %(until)s
+        and mi.interaction_type = 'complete'
+    group by chunk.user_idx, mi.material_id
+)
+select completions.user_idx, m.topic_id, completions.local_day
+from completions
+inner join app.materials as m on m.id = completions.material_id
+where completions.local_day <= %(last_day)s
+order by completions.user_idx, m.topic_id, completions.local_day
+"""
+)
+
+DAILY_SQL = (
+    CHUNK_CTE
+    + """,
+activity as (
+    select
+        chunk.user_idx,
+        (qa.answered_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
+        1 as attempts,
+        qa.is_correct::int as correct
+    from app.question_attempts as qa
+    inner join chunk on chunk.user_id = qa.user_id
+    where qa.answered_at < %(until)s
+    union all
+    select
+        chunk.user_idx,
+        (mi.occurred_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
+        0 as attempts,
+        0 as correct
+    from app.material_interactions as mi
+    inner join chunk on chunk.user_id = mi.user_id
+    where mi.occurred_at < %(until)s
+)
+select user_idx, local_day, sum(attempts) as attempts, sum(correct) as correct
+from activity
+where local_day <= %(last_day)s
+group by user_idx, local_day
+order by user_idx, local_day
+"""
+)
+
+
+@dataclass
+class Taxonomy:
+    topic_ids: np.ndarray  # all topic ids, sorted
+    weight: np.ndarray  # board_exam_weight per topic (0 for non-leaves: only leaves carry mastery)
+    high_weight: np.ndarray  # bool: leaf whose weight is in the top half of leaf weights
+    n_materials: np.ndarray
+    total_weight: float
+    total_high_weight: float
+
+    def index(self, topic_ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.topic_ids, topic_ids)
+
+
+def load_taxonomy(conn: psycopg.Connection, mastery: MasteryParams) -> Taxonomy:
+    topics = query_frame(conn, TOPICS_SQL)
+    if topics.empty:
+        raise ValueError("app.topics is empty: load the topic taxonomy first")
+    leaf = topics["is_leaf"].astype(str).str.lower().isin(["t", "true"]).to_numpy()
+    weight = np.where(leaf, topics["weight"].to_numpy(dtype=float), 0.0)
+    leaf_weights = weight[leaf]
+    # "top half": at or above the median leaf weight (the knowledge_gaps 'unstudied' rule)
+    median = float(np.median(leaf_weights)) if leaf_weights.size else 0.0
+    high = leaf & (weight >= median) & (weight > 0)
+    n_materials = topics["n_materials"].to_numpy(dtype=np.int64)
+    return Taxonomy(
+        topic_ids=topics["topic_id"].to_numpy(dtype=np.int64),
+        weight=weight,
+        high_weight=high,
+        n_materials=n_materials,
+        total_weight=float(weight.sum()) or 1.0,
+        total_high_weight=float(weight[high].sum()) or 1.0,
+    )
+
+
+def _smooth(correct: np.ndarray | float, attempts: np.ndarray | float, p: MasteryParams):
+    return (correct + p.smoothing_correct) / (attempts + p.smoothing_attempts)
+
+
+def topic_mastery(
+    first_acc: np.ndarray,
+    accuracy: np.ndarray,
+    retrieval: np.ndarray,
+    completion: np.ndarray,
+    has_materials: np.ndarray,
+    params: MasteryParams,
+) -> np.ndarray:
+    """DESIGN.md mastery; without materials the materials weight is spread over the other three."""
+    core = (
+        params.weight_first_attempt * first_acc
+        + params.weight_accuracy * accuracy
+        + params.weight_retrieval * retrieval
+    )
+    core_weight = params.weight_first_attempt + params.weight_accuracy + params.weight_retrieval
+    with_materials = core + params.weight_materials * completion
+    without_materials = core / core_weight
+    return np.where(has_materials, with_materials, without_materials)
+
+
+def _fetch_chunk(
+    conn: psycopg.Connection, users: Sequence[str], last_day: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    # An upper bound in UTC that is safely after the last local day in any timezone; the exact
+    # local-day filter is applied in SQL after conversion.
+    until = pd.Timestamp(EPOCH) + pd.Timedelta(days=last_day + 2)
+    params = {"users": list(users), "until": until.to_pydatetime(), "last_day": last_day}
+    reviews = query_frame(conn, REVIEWS_SQL, params)
+    completions = query_frame(conn, COMPLETIONS_SQL, params)
+    daily = query_frame(conn, DAILY_SQL, params)
+    return reviews, completions, daily
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _last_at_or_before(
+    keys: np.ndarray, groups_of_keys: np.ndarray, group: np.ndarray, query_key: np.ndarray
+) -> np.ndarray:
+    """Index of the last key <= query_key within the same group, or -1."""
+    idx = np.searchsorted(keys, query_key, side="right") - 1
+    ok = idx >= 0
+    ok[ok] = groups_of_keys[idx[ok]] == group[ok]
+    return np.where(ok, idx, -1)
+
+
+def _take(values: np.ndarray, idx: np.ndarray, default: float = 0.0) -> np.ndarray:
+    out = np.full(len(idx), default, dtype=float)
+    hit = idx >= 0
+    out[hit] = values[idx[hit]]
+    return out
+
+
+def chunk_features(
+    reviews: pd.DataFrame,
+    completions: pd.DataFrame,
+    daily: pd.DataFrame,
+    cutoffs: pd.DataFrame,
+    taxonomy: Taxonomy,
+    mastery: MasteryParams,
+    features: FeatureParams,
+) -> pd.DataFrame:
+    """Features of each cutoff (columns user_idx, as_of) of one chunk; index = cutoffs' index."""
+    n_cut = len(cutoffs)
+    cut_user = cutoffs["user_idx"].to_numpy(dtype=np.int64)
+    cut_day = cutoffs["as_of"].to_numpy(dtype=np.int64)
+    out: dict[str, np.ndarray] = {}
+
+    # ---- per (learner, topic) pairs that have reviews or completed materials -------------------
+    rv_user = reviews["user_idx"].to_numpy(dtype=np.int64)
+    rv_topic = reviews["topic_id"].to_numpy(dtype=np.int64)
+    cp_user = completions["user_idx"].to_numpy(dtype=np.int64)
+    cp_topic = completions["topic_id"].to_numpy(dtype=np.int64)
+    pair_codes = np.unique(
+        np.concatenate([rv_user * (1 << 31) + rv_topic, cp_user * (1 << 31) + cp_topic])
+    )
+    pair_user = pair_codes // (1 << 31)
+    pair_topic = pair_codes % (1 << 31)
+    rv_pair = np.searchsorted(pair_codes, rv_user * (1 << 31) + rv_topic)
+    cp_pair = np.searchsorted(pair_codes, cp_user * (1 << 31) + cp_topic)
+
+    # reviews are sorted by (user, topic, day) = by (pair, day)
+    rv_day = reviews["local_day"].to_numpy(dtype=np.int64)
+    rv_key = rv_pair * KEY_SPAN + rv_day
+    starts = np.ones(len(rv_pair), dtype=bool)
+    starts[1:] = rv_pair[1:] != rv_pair[:-1]
+    interval, _, _ = sm2_intervals(starts, reviews["quality"].to_numpy(dtype=np.int64), mastery)
+
+    def group_cumsum(values: np.ndarray) -> np.ndarray:
+        total = np.cumsum(values, dtype=np.int64)
+        before = np.where(starts, total - values, 0)
+        before = np.maximum.accumulate(before) if len(before) else before
+        return total - before
+
+    cum = {
+        c: group_cumsum(reviews[c].to_numpy(dtype=np.int64))
+        for c in ("attempts", "correct", "first_attempts", "first_correct")
+    }
+
+    cp_key = cp_pair * KEY_SPAN + completions["local_day"].to_numpy(dtype=np.int64)
+    order = np.argsort(cp_key, kind="stable")
+    cp_key, cp_pair = cp_key[order], cp_pair[order]
+
+    # ---- cutoff x pair queries (each cutoff against its learner's pairs) -----------------------
+    pair_first = np.searchsorted(pair_user, cut_user, side="left")
+    pair_last = np.searchsorted(pair_user, cut_user, side="right")
+    counts = pair_last - pair_first
+    q_cut = np.repeat(np.arange(n_cut), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    q_pair = np.repeat(pair_first, counts) + offsets
+    q_day = cut_day[q_cut]
+
+    last = _last_at_or_before(rv_key, rv_pair, q_pair, q_pair * KEY_SPAN + q_day)
+    attempts = _take(cum["attempts"], last)
+    correct = _take(cum["correct"], last)
+    first_attempts = _take(cum["first_attempts"], last)
+    first_correct = _take(cum["first_correct"], last)
+    last_day = _take(rv_day, last, default=np.nan)
+    ivl = _take(interval, last, default=1.0)
+    retrieval = np.where(
+        last >= 0, mastery.retrieval_base ** ((q_day - np.nan_to_num(last_day)) / ivl), 0.0
+    )
+
+    topic_idx = taxonomy.index(pair_topic[q_pair])
+    n_mat = taxonomy.n_materials[topic_idx]
+    done = np.searchsorted(cp_key, q_pair * KEY_SPAN + q_day, side="right") - np.searchsorted(
+        cp_key, q_pair * KEY_SPAN, side="left"
+    )
+    completion = np.where(n_mat > 0, done / np.maximum(n_mat, 1), 0.0)
+    m = topic_mastery(
+        _smooth(first_correct, first_attempts, mastery),
+        _smooth(correct, attempts, mastery),
+        retrieval,
+        completion,
+        n_mat > 0,
+        mastery,
+    )
+    studied = last >= 0
+    m = np.where(studied, m, 0.0)  # an unanswered topic counts 0, as in the marts' roll-up
+    w = taxonomy.weight[topic_idx]
+
+    def per_cutoff(values: np.ndarray) -> np.ndarray:
+        return np.bincount(q_cut, weights=values, minlength=n_cut)
+
+    out["weighted_mastery"] = per_cutoff(w * m) / taxonomy.total_weight
+    mastered = (m >= features.mastered_threshold).astype(float)
+    out["mastered_share"] = per_cutoff(w * mastered) / taxonomy.total_weight
+    covered = taxonomy.high_weight[topic_idx] & (attempts >= features.coverage_min_attempts)
+    out["coverage_high_weight"] = per_cutoff(np.where(covered, w, 0.0)) / taxonomy.total_high_weight
+    out["retrieval_strength"] = per_cutoff(w * retrieval) / taxonomy.total_weight
+    tot_attempts = per_cutoff(attempts)
+    out["accuracy_overall"] = _smooth(per_cutoff(correct), tot_attempts, mastery)
+    out["first_attempt_accuracy"] = _smooth(
+        per_cutoff(first_correct), per_cutoff(first_attempts), mastery
+    )
+    out["log_attempts_total"] = np.log1p(tot_attempts)
+    out["materials_completed"] = per_cutoff(done.astype(float))
+
+    # ---- per learner-day activity ------------------------------------------------------------
+    d_user = daily["user_idx"].to_numpy(dtype=np.int64)
+    d_day = daily["local_day"].to_numpy(dtype=np.int64)
+    d_key = d_user * KEY_SPAN + d_day
+    d_attempts = np.cumsum(daily["attempts"].to_numpy(dtype=np.int64))
+    d_correct = np.cumsum(daily["correct"].to_numpy(dtype=np.int64))
+    d_active = np.arange(1, len(d_day) + 1)
+    consecutive = np.zeros(len(d_day), dtype=bool)
+    consecutive[1:] = (d_user[1:] == d_user[:-1]) & (d_day[1:] == d_day[:-1] + 1)
+    # streak length ending at each active day: run lengths of consecutive days
+    run_start = np.where(~consecutive, np.arange(len(d_day)), 0)
+    run_start = np.maximum.accumulate(run_start) if len(run_start) else run_start
+    streak = np.arange(len(d_day)) - run_start + 1
+
+    def cum_at(values: np.ndarray, days_back: int) -> np.ndarray:
+        idx = np.searchsorted(d_key, cut_user * KEY_SPAN + cut_day - days_back, side="right") - 1
+        before_user = np.searchsorted(d_key, cut_user * KEY_SPAN, side="left") - 1
+        out_v = np.zeros(n_cut, dtype=float)
+        hit = idx > before_user
+        out_v[hit] = values[idx[hit]]
+        base_v = np.zeros(n_cut, dtype=float)
+        has_base = before_user >= 0
+        base_v[has_base] = values[before_user[has_base]]
+        return np.where(hit, out_v - base_v, 0.0)
+
+    short, long_ = features.short_window_days, features.long_window_days
+    att_short = cum_at(d_attempts, 0) - cum_at(d_attempts, short)
+    cor_short = cum_at(d_correct, 0) - cum_at(d_correct, short)
+    att_long = cum_at(d_attempts, 0) - cum_at(d_attempts, long_)
+    cor_long = cum_at(d_correct, 0) - cum_at(d_correct, long_)
+    out["accuracy_short"] = _smooth(cor_short, att_short, mastery)
+    out["accuracy_long"] = _smooth(cor_long, att_long, mastery)
+    out["log_attempts_long"] = np.log1p(att_long)
+    out["active_days_share"] = (cum_at(d_active, 0) - cum_at(d_active, long_)) / long_
+
+    last_active = _last_at_or_before(d_key, d_user, cut_user, cut_user * KEY_SPAN + cut_day)
+    gap = np.where(
+        last_active >= 0, cut_day - _take(d_day, last_active), features.inactivity_cap_days
+    )
+    out["days_since_activity"] = np.minimum(gap, features.inactivity_cap_days).astype(float)
+    out["current_streak"] = np.where(
+        (last_active >= 0) & (gap <= 1), _take(streak, last_active), 0.0
+    )
+
+    out["days_to_exam"] = cutoffs["days_to_exam"].to_numpy(dtype=float)
+    out["is_board"] = cutoffs["is_board"].to_numpy(dtype=float)
+    return pd.DataFrame({c: out[c] for c in FEATURE_COLUMNS}, index=cutoffs.index)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def compute_features(
+    conn: psycopg.Connection,
+    cutoffs: pd.DataFrame,
+    mastery: MasteryParams = MasteryParams(),
+    features: FeatureParams = FeatureParams(),
+    taxonomy: Taxonomy | None = None,
+) -> pd.DataFrame:
+    """Features for each cutoff row (columns user_id, as_of (date), days_to_exam, is_board).
+
+    Returns a frame with the same index as ``cutoffs`` and the columns of FEATURE_COLUMNS.
+    """
+    taxonomy = taxonomy or load_taxonomy(conn, mastery)
+    if cutoffs.empty:
+        return pd.DataFrame(columns=list(FEATURE_COLUMNS), dtype=float)
+    frame = cutoffs.copy()
+    frame["as_of"] = [day_number(d) for d in pd.to_datetime(frame["as_of"]).dt.date]
+    users = sorted(frame["user_id"].astype(str).unique())
+    parts = []
+    n_chunks = math.ceil(len(users) / features.chunk_users)
+    for i, chunk in enumerate(_chunks(users, features.chunk_users), start=1):
+        position = {u: k for k, u in enumerate(chunk)}
+        part = frame[frame["user_id"].astype(str).isin(position)].copy()
+        part["user_idx"] = part["user_id"].astype(str).map(position).astype(np.int64)
+        part = part.sort_values(["user_idx", "as_of"], kind="stable")
+        reviews, completions, daily = _fetch_chunk(conn, chunk, int(part["as_of"].max()))
+        parts.append(chunk_features(reviews, completions, daily, part, taxonomy, mastery, features))
+        log.debug(
+            "features: chunk %d/%d, %d learners, %d cutoffs, %d reviews",
+            i,
+            n_chunks,
+            len(chunk),
+            len(part),
+            len(reviews),
+        )
+    return pd.concat(parts).loc[cutoffs.index]
