@@ -1,0 +1,90 @@
+{#-
+  Mastery formulas shared by the mastery models (DESIGN.md section 4, "Retrieval strength,
+  mastery" and "Knowledge gaps"). Every constant is a dbt var documented in dbt_project.yml.
+-#}
+
+{#- Smoothed accuracy: (correct + 1) / (attempts + 2), as an exact decimal. -#}
+{% macro smoothed_accuracy(correct, attempts) -%}
+    (
+        (({{ correct }}) + {{ var('accuracy_smoothing_correct') }})::numeric
+        / (({{ attempts }}) + {{ var('accuracy_smoothing_attempts') }})
+    )
+{%- endmacro %}
+
+{#- Quality (0-5) of one attempt, DESIGN's rules in order. -#}
+{% macro attempt_quality(is_answered, is_correct, hint_used, confidence_level) -%}
+    case
+        when not {{ is_answered }} then 0
+        when {{ is_correct }} and not {{ hint_used }} and {{ confidence_level }} >= 4 then 5
+        when {{ is_correct }} and not {{ hint_used }} and coalesce({{ confidence_level }}, 3) = 3 then 4
+        when {{ is_correct }} then 3
+        when {{ confidence_level }} <= 2 then 2
+        when coalesce({{ confidence_level }}, 3) = 3 then 1
+        else 0
+    end
+{%- endmacro %}
+
+{#- Mean of integer qualities rounded half up, in exact integer arithmetic:
+    floor(s / c + 1/2) = floor((2s + c) / 2c) for s, c >= 0. -#}
+{% macro rounded_mean_quality(quality_sum, quality_count) -%}
+    ((2 * ({{ quality_sum }}) + ({{ quality_count }})) / (2 * ({{ quality_count }})))::integer
+{%- endmacro %}
+
+{#- retrieval_strength = base ^ (days since last review / I); 0 when never reviewed (null date).
+    Days before the last review (an as-of date in the past) count as 0 days. -#}
+{% macro retrieval_strength(days_since_review, interval_days) -%}
+    case
+        when ({{ days_since_review }}) is null or ({{ interval_days }}) is null then 0::numeric
+        else power(
+            {{ var('retrieval_base') }}::numeric,
+            greatest({{ days_since_review }}, 0)::numeric / ({{ interval_days }})
+        )
+    end
+{%- endmacro %}
+
+{#- mastery = w_fa * first-attempt accuracy + w_acc * accuracy + w_ret * retrieval + w_mat * materials;
+    when the topic has no materials, w_mat is spread over the other three in proportion. -#}
+{% macro mastery_score(first_attempt_accuracy, accuracy, retrieval_strength, materials_completion, has_materials) -%}
+    {%- set w_fa = var('mastery_weight_first_attempt_accuracy') -%}
+    {%- set w_acc = var('mastery_weight_accuracy') -%}
+    {%- set w_ret = var('mastery_weight_retrieval') -%}
+    {%- set w_mat = var('mastery_weight_materials') -%}
+    case
+        when {{ has_materials }}
+            then {{ w_fa }}::numeric * ({{ first_attempt_accuracy }})
+            + {{ w_acc }}::numeric * ({{ accuracy }})
+            + {{ w_ret }}::numeric * ({{ retrieval_strength }})
+            + {{ w_mat }}::numeric * ({{ materials_completion }})
+        else (
+            {{ w_fa }}::numeric * ({{ first_attempt_accuracy }})
+            + {{ w_acc }}::numeric * ({{ accuracy }})
+            + {{ w_ret }}::numeric * ({{ retrieval_strength }})
+        ) / ({{ w_fa }}::numeric + {{ w_acc }}::numeric + {{ w_ret }}::numeric)
+    end
+{%- endmacro %}
+
+{#- mastery_confidence = attempts / (attempts + k). -#}
+{% macro mastery_confidence(attempts) -%}
+    (({{ attempts }})::numeric / (({{ attempts }}) + {{ var('mastery_confidence_k') }}))
+{%- endmacro %}
+
+{#- Severity by mastery: critical < 0.40 <= high < 0.55 <= medium < 0.70 <= low < 0.80; null above. -#}
+{% macro gap_severity(mastery) -%}
+    case
+        when ({{ mastery }}) < {{ var('gap_severity_critical_below') }} then 'critical'
+        when ({{ mastery }}) < {{ var('gap_severity_high_below') }} then 'high'
+        when ({{ mastery }}) < {{ var('gap_severity_medium_below') }} then 'medium'
+        when ({{ mastery }}) < {{ var('gap_severity_low_below') }} then 'low'
+    end
+{%- endmacro %}
+
+{#- The date mastery is evaluated at: var mastery_as_of_date when set (YYYY-MM-DD), otherwise
+    today in the learner's own timezone (their local day, like every review day). -#}
+{% macro mastery_as_of_date(timezone_column) -%}
+    {%- set pinned = var('mastery_as_of_date', none) -%}
+    {%- if pinned is not none and pinned | string | trim not in ('', 'none', 'None', 'null') -%}
+        '{{ pinned }}'::date
+    {%- else -%}
+        (now() at time zone {{ timezone_column }})::date
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,259 @@
+-- One row per SM-2 review: a learner's attempts on one leaf topic on one local day, with the review's
+-- quality and the schedule after it (DESIGN.md section 4, "SM-2 at topic level").
+--
+-- Incremental (DESIGN.md section 5): attempts received since the watermark touch (user, topic) pairs;
+-- each touched pair is replayed from its earliest touched day. The replay starts from the stored
+-- state of the review just before that day (the fold is deterministic, so the stored prefix is what
+-- a replay from the first review would give) and rewrites every review on or after it. An arrival
+-- after the last review day folds forward from the stored last state; a late one, on or before the
+-- last review day, replays the pair from history. Either way the rows equal a full rebuild.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['user_id', 'topic_id', 'review_date'],
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['user_id', 'topic_id', 'review_date'], 'unique': True},
+            {'columns': ['state_received_at']},
+        ],
+        post_hook=["{{ advance_watermark(['int_question_attempts_scored']) }}"],
+    )
+}}
+
+with
+
+history_attempts as (
+    select
+        user_id,
+        topic_id,
+        local_date,
+        is_first_attempt,
+        is_correct,
+        quality,
+        answered_at,
+        received_at
+    from {{ ref('int_question_attempts_scored') }}
+),
+
+{% if is_incremental() %}
+    arrived_attempts as (
+        select
+            user_id,
+            topic_id,
+            local_date
+        from {{ ref('int_question_attempts_scored') }}
+        where {{ received_since_watermark('received_at') }}
+    ),
+
+    replay_starts as (
+        select
+            user_id,
+            topic_id,
+            min(local_date) as replay_from
+        from arrived_attempts
+        group by user_id, topic_id
+    ),
+
+    prior_states as (
+    -- the stored review just before each replay: the state the replay folds forward from
+        select
+            replay_starts.user_id,
+            replay_starts.topic_id,
+            stored_review.review_date as prior_review_date,
+            stored_review.review_number as prior_review_number,
+            stored_review.easiness as prior_easiness,
+            stored_review.repetitions as prior_repetitions,
+            stored_review.interval_days as prior_interval_days,
+            stored_review.cumulative_attempts as prior_cumulative_attempts,
+            stored_review.cumulative_correct_attempts as prior_cumulative_correct_attempts,
+            stored_review.cumulative_first_attempts as prior_cumulative_first_attempts,
+            stored_review.cumulative_first_attempts_correct as prior_cumulative_first_attempts_correct,
+            stored_review.state_received_at as prior_state_received_at
+        from replay_starts
+        cross join lateral (
+            select
+                this_model.review_date,
+                this_model.review_number,
+                this_model.easiness,
+                this_model.repetitions,
+                this_model.interval_days,
+                this_model.cumulative_attempts,
+                this_model.cumulative_correct_attempts,
+                this_model.cumulative_first_attempts,
+                this_model.cumulative_first_attempts_correct,
+                this_model.state_received_at
+            from {{ this }} as this_model
+            where
+                this_model.user_id = replay_starts.user_id
+                and this_model.topic_id = replay_starts.topic_id
+                and this_model.review_date < replay_starts.replay_from
+            order by this_model.review_date desc
+            limit 1
+        ) as stored_review
+    ),
+
+    replayed_attempts as (
+        select
+            history_attempts.user_id,
+            history_attempts.topic_id,
+            history_attempts.local_date,
+            history_attempts.is_first_attempt,
+            history_attempts.is_correct,
+            history_attempts.quality,
+            history_attempts.received_at
+        from history_attempts
+        inner join replay_starts
+            on
+                history_attempts.user_id = replay_starts.user_id
+                and history_attempts.topic_id = replay_starts.topic_id
+                and history_attempts.local_date >= replay_starts.replay_from
+                -- a local day starts at most 14 hours before UTC midnight: lets the index on
+                -- (user_id, answered_at) skip the history before the replay
+                and history_attempts.answered_at >= ((replay_starts.replay_from - 1)::timestamp at time zone 'UTC')
+    ),
+{% else %}
+prior_states as (
+    -- a full rebuild folds every pair from the start state
+    select
+        null::uuid as user_id,
+        null::integer as topic_id,
+        null::date as prior_review_date,
+        null::integer as prior_review_number,
+        null::numeric as prior_easiness,
+        null::integer as prior_repetitions,
+        null::integer as prior_interval_days,
+        null::integer as prior_cumulative_attempts,
+        null::integer as prior_cumulative_correct_attempts,
+        null::integer as prior_cumulative_first_attempts,
+        null::integer as prior_cumulative_first_attempts_correct,
+        null::timestamptz as prior_state_received_at
+    where false
+),
+
+replayed_attempts as (
+    select
+        user_id,
+        topic_id,
+        local_date,
+        is_first_attempt,
+        is_correct,
+        quality,
+        received_at
+    from history_attempts
+),
+{% endif %}
+
+day_reviews as (
+    select
+        user_id,
+        topic_id,
+        local_date as review_date,
+        count(*)::integer as attempts,
+        (count(*) filter (where is_correct))::integer as correct_attempts,
+        (count(*) filter (where is_first_attempt))::integer as first_attempts,
+        (count(*) filter (where is_first_attempt and is_correct))::integer as first_attempts_correct,
+        {{ rounded_mean_quality('sum(quality)', 'count(*)') }} as quality,
+        max(received_at) as received_at
+    from replayed_attempts
+    group by user_id, topic_id, local_date
+),
+
+seeded_reviews as (
+    select
+        day_reviews.*,
+        prior_states.prior_review_date,
+        prior_states.prior_interval_days,
+        coalesce(prior_states.prior_review_number, 0) as prior_review_number,
+        coalesce(prior_states.prior_cumulative_attempts, 0) as prior_cumulative_attempts,
+        coalesce(prior_states.prior_cumulative_correct_attempts, 0) as prior_cumulative_correct_attempts,
+        coalesce(prior_states.prior_cumulative_first_attempts, 0) as prior_cumulative_first_attempts,
+        coalesce(prior_states.prior_cumulative_first_attempts_correct, 0)
+            as prior_cumulative_first_attempts_correct,
+        prior_states.prior_state_received_at,
+        case
+            when prior_states.user_id is not null
+                then row(
+                        prior_states.prior_easiness,
+                        prior_states.prior_repetitions,
+                        prior_states.prior_interval_days
+                    )::intermediate.sm2_state
+        end as seed_state
+    from day_reviews
+    left join prior_states
+        on
+            day_reviews.user_id = prior_states.user_id
+            and day_reviews.topic_id = prior_states.topic_id
+),
+
+folded_reviews as (
+    select
+        seeded_reviews.*,
+        intermediate.sm2_fold(seeded_reviews.quality, seeded_reviews.seed_state)
+            over reviews_in_order as state_after,
+        seeded_reviews.prior_review_number + row_number() over reviews_in_order as review_number,
+        seeded_reviews.prior_cumulative_attempts + sum(seeded_reviews.attempts) over reviews_in_order
+            as cumulative_attempts,
+        seeded_reviews.prior_cumulative_correct_attempts
+        + sum(seeded_reviews.correct_attempts) over reviews_in_order as cumulative_correct_attempts,
+        seeded_reviews.prior_cumulative_first_attempts
+        + sum(seeded_reviews.first_attempts) over reviews_in_order as cumulative_first_attempts,
+        seeded_reviews.prior_cumulative_first_attempts_correct
+        + sum(seeded_reviews.first_attempts_correct) over reviews_in_order
+            as cumulative_first_attempts_correct,
+        greatest(seeded_reviews.prior_state_received_at, max(seeded_reviews.received_at) over reviews_in_order)
+            as state_received_at
+    from seeded_reviews
+    window reviews_in_order as (
+        partition by seeded_reviews.user_id, seeded_reviews.topic_id
+        order by seeded_reviews.review_date
+        rows between unbounded preceding and current row
+    )
+),
+
+with_previous_review as (
+    select
+        folded_reviews.*,
+        coalesce(
+            lag(folded_reviews.review_date) over reviews_in_order,
+            folded_reviews.prior_review_date
+        ) as previous_review_date,
+        coalesce(
+            (lag(folded_reviews.state_after) over reviews_in_order).interval_days,
+            folded_reviews.prior_interval_days
+        ) as previous_interval_days
+    from folded_reviews
+    window reviews_in_order as (
+        partition by folded_reviews.user_id, folded_reviews.topic_id
+        order by folded_reviews.review_date
+    )
+),
+
+final as (
+    select
+        user_id,
+        topic_id,
+        review_date,
+        review_number::integer as review_number,
+        attempts,
+        correct_attempts,
+        first_attempts,
+        first_attempts_correct,
+        quality,
+        previous_review_date,
+        review_date - previous_review_date as days_since_previous_review,
+        {{ retrieval_strength('review_date - previous_review_date', 'previous_interval_days') }}
+            as retrieval_strength_before,
+        (state_after).easiness as easiness,
+        (state_after).repetitions as repetitions,
+        (state_after).interval_days as interval_days,
+        review_date + (state_after).interval_days as next_review_date,
+        cumulative_attempts::integer as cumulative_attempts,
+        cumulative_correct_attempts::integer as cumulative_correct_attempts,
+        cumulative_first_attempts::integer as cumulative_first_attempts,
+        cumulative_first_attempts_correct::integer as cumulative_first_attempts_correct,
+        state_received_at
+    from with_previous_review
+)
+
+select * from final

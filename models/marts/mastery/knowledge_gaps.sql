@@ -1,0 +1,298 @@
+-- Grain: one row per learner and leaf topic with a knowledge gap, as of the same date as
+-- topic_mastery_current (var mastery_as_of_date, else the learner's local today). A table rebuilt
+-- on every run (it depends on the date, so it is never incremental).
+--
+-- A topic can qualify for several gap types; the row carries one gap_type by this precedence, and
+-- the is_* flags say every type it qualifies for:
+--   decaying > prerequisite > weak > unstudied
+-- (decaying first: the learner knew the topic, time is the cause and a review is the cure;
+-- prerequisite before weak: it names the cause of the weakness). unstudied excludes the others.
+with
+
+current_mastery as (
+    select
+        user_id,
+        topic_id,
+        as_of_date,
+        attempts,
+        first_attempt_accuracy,
+        accuracy,
+        interval_days,
+        last_review_date,
+        next_review_date,
+        days_since_last_review,
+        retrieval_strength,
+        mastery_at_last_review,
+        mastery
+    from {{ ref('topic_mastery_current') }}
+),
+
+parent_mastery as (
+    select
+        user_id,
+        topic_id,
+        mastery_including_unstudied
+    from {{ ref('topic_mastery_rollup') }}
+),
+
+users as (
+    select
+        user_id,
+        timezone,
+        exam_date
+    from {{ ref('stg_app__users') }}
+),
+
+topics as (
+    select
+        topic_id,
+        topic_name,
+        is_leaf,
+        board_exam_weight
+    from {{ ref('stg_app__topics') }}
+),
+
+prerequisites as (
+    select
+        from_topic_id as prerequisite_topic_id,
+        to_topic_id as topic_id
+    from {{ ref('stg_app__topic_relationships') }}
+    where relationship_kind = 'prerequisite'
+),
+
+leaf_topics as (
+    -- top half by board-exam weight: rank (1 = heaviest, ties share a rank) within the top share
+    select
+        topic_id,
+        topic_name,
+        board_exam_weight,
+        rank() over (order by board_exam_weight desc)
+        <= {{ var('gap_unstudied_top_weight_share') }} * count(*) over () as is_top_weight
+    from topics
+    where is_leaf
+),
+
+users_dated as (
+    select
+        user_id,
+        exam_date,
+        {{ mastery_as_of_date('timezone') }} as as_of_date
+    from users
+),
+
+unstudied as (
+    select
+        users_dated.user_id,
+        leaf_topics.topic_id,
+        users_dated.as_of_date
+    from users_dated
+    cross join leaf_topics
+    where
+        leaf_topics.is_top_weight
+        and not exists (
+            select 1
+            from current_mastery
+            where
+                current_mastery.user_id = users_dated.user_id
+                and current_mastery.topic_id = leaf_topics.topic_id
+        )
+),
+
+prerequisite_mastery as (
+    -- every prerequisite of every studied topic, with the learner's mastery of it: a studied leaf's
+    -- current mastery; a parent's weighted mastery counting unstudied leaves as 0; 0 if unstudied
+    select
+        current_mastery.user_id,
+        current_mastery.topic_id,
+        prerequisites.prerequisite_topic_id,
+        coalesce(prerequisite_leaf.mastery, prerequisite_parent.mastery_including_unstudied, 0)
+            as prerequisite_mastery
+    from current_mastery
+    inner join prerequisites
+        on current_mastery.topic_id = prerequisites.topic_id
+    left join current_mastery as prerequisite_leaf
+        on
+            current_mastery.user_id = prerequisite_leaf.user_id
+            and prerequisites.prerequisite_topic_id = prerequisite_leaf.topic_id
+    left join parent_mastery as prerequisite_parent
+        on
+            current_mastery.user_id = prerequisite_parent.user_id
+            and prerequisites.prerequisite_topic_id = prerequisite_parent.topic_id
+),
+
+weakest_prerequisites as (
+    select distinct on (user_id, topic_id)
+        user_id,
+        topic_id,
+        prerequisite_topic_id,
+        prerequisite_mastery
+    from prerequisite_mastery
+    order by user_id asc, topic_id asc, prerequisite_mastery asc, prerequisite_topic_id asc
+),
+
+studied_flags as (
+    select
+        current_mastery.*,
+        weakest_prerequisites.prerequisite_topic_id as weakest_prerequisite_topic_id,
+        weakest_prerequisites.prerequisite_mastery as weakest_prerequisite_mastery,
+        current_mastery.attempts >= {{ var('gap_weak_min_attempts') }}
+        and {{ gap_severity('current_mastery.mastery') }} is not null as is_weak,
+        current_mastery.mastery_at_last_review >= {{ var('gap_decaying_threshold') }}
+        and current_mastery.mastery < {{ var('gap_decaying_threshold') }} as is_decaying
+    from current_mastery
+    left join weakest_prerequisites
+        on
+            current_mastery.user_id = weakest_prerequisites.user_id
+            and current_mastery.topic_id = weakest_prerequisites.topic_id
+),
+
+studied_gaps as (
+    select
+        user_id,
+        topic_id,
+        as_of_date,
+        attempts,
+        first_attempt_accuracy,
+        interval_days,
+        last_review_date,
+        next_review_date,
+        days_since_last_review,
+        retrieval_strength,
+        mastery_at_last_review,
+        mastery,
+        is_weak,
+        is_decaying,
+        coalesce(is_weak and weakest_prerequisite_mastery < mastery, false) as is_prerequisite_gap,
+        false as is_unstudied,
+        case when is_weak and weakest_prerequisite_mastery < mastery then weakest_prerequisite_topic_id end
+            as weaker_prerequisite_topic_id,
+        case when is_weak and weakest_prerequisite_mastery < mastery then weakest_prerequisite_mastery end
+            as weaker_prerequisite_mastery
+    from studied_flags
+    where is_weak or is_decaying
+),
+
+unstudied_gaps as (
+    select
+        user_id,
+        topic_id,
+        as_of_date,
+        0 as attempts,
+        null::numeric(14, 10) as first_attempt_accuracy,
+        null::integer as interval_days,
+        null::date as last_review_date,
+        null::date as next_review_date,
+        null::integer as days_since_last_review,
+        0::numeric(14, 10) as retrieval_strength,
+        null::numeric(14, 10) as mastery_at_last_review,
+        0::numeric(14, 10) as mastery,
+        false as is_weak,
+        false as is_decaying,
+        false as is_prerequisite_gap,
+        true as is_unstudied,
+        null::integer as weaker_prerequisite_topic_id,
+        null::numeric(14, 10) as weaker_prerequisite_mastery
+    from unstudied
+),
+
+all_gaps as (
+    select * from studied_gaps
+    union all
+    select * from unstudied_gaps
+),
+
+typed_gaps as (
+    select
+        all_gaps.*,
+        users_dated.exam_date - all_gaps.as_of_date as days_until_exam,
+        coalesce(
+            users_dated.exam_date - all_gaps.as_of_date between 0 and {{ var('gap_exam_near_days') }} - 1,
+            false
+        ) as is_exam_near,
+        leaf_topics.board_exam_weight,
+        leaf_topics.is_top_weight,
+        prerequisite_topics.topic_name as weaker_prerequisite_topic_name,
+        case
+            when all_gaps.is_decaying then 'decaying'
+            when all_gaps.is_prerequisite_gap then 'prerequisite'
+            when all_gaps.is_weak then 'weak'
+            when all_gaps.is_unstudied then 'unstudied'
+        end as gap_type,
+        {{ gap_severity('all_gaps.mastery') }} as severity
+    from all_gaps
+    inner join users_dated
+        on all_gaps.user_id = users_dated.user_id
+    inner join leaf_topics
+        on all_gaps.topic_id = leaf_topics.topic_id
+    left join topics as prerequisite_topics
+        on all_gaps.weaker_prerequisite_topic_id = prerequisite_topics.topic_id
+),
+
+described_gaps as (
+    select
+        typed_gaps.*,
+        (1 - typed_gaps.mastery) * typed_gaps.board_exam_weight
+        * case when typed_gaps.is_exam_near then {{ var('gap_exam_near_multiplier') }} else 1 end as priority,
+        concat_ws(
+            ', ',
+            typed_gaps.attempts || ' attempts',
+            coalesce(round(100 * typed_gaps.first_attempt_accuracy)::integer || '%', 'no')
+            || ' first-attempt accuracy',
+            'last reviewed ' || typed_gaps.last_review_date
+            || ' (' || typed_gaps.days_since_last_review || ' days ago)',
+            'retrieval ' || to_char(typed_gaps.retrieval_strength, 'FM0.00')
+        ) as study_record,
+        case
+            when typed_gaps.is_exam_near
+                then '; exam in ' || typed_gaps.days_until_exam || ' days (priority x'
+                    || {{ var('gap_exam_near_multiplier') }} || ')'
+            else ''
+        end as exam_note
+    from typed_gaps
+),
+
+final as (
+    select
+        user_id::uuid as user_id,
+        topic_id::integer as topic_id,
+        as_of_date::date as as_of_date,
+        gap_type::text as gap_type,
+        severity::text as severity,
+        priority::numeric(14, 10) as priority,
+        mastery::numeric(14, 10) as mastery,
+        mastery_at_last_review::numeric(14, 10) as mastery_at_last_review,
+        retrieval_strength::numeric(14, 10) as retrieval_strength,
+        attempts::integer as attempts,
+        last_review_date::date as last_review_date,
+        next_review_date::date as next_review_date,
+        board_exam_weight::numeric(8, 6) as board_exam_weight,
+        is_weak::boolean as is_weak,
+        is_decaying::boolean as is_decaying,
+        is_prerequisite_gap::boolean as is_prerequisite_gap,
+        is_unstudied::boolean as is_unstudied,
+        weaker_prerequisite_topic_id::integer as weaker_prerequisite_topic_id,
+        weaker_prerequisite_mastery::numeric(14, 10) as weaker_prerequisite_mastery,
+        days_until_exam::integer as days_until_exam,
+        is_exam_near::boolean as is_exam_near,
+        (
+            case gap_type
+                when 'decaying'
+                    then 'decaying: mastery ' || to_char(mastery_at_last_review, 'FM0.00')
+                        || ' at the last review, ' || to_char(mastery, 'FM0.00') || ' now after '
+                        || days_since_last_review || ' days on a ' || interval_days || '-day interval (due '
+                        || next_review_date || '); ' || study_record
+                when 'prerequisite'
+                    then 'weak with a weaker prerequisite: mastery ' || to_char(mastery, 'FM0.00')
+                        || ' while prerequisite "' || weaker_prerequisite_topic_name || '" (topic '
+                        || weaker_prerequisite_topic_id || ') is at ' || to_char(weaker_prerequisite_mastery, 'FM0.00')
+                        || '; ' || study_record
+                when 'weak'
+                    then 'weak: mastery ' || to_char(mastery, 'FM0.00') || '; ' || study_record
+                else 'unstudied: no attempts yet; board-exam weight '
+                    || to_char(board_exam_weight, 'FM0.0000') || ', in the top half of leaf topics'
+            end || exam_note
+        )::text as evidence
+    from described_gaps
+)
+
+select * from final

@@ -1,0 +1,84 @@
+-- Grain: one row per learner and studied leaf topic (as topic_mastery), evaluated as of a date:
+-- var mastery_as_of_date when set, else today in the learner's own timezone. A view, so "today"
+-- moves on its own; it applies the forgetting curve to the state topic_mastery stores:
+-- retrieval_strength = retrieval_base ^ (days since the last review / interval).
+{{ config(materialized='view') }}
+
+with
+
+mastery as (
+    select
+        user_id,
+        topic_id,
+        reviews,
+        attempts,
+        accuracy,
+        accuracy_smoothed,
+        first_attempt_accuracy,
+        first_attempt_accuracy_smoothed,
+        easiness,
+        repetitions,
+        interval_days,
+        last_review_date,
+        next_review_date,
+        has_materials,
+        materials_completion,
+        mastery_at_last_review,
+        mastery_confidence
+    from {{ ref('topic_mastery') }}
+),
+
+users as (
+    select
+        user_id,
+        timezone
+    from {{ ref('stg_app__users') }}
+),
+
+dated as (
+    select
+        mastery.*,
+        {{ mastery_as_of_date('users.timezone') }} as as_of_date
+    from mastery
+    inner join users
+        on mastery.user_id = users.user_id
+),
+
+decayed as (
+    select
+        dated.*,
+        dated.as_of_date - dated.last_review_date as days_since_last_review,
+        {{ retrieval_strength('dated.as_of_date - dated.last_review_date', 'dated.interval_days') }}
+            as retrieval_strength
+    from dated
+),
+
+final as (
+    select
+        user_id::uuid as user_id,
+        topic_id::integer as topic_id,
+        as_of_date::date as as_of_date,
+        reviews::integer as reviews,
+        attempts::integer as attempts,
+        accuracy::numeric(14, 10) as accuracy,
+        first_attempt_accuracy::numeric(14, 10) as first_attempt_accuracy,
+        easiness::numeric(8, 2) as easiness,
+        repetitions::integer as repetitions,
+        interval_days::integer as interval_days,
+        last_review_date::date as last_review_date,
+        next_review_date::date as next_review_date,
+        days_since_last_review::integer as days_since_last_review,
+        (next_review_date - as_of_date)::integer as days_until_due,
+        (next_review_date <= as_of_date)::boolean as is_due,
+        retrieval_strength::numeric(14, 10) as retrieval_strength,
+        materials_completion::numeric(14, 10) as materials_completion,
+        mastery_at_last_review::numeric(14, 10) as mastery_at_last_review,
+        {{ mastery_score(
+            'first_attempt_accuracy_smoothed', 'accuracy_smoothed', 'retrieval_strength',
+            'materials_completion', 'has_materials'
+        ) }}::numeric(14, 10) as mastery,
+        mastery_confidence::numeric(14, 10) as mastery_confidence
+    from decayed
+)
+
+select * from final
