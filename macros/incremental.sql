@@ -62,3 +62,36 @@
         set received_at = greatest(excluded.received_at, {{ watermark_relation() }}.received_at),
             updated_at = excluded.updated_at
 {%- endmacro %}
+
+{#-
+  Erasures (DESIGN.md section 5). The pipeline's erasure step deletes an erased learner's rows from
+  every table with a user_id column, so per-learner models need nothing more. Models that aggregate
+  ACROSS learners must also recompute what the erased learner contributed to: they keep a second
+  watermark, on app.deletion_requests.completed_at, under '<model>__erasures' in the same table
+  (a separate clock from received_at: erasures happen at wall-clock time, events may be back-filled).
+  Usage: {{ erasures_since_watermark('completed_at') }} in the model, and
+  post_hook="{{ advance_erasure_watermark() }}".
+-#}
+{% macro erasure_watermark_name() -%}
+    {{ this.identifier }}__erasures
+{%- endmacro %}
+
+{% macro erasures_since_watermark(column='completed_at') -%}
+    {%- if is_incremental() -%}
+        {{ column }} > (
+            select coalesce(max(received_at), '-infinity'::timestamptz) - interval '{{ var("incremental_overlap") }}'
+            from {{ watermark_relation() }} where model_name = '{{ erasure_watermark_name() }}'
+        )
+    {%- else -%}
+        {{ column }} is not null
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro advance_erasure_watermark(relation='stg_app__deletion_requests', column='completed_at') -%}
+    insert into {{ watermark_relation() }} (model_name, received_at, updated_at)
+    select '{{ erasure_watermark_name() }}', coalesce(max({{ column }}), '-infinity'::timestamptz), now()
+    from {{ ref(relation) }}
+    on conflict (model_name) do update
+        set received_at = greatest(excluded.received_at, {{ watermark_relation() }}.received_at),
+            updated_at = excluded.updated_at
+{%- endmacro %}

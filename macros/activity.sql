@@ -1,0 +1,114 @@
+{#-
+  Helpers of the activity marts (models/intermediate/activity, models/marts/activity).
+  They build on macros/incremental.sql: a model recomputes every key touched by rows received
+  since its watermark (minus the incremental_overlap var), from the whole history of that key.
+-#}
+
+{#- The SQL expression of a timestamp's local date, hour and ISO day of week in a time zone. -#}
+{% macro local_date(ts, tz) -%}
+    ({{ ts }} at time zone {{ tz }})::date
+{%- endmacro %}
+
+{% macro local_hour(ts, tz) -%}
+    extract(hour from {{ ts }} at time zone {{ tz }})::integer
+{%- endmacro %}
+
+{% macro local_iso_dow(ts, tz) -%}
+    extract(isodow from {{ ts }} at time zone {{ tz }})::integer
+{%- endmacro %}
+
+{#-
+  A UTC search window that surely contains local day `day` in any time zone (UTC-12 to UTC+14):
+  [day - 1 at 00:00 UTC, day + 2 at 00:00 UTC). Joins on it let PostgreSQL use the
+  (user_id, <time>) indexes; the exact local_date equality does the real filtering.
+-#}
+{% macro day_search_from(day) -%}
+    (({{ day }} - 1)::timestamp at time zone 'UTC')
+{%- endmacro %}
+
+{% macro day_search_to(day) -%}
+    (({{ day }} + 2)::timestamp at time zone 'UTC')
+{%- endmacro %}
+
+{#-
+  Join condition restricting `alias` (rows with user_id, local_date and the timestamp
+  `time_column`) to the (user_id, local_date) keys of the CTE `touched`.
+-#}
+{% macro on_touched_user_day(alias, time_column, touched='touched_user_days') -%}
+    {{ alias }}.user_id = {{ touched }}.user_id
+    and {{ alias }}.local_date = {{ touched }}.local_date
+    and {{ alias }}.{{ time_column }} >= {{ day_search_from(touched ~ '.local_date') }}
+    and {{ alias }}.{{ time_column }} < {{ day_search_to(touched ~ '.local_date') }}
+{%- endmacro %}
+
+{#-
+  UTC dates inside the [affected_from, affected_to] activity span of each completed erasure that
+  satisfies `since`, a condition on completed_at: pass erasures_since_watermark('completed_at')
+  (macros/incremental.sql). A cross-learner mart keyed by UTC date recomputes these dates.
+-#}
+{% macro erased_utc_dates(since) -%}
+    select erased_day::date as activity_date
+    from {{ ref('stg_app__deletion_requests') }} as erasures
+    cross join lateral generate_series(
+        (erasures.affected_from at time zone 'UTC')::date,
+        (erasures.affected_to at time zone 'UTC')::date,
+        interval '1 day'
+    ) as erased_day
+    where erasures.is_completed
+        and erasures.affected_from is not null
+        and {{ since }}
+{%- endmacro %}
+
+{#-
+  Pre-hook of a cross-learner mart keyed by a UTC date: delete every erased day first.
+  delete+insert only deletes keys that the new rows carry, so a day whose only learner was erased
+  (it recomputes to no rows at all) would otherwise keep its stale rows.
+-#}
+{% macro delete_erased_utc_dates(date_column='activity_date') -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where {{ date_column }} in ({{ erased_utc_dates(erasures_since_watermark('erasures.completed_at')) }})
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+  (user_id, local_date) keys a per-learner-day mart must recompute: every local day with an
+  event, attempt or material interaction received since the model's watermark, and every local
+  day of a session such an event belongs to (a late event changes the idle gap of the activity
+  after it, which may fall on the next local day). Reads int_session_activities_gapped as already
+  updated by this run. `since` is a condition on an unqualified received_at column: pass
+  received_since_watermark('received_at') (macros/incremental.sql).
+-#}
+{% macro touched_activity_user_days(since) -%}
+    select
+        new_events.user_id,
+        new_events.local_date
+    from {{ ref('int_study_events_localized') }} as new_events
+    where {{ since }}
+    union
+    select
+        new_attempts.user_id,
+        new_attempts.local_date
+    from {{ ref('int_question_attempts_localized') }} as new_attempts
+    where {{ since }}
+    union
+    select
+        new_interactions.user_id,
+        new_interactions.local_date
+    from {{ ref('int_material_interactions_localized') }} as new_interactions
+    where {{ since }}
+    union
+    select
+        session_days.user_id,
+        session_days.local_date
+    from {{ ref('int_session_activities_gapped') }} as session_days
+    where session_days.session_id in (
+        select new_session_events.session_id
+        from {{ ref('stg_app__study_events') }} as new_session_events
+        where
+            new_session_events.session_id is not null
+            and {{ since }}
+    )
+{%- endmacro %}

@@ -1,0 +1,191 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['user_id', 'local_date'],
+        on_schema_change='fail',
+        indexes=[{'columns': ['user_id', 'local_date'], 'unique': True}],
+        post_hook="{{ advance_watermark(['stg_app__study_events', 'stg_app__question_attempts', 'stg_app__material_interactions']) }}",
+    )
+}}
+
+-- Grain: one row per learner and local day (the date in the learner's time zone) with any event.
+-- Incremental: recomputes every touched (user_id, local_date) from its whole history
+-- (see touched_activity_user_days in macros/activity.sql).
+with
+
+{% if is_incremental() %}
+    touched_user_days as (
+        {{ touched_activity_user_days(received_since_watermark('received_at')) }}
+    ),
+{% endif %}
+
+events as (
+    select
+        events.user_id,
+        events.local_date,
+        events.session_id
+    from {{ ref('int_study_events_localized') }} as events
+    {% if is_incremental() %}
+        inner join touched_user_days
+            on {{ on_touched_user_day('events', 'occurred_at') }}
+    {% endif %}
+),
+
+gaps as (
+    select
+        gaps.user_id,
+        gaps.local_date,
+        gaps.active_seconds
+    from {{ ref('int_session_activities_gapped') }} as gaps
+    {% if is_incremental() %}
+        inner join touched_user_days
+            on {{ on_touched_user_day('gaps', 'occurred_at') }}
+    {% endif %}
+),
+
+attempts as (
+    select
+        attempts.user_id,
+        attempts.local_date,
+        attempts.topic_id,
+        attempts.is_correct,
+        attempts.is_first_attempt,
+        attempts.hint_used,
+        attempts.time_to_answer_ms
+    from {{ ref('int_question_attempts_localized') }} as attempts
+    {% if is_incremental() %}
+        inner join touched_user_days
+            on {{ on_touched_user_day('attempts', 'answered_at') }}
+    {% endif %}
+),
+
+interactions as (
+    select
+        interactions.user_id,
+        interactions.local_date,
+        interactions.material_id,
+        interactions.topic_id,
+        interactions.interaction_type,
+        interactions.active_seconds
+    from {{ ref('int_material_interactions_localized') }} as interactions
+    {% if is_incremental() %}
+        inner join touched_user_days
+            on {{ on_touched_user_day('interactions', 'occurred_at') }}
+    {% endif %}
+),
+
+event_stats as (
+    select
+        user_id,
+        local_date,
+        count(distinct session_id) as sessions
+    from events
+    group by user_id, local_date
+),
+
+gap_stats as (
+    select
+        user_id,
+        local_date,
+        sum(active_seconds) as active_seconds
+    from gaps
+    group by user_id, local_date
+),
+
+attempt_stats as (
+    select
+        user_id,
+        local_date,
+        count(*) as questions_attempted,
+        count(*) filter (where is_correct) as questions_correct,
+        count(*) filter (where is_first_attempt) as first_attempts,
+        count(*) filter (where is_first_attempt and is_correct) as first_attempts_correct,
+        count(*) filter (where hint_used) as hints_used,
+        percentile_cont(0.5) within group (order by time_to_answer_ms) as median_time_to_answer_ms,
+        array_agg(distinct topic_id) as topic_ids
+    from attempts
+    group by user_id, local_date
+),
+
+interaction_stats as (
+    select
+        user_id,
+        local_date,
+        count(distinct material_id) filter (where interaction_type = 'complete') as materials_completed,
+        sum(active_seconds) as material_seconds,
+        array_agg(distinct topic_id) as topic_ids
+    from interactions
+    group by user_id, local_date
+),
+
+user_days as (
+    select
+        user_id,
+        local_date
+    from event_stats
+    union
+    select
+        user_id,
+        local_date
+    from attempt_stats
+    union
+    select
+        user_id,
+        local_date
+    from interaction_stats
+),
+
+joined as (
+    select
+        user_days.user_id,
+        user_days.local_date,
+        coalesce(event_stats.sessions, 0) as sessions,
+        coalesce(gap_stats.active_seconds, 0) as active_seconds,
+        coalesce(attempt_stats.questions_attempted, 0) as questions_attempted,
+        coalesce(attempt_stats.questions_correct, 0) as questions_correct,
+        coalesce(attempt_stats.first_attempts, 0) as first_attempts,
+        coalesce(attempt_stats.first_attempts_correct, 0) as first_attempts_correct,
+        coalesce(attempt_stats.hints_used, 0) as hints_used,
+        attempt_stats.median_time_to_answer_ms,
+        coalesce(interaction_stats.materials_completed, 0) as materials_completed,
+        coalesce(interaction_stats.material_seconds, 0) as material_seconds,
+        (
+            select count(distinct studied.topic_id)
+            from unnest(
+                coalesce(attempt_stats.topic_ids, '{}') || coalesce(interaction_stats.topic_ids, '{}')
+            ) as studied (topic_id)
+        ) as distinct_topics
+    from user_days
+    left join event_stats
+        on user_days.user_id = event_stats.user_id and user_days.local_date = event_stats.local_date
+    left join gap_stats
+        on user_days.user_id = gap_stats.user_id and user_days.local_date = gap_stats.local_date
+    left join attempt_stats
+        on user_days.user_id = attempt_stats.user_id and user_days.local_date = attempt_stats.local_date
+    left join interaction_stats
+        on
+            user_days.user_id = interaction_stats.user_id
+            and user_days.local_date = interaction_stats.local_date
+),
+
+final as (
+    select
+        user_id,
+        local_date,
+        sessions::integer as sessions,
+        round(active_seconds / 60.0, 2)::numeric(12, 2) as active_study_minutes,
+        questions_attempted::integer as questions_attempted,
+        questions_correct::integer as questions_correct,
+        first_attempts::integer as first_attempts,
+        first_attempts_correct::integer as first_attempts_correct,
+        round(questions_correct::numeric / nullif(questions_attempted, 0), 4)::numeric(5, 4) as accuracy,
+        hints_used::integer as hints_used,
+        median_time_to_answer_ms::numeric(12, 1) as median_time_to_answer_ms,
+        materials_completed::integer as materials_completed,
+        round(material_seconds / 60.0, 2)::numeric(12, 2) as material_minutes,
+        distinct_topics::integer as distinct_topics
+    from joined
+)
+
+select * from final
