@@ -94,3 +94,9 @@
     comment on aggregate intermediate.sm2_fold(integer, intermediate.sm2_state) is
         'Folds SM-2 reviews (quality, seed state) in order; as a running window aggregate it gives the state after each review.';
 {%- endmacro %}
+
+{#- `dbt run-operation install_sm2_functions`: create the SM-2 functions without a run (tests, ad-hoc use). -#}
+{% macro install_sm2_functions() -%}
+    {%- do run_query(create_sm2_functions()) -%}
+    {{ log('SM-2 type, functions and aggregate installed in schema intermediate', info=true) }}
+{%- endmacro %}
