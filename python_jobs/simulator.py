@@ -1,0 +1,1408 @@
+"""Learner simulator: synthetic learners studying for board exams, written through the tracker.
+
+Two layers:
+
+* ``generate(users, days, seed, ...)`` is pure Python (no database): it returns a
+  :class:`Simulation` whose ``events()`` streams every event of every learner **sorted by
+  received_at** (the simulated server clock), including the ones still "in flight" at the end of
+  the window, and whose ``truth`` holds the latent state the events were drawn from. Tests can
+  deliver the events in batches of their own.
+* ``simulate(conn, users, days, seed, ...)`` loads the reference data, inserts the learners, sends
+  the events received by ``end`` through ``Tracker.track_batch`` (with a tqdm progress bar) and
+  saves the latent truth in schema ``sim``.
+
+The model (constants below, each documented):
+
+* Learners have an ability, a prior knowledge per leaf topic (higher for learners further into their
+  exam preparation), a timezone, a chronotype (preferred local hours), study days per week, session
+  lengths, question pace, hint use, confidence-rating style, idle breaks, a taste for reviewing due
+  or weak topics vs. moving on through their curriculum, practice-exam habits; a few go quiet.
+* Latent knowledge of a leaf topic is a forgetting curve between a consolidated floor ``C`` and the
+  level ``L`` reached at the last study: ``K(t) = C + (L - C) * exp(-(t - T) / S)``. Each question
+  answered (and each minute of reading) moves ``K`` towards 1 at the learner's learning rate, faster
+  when the topic's prerequisites are known. A study block after a spacing gap raises stability
+  ``S`` and the floor ``C`` in proportion to how much had been forgotten (spacing effect); massed
+  study the same day only raises ``L``, which then decays back.
+* A question is answered correctly with probability ``0.2 + 0.8 * logistic(8 * (K - difficulty))``
+  (five options: 0.2 by guessing), plus a bonus with a hint or when the question was seen before.
+* Practice exams (every 1-2 weeks for most learners) and board exams (on exam_date when it falls in
+  the window) sample 200 questions by board-exam weight from the learner's current latent knowledge;
+  the scaled score (1-300) follows the share correct, with form-to-form noise; pass = score >= 196.
+* Delivery: each session is, with probability ``late_share``, uploaded late (phone offline): all
+  its events are received together between 1 hour and 10 days after they occurred; the others
+  arrive seconds (sometimes minutes) after they occurred.
+
+Determinism: all randomness comes from per-learner ``random.Random`` streams seeded from
+(seed, learner index), and the window is ``[end - days, end]`` with ``end`` defaulting to now
+rounded down to the minute, so a seed gives the same events for the same ``end``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import operator
+import random
+import time
+import uuid
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from python_jobs.events import (
+    Event,
+    ExamResult,
+    GenericEvent,
+    MaterialInteraction,
+    QuestionAttempt,
+    SessionEnd,
+    SessionHeartbeat,
+    SessionStart,
+)
+from python_jobs.reference import Reference, load_reference, reference
+
+DAY = 86_400.0
+HOUR = 3_600.0
+MINUTE = 60.0
+
+# ----------------------------------------------------------------------------- model constants
+GUESS = 0.2  # chance of a right answer by guessing (5 options)
+SLOPE = 8.0  # logistic slope of P(correct) in (knowledge - difficulty)
+HINT_BONUS = 0.15  # knowledge-equivalent boost of a hint
+SEEN_RIGHT_BONUS = 0.12  # boost when the question was answered right before (memory of it)
+SEEN_WRONG_BONUS = 0.05  # boost when it was answered wrong before (explanation was read)
+LEARN_WRONG = 1.0  # learning per question (x learning rate) after a wrong answer + explanation
+LEARN_RIGHT = 0.5  # learning per question after a right answer
+LEARN_READ_PER_MIN = 0.25  # learning per minute of reading (x learning rate)
+STABILITY_FIRST = 2.0  # days of memory stability after a first study (x ability factor)
+STABILITY_GROWTH = 2.5  # stability growth factor per spaced review, times forgotten share
+STABILITY_MAX = 365.0
+CONSOLIDATE_FIRST = 0.15  # share of the gain kept in the long-term floor after a first study
+CONSOLIDATE = 0.5  # share of the gain kept in the floor per review, times forgotten share
+MASSED_GAP_DAYS = 0.3  # a review sooner than this after the last one is massed: no spacing gain
+PREREQ_BASE = 0.5  # learning-rate multiplier = PREREQ_BASE + mean knowledge of prerequisites
+EXAM_QUESTIONS = 200  # questions in a practice or board exam
+EXAM_PASS_SCORE = 196  # scaled score needed to pass
+EXAM_CUT_SHARE = 0.50  # share correct that maps to the pass score
+EXAM_POINTS_PER_SHARE = 400.0  # scaled points per unit of share correct
+EXAM_FORM_NOISE = 5.0  # sd of scaled points from form to form / exam-day condition
+HEARTBEAT_SECONDS = 120.0  # the app sends a heartbeat after this long without another event
+LATE_MIN_SECONDS = HOUR  # late delivery: between 1 hour ...
+LATE_MAX_SECONDS = 10 * DAY  # ... and 10 days after the event occurred
+QUIET_SHARE = 0.06  # share of learners who go quiet (stop studying) somewhere in the window
+
+# Timezones: the first learners take the anchors (so even small runs cover the tricky ones),
+# the rest are drawn with these weights.
+ANCHOR_TIMEZONES = ("Pacific/Auckland", "America/Los_Angeles", "Europe/London", "Asia/Kolkata")
+TIMEZONES: tuple[tuple[str, float], ...] = (
+    ("America/New_York", 14), ("America/Chicago", 8), ("America/Denver", 3),
+    ("America/Los_Angeles", 8), ("America/Toronto", 3), ("America/Mexico_City", 2),
+    ("America/Bogota", 2), ("America/Sao_Paulo", 3), ("Europe/London", 6), ("Europe/Dublin", 2),
+    ("Europe/Berlin", 4), ("Europe/Madrid", 2), ("Europe/Warsaw", 2), ("Europe/Bucharest", 2),
+    ("Africa/Lagos", 3), ("Africa/Cairo", 3), ("Asia/Jerusalem", 1), ("Asia/Dubai", 2),
+    ("Asia/Karachi", 4), ("Asia/Kolkata", 8), ("Asia/Kathmandu", 1), ("Asia/Dhaka", 2),
+    ("Asia/Manila", 3), ("Asia/Singapore", 2), ("Asia/Tokyo", 1), ("Australia/Sydney", 2),
+    ("Pacific/Auckland", 3),
+)  # fmt: skip
+# (cohort code, exam_target, weight)
+EXAM_TARGETS = (
+    ("USMLE-Step1", "USMLE Step 1", 0.52),
+    ("USMLE-Step2CK", "USMLE Step 2 CK", 0.25),
+    ("COMLEX-Level1", "COMLEX Level 1", 0.13),
+    ("PLAB1", "PLAB 1", 0.10),
+)
+# Chronotypes: (name, weight, first-session hour, second-session hour)
+CHRONOTYPES = (
+    ("early_bird", 0.25, 6.5, 17.5),
+    ("daytime", 0.30, 10.0, 15.0),
+    ("evening", 0.30, 18.5, 21.5),
+    ("night_owl", 0.15, 21.5, 23.5),
+)
+EVENT_TYPES = (
+    "session_start", "session_heartbeat", "session_end", "question_attempt",
+    "material_interaction", "exam_result", "search", "page_view", "ai_coach_message",
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- learners
+@dataclass(frozen=True)
+class Learner:
+    """One simulated learner: the app.users row plus the hidden traits that drive behaviour."""
+
+    index: int
+    user_id: uuid.UUID
+    created_at: datetime
+    timezone: str
+    cohort: str
+    exam_target: str
+    exam_date: date | None
+    ability: float  # standard normal; drives prior knowledge, learning rate, stability
+    learn_rate: float  # knowledge gained per wrong-answer-with-explanation, x (1 - K)
+    prior_mean: float  # mean latent knowledge of a topic at the start
+    chronotype: str
+    first_hour: float  # preferred local hour of the first session of a day
+    second_hour: float  # preferred local hour of later sessions
+    study_days_per_week: float
+    sessions_per_day: float  # mean sessions on a study day (>= 1)
+    session_minutes: float  # median planned session length
+    question_seconds: float  # median time to answer a question
+    hint_rate: float  # probability of using a hint (higher on weak topics)
+    rates_confidence: bool  # gives confidence ratings at all
+    confidence_bias: float  # over(+)/under(-) confidence, in probability units
+    confidence_noise: float
+    idle_break_prob: float  # probability of a > 5 min break inside a session
+    review_propensity: float  # share of blocks spent on due or weak topics
+    read_propensity: float  # probability of reading a material before a new topic
+    follows_curriculum: bool  # works through systems in order (else picks topics at random)
+    uses_coach: bool  # sends AI-coach messages now and then
+    practice_exam_every_days: int | None  # None: never takes practice exams
+    quiet_from: datetime | None  # stops studying from then on
+    ips: tuple[str, ...]
+
+    def users_row(self) -> tuple[Any, ...]:
+        return (
+            self.user_id,
+            self.created_at,
+            self.timezone,
+            self.cohort,
+            self.exam_target,
+            self.exam_date,
+        )
+
+
+def _user_id(seed: int, index: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"https://studyin.example/sim/{seed}/learner/{index}")
+
+
+def _learner_rng(seed: int, index: int) -> random.Random:
+    return random.Random(f"studyin-sim:{seed}:learner:{index}")
+
+
+def _random_ips(rng: random.Random) -> tuple[str, ...]:
+    ips = []
+    for _ in range(rng.randint(1, 3)):
+        first = rng.choice([23, 31, 45, 62, 78, 81, 92, 103, 118, 151, 176, 185, 203, 212])
+        ips.append(f"{first}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}")
+    for _ in range(rng.choice([0, 0, 1, 1, 2])):
+        groups = [f"{rng.choice([0x2001, 0x2003, 0x2A01, 0x2A02, 0x2600, 0x2804]):x}"]
+        groups += [f"{rng.getrandbits(16):x}" for _ in range(7)]
+        ips.append(":".join(groups))
+    return tuple(ips)
+
+
+def make_learner(seed: int, index: int, start: datetime, end: datetime) -> Learner:
+    rng = _learner_rng(seed, index)
+    days = (end - start).total_seconds() / DAY
+    if index < len(ANCHOR_TIMEZONES):
+        tz = ANCHOR_TIMEZONES[index]
+        rng.random()  # keep the stream aligned with drawn learners
+    else:
+        tz = rng.choices([t for t, _ in TIMEZONES], [w for _, w in TIMEZONES])[0]
+    code, target, _ = rng.choices(EXAM_TARGETS, [w for *_, w in EXAM_TARGETS])[0]
+    end_day = end.date()
+    r = rng.random()
+    if r < 0.20:  # board exam inside the window
+        exam_date: date | None = end_day - timedelta(days=rng.randint(0, max(0, int(days) - 4)))
+    elif r < 0.42:  # within 60 days after the window
+        exam_date = end_day + timedelta(days=rng.randint(1, 60))
+    elif r < 0.95:
+        exam_date = end_day + timedelta(days=rng.randint(61, 420))
+    else:
+        exam_date = None
+    cohort_year = exam_date.year if exam_date else end_day.year + 1
+    if exam_date is not None and exam_date <= end_day or rng.random() < 0.75:
+        created_at = start - timedelta(seconds=rng.uniform(1 * DAY, 180 * DAY))
+    else:
+        created_at = start + timedelta(seconds=rng.uniform(0, max(0.0, days - 2) * DAY))
+    created_at = created_at.replace(microsecond=0)
+    ability = rng.gauss(0.0, 1.0)
+    days_to_exam = (exam_date - end_day).days + days / 2 if exam_date else 365.0
+    prep = min(1.0, max(0.0, 1.0 - days_to_exam / 240.0))  # how far into exam preparation
+    chrono = rng.choices(CHRONOTYPES, [c[1] for c in CHRONOTYPES])[0]
+    every = None if rng.random() < 0.12 else rng.randint(7, 14)
+    quiet = None
+    if rng.random() < QUIET_SHARE:
+        quiet = start + timedelta(seconds=rng.uniform(0.2, 0.8) * days * DAY)
+    return Learner(
+        index=index,
+        user_id=_user_id(seed, index),
+        created_at=created_at,
+        timezone=tz,
+        cohort=f"{cohort_year}-{code}",
+        exam_target=target,
+        exam_date=exam_date,
+        ability=ability,
+        learn_rate=0.06 * math.exp(0.25 * ability) * rng.lognormvariate(0.0, 0.15),
+        prior_mean=min(0.75, max(0.15, 0.36 + 0.07 * ability + 0.12 * prep)),
+        chronotype=chrono[0],
+        first_hour=chrono[2] + rng.gauss(0.0, 0.8),
+        second_hour=chrono[3] + rng.gauss(0.0, 0.8),
+        study_days_per_week=rng.choice([3, 4, 4, 5, 5, 5, 6, 6, 7]) + rng.uniform(-0.5, 0.5),
+        sessions_per_day=1.0 + rng.uniform(0.0, 1.3),
+        session_minutes=rng.lognormvariate(math.log(45.0), 0.35),
+        question_seconds=rng.uniform(50.0, 100.0),
+        hint_rate=rng.uniform(0.0, 0.2),
+        rates_confidence=rng.random() < 0.75,
+        confidence_bias=rng.gauss(0.0, 0.08),
+        confidence_noise=rng.uniform(0.12, 0.3),
+        idle_break_prob=rng.uniform(0.1, 0.5),
+        review_propensity=rng.uniform(0.25, 0.6),
+        read_propensity=rng.uniform(0.15, 0.7),
+        follows_curriculum=rng.random() < 0.7,
+        uses_coach=rng.random() < 0.25,
+        practice_exam_every_days=every,
+        quiet_from=quiet,
+        ips=_random_ips(rng),
+    )
+
+
+# ----------------------------------------------------------------------------- truth
+@dataclass
+class Truth:
+    """Latent truth, compact column arrays (rows: learner x leaf x local day studied, plus the
+    end-of-simulation row of every learner x leaf)."""
+
+    learner: array = field(default_factory=lambda: array("i"))  # learner index
+    topic: array = field(default_factory=lambda: array("i"))  # leaf topic id
+    day: array = field(default_factory=lambda: array("i"))  # local date, proleptic ordinal
+    knowledge_start: array = field(default_factory=lambda: array("d"))
+    knowledge: array = field(default_factory=lambda: array("d"))
+    questions: array = field(default_factory=lambda: array("i"))
+    correct: array = field(default_factory=lambda: array("i"))
+    material_seconds: array = field(default_factory=lambda: array("i"))
+    final: array = field(default_factory=lambda: array("b"))  # 1 on the end-of-simulation row
+    exams: list[ExamTruth] = field(default_factory=list)
+    weighted_knowledge_start: dict[int, float] = field(default_factory=dict)
+    weighted_knowledge_end: dict[int, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.learner)
+
+    def add(
+        self,
+        li: int,
+        topic: int,
+        day: int,
+        k0: float,
+        k1: float,
+        q: int,
+        c: int,
+        ms: int,
+        final: int,
+    ) -> None:
+        self.learner.append(li)
+        self.topic.append(topic)
+        self.day.append(day)
+        self.knowledge_start.append(k0)
+        self.knowledge.append(k1)
+        self.questions.append(q)
+        self.correct.append(c)
+        self.material_seconds.append(ms)
+        self.final.append(final)
+
+    def rows(self) -> Iterator[tuple[int, int, date, float, float, int, int, int, bool]]:
+        for i in range(len(self.learner)):
+            yield (
+                self.learner[i],
+                self.topic[i],
+                date.fromordinal(self.day[i]),
+                self.knowledge_start[i],
+                self.knowledge[i],
+                self.questions[i],
+                self.correct[i],
+                self.material_seconds[i],
+                bool(self.final[i]),
+            )
+
+
+@dataclass(frozen=True)
+class ExamTruth:
+    event_id: uuid.UUID
+    learner: int
+    exam_kind: str
+    taken_at: datetime
+    weighted_knowledge: float  # board-weighted latent knowledge when the exam was taken
+    share_correct: float
+    scaled_score: int
+    passed: bool
+    received_at: datetime
+
+
+# ----------------------------------------------------------------------------- content model
+class _Content:
+    """Reference data flattened into lists indexed by leaf position, for the hot loops."""
+
+    def __init__(self, ref: Reference) -> None:
+        leaves = sorted(ref.leaves, key=lambda t: t.id)
+        self.leaf_ids = [t.id for t in leaves]
+        pos = {t.id: i for i, t in enumerate(leaves)}
+        self.n = len(leaves)
+        self.weights = [float(t.board_exam_weight) for t in leaves]
+        total = sum(self.weights)
+        self.weights = [w / total for w in self.weights]
+        acc = 0.0
+        self.cum_weights = []
+        for w in self.weights:
+            acc += w
+            self.cum_weights.append(acc)
+        self.system_of = [t.id // 100 for t in leaves]
+        self.systems = sorted(set(self.system_of))
+        prereq = ref.prerequisites()
+        self.prereqs = [[pos[p] for p in prereq.get(t.id, []) if p in pos] for t in leaves]
+        qs = sorted(ref.questions, key=lambda q: q.id)
+        self.q_ids: list[int] = []
+        self.q_difficulty: list[float] = []
+        self.q_answer: list[str] = []
+        self.q_start = [0] * self.n
+        self.q_count = [0] * self.n
+        by_leaf: dict[int, list] = {}
+        for q in qs:
+            by_leaf.setdefault(q.topic_id, []).append(q)
+        for i, tid in enumerate(self.leaf_ids):
+            self.q_start[i] = len(self.q_ids)
+            self.q_count[i] = len(by_leaf.get(tid, []))
+            for q in by_leaf.get(tid, []):
+                self.q_ids.append(q.id)
+                self.q_difficulty.append(float(q.difficulty))
+                self.q_answer.append(q.correct_answer)
+        mats = sorted(ref.materials, key=lambda m: m.id)
+        self.m_ids = [m.id for m in mats]
+        self.m_minutes = [float(m.est_minutes) for m in mats]
+        self.leaf_materials: list[list[int]] = [[] for _ in range(self.n)]
+        for k, m in enumerate(mats):
+            if m.topic_id in pos:
+                self.leaf_materials[pos[m.topic_id]].append(k)
+
+
+# ----------------------------------------------------------------------------- learner state
+_NEVER = -1.0e9  # "last studied" time of a topic never studied
+
+
+class _State:
+    """Mutable per-learner simulation state."""
+
+    __slots__ = (
+        "p", "rng", "tz", "uid", "L", "C", "S", "T", "studied", "q_seen", "q_last", "ptr",
+        "offset", "own_interval", "last_day", "last_acc", "curriculum", "cur_pos", "mat_done",
+        "busy_until", "day_ord", "day_start", "touch", "next_practice", "stopped", "board_done",
+        "first_plan",
+    )  # fmt: skip
+
+    def __init__(self, learner: Learner, content: _Content, rng: random.Random) -> None:
+        self.p = learner
+        self.rng = rng
+        self.tz = ZoneInfo(learner.timezone)
+        self.uid = learner.user_id
+        n = content.n
+        system_offset = {s: rng.gauss(0.0, 0.05) for s in content.systems}
+        prior = [
+            min(
+                0.9,
+                max(
+                    0.03,
+                    learner.prior_mean + system_offset[content.system_of[j]] + rng.gauss(0.0, 0.07),
+                ),
+            )
+            for j in range(n)
+        ]
+        self.L = list(prior)
+        self.C = list(prior)
+        self.S = [STABILITY_FIRST] * n
+        self.T = [_NEVER] * n  # days since the epoch
+        self.studied = [0] * n  # study blocks so far
+        self.q_seen = bytearray(len(content.q_ids))  # attempts per question (capped at 255)
+        self.q_last = bytearray(len(content.q_ids))  # 1 right, 2 wrong at the last attempt
+        self.ptr = [0] * n
+        self.offset = [rng.randrange(max(1, content.q_count[j])) for j in range(n)]
+        self.own_interval = [1.0] * n  # the learner's own idea of when to review, in days
+        self.last_day = [-1] * n  # ordinal of the local day last studied
+        self.last_acc = [1.0] * n
+        systems = list(content.systems)
+        rng.shuffle(systems)
+        order = {s: i for i, s in enumerate(systems)}
+        self.curriculum = sorted(range(n), key=lambda j: (order[content.system_of[j]], j))
+        self.cur_pos = 0
+        self.mat_done = bytearray(len(content.m_ids))
+        self.busy_until = 0.0
+        self.day_ord = 0
+        self.day_start = 0.0
+        self.touch: dict[int, list] = {}  # leaf -> [k_start, questions, correct, material_s]
+        self.next_practice = 0
+        self.stopped = False
+        self.board_done = False
+        self.first_plan = True
+
+    def knowledge(self, j: int, t_days: float) -> float:
+        dt = t_days - self.T[j]
+        c = self.C[j]
+        if dt <= 0:
+            return self.L[j]
+        return c + (self.L[j] - c) * math.exp(-dt / self.S[j])
+
+
+# ----------------------------------------------------------------------------- simulation
+@dataclass
+class SimulationStats:
+    generated: int = 0
+    by_type: Counter = field(default_factory=Counter)
+    late: int = 0  # received more than 1 hour after occurring
+    sessions: int = 0
+    late_sessions: int = 0
+
+
+class Simulation:
+    """A deterministic simulation: learners, a stream of events sorted by received_at, the truth.
+
+    ``events()`` can be iterated once; the truth (``truth``) is complete when it is exhausted.
+    """
+
+    def __init__(
+        self,
+        users: int,
+        days: int,
+        seed: int,
+        late_share: float = 0.03,
+        end: datetime | None = None,
+        ref: Reference | None = None,
+    ) -> None:
+        if users < 1 or days < 1:
+            raise ValueError("users and days must be positive")
+        if not 0.0 <= late_share <= 1.0:
+            raise ValueError(f"late_share must be between 0 and 1, got {late_share}")
+        if end is None:
+            end = datetime.now(UTC).replace(second=0, microsecond=0)
+        if end.tzinfo is None:
+            raise ValueError("end must be timezone-aware")
+        self.users = users
+        self.days = days
+        self.seed = seed
+        self.late_share = late_share
+        self.end = end.astimezone(UTC)
+        self.start = self.end - timedelta(days=days)
+        self.ref = ref or reference()
+        self.content = _Content(self.ref)
+        self.learners = [make_learner(seed, i, self.start, self.end) for i in range(users)]
+        self.truth = Truth()
+        self.stats = SimulationStats()
+        self._consumed = False
+
+    # ------------------------------------------------------------------ public
+    def events(self) -> Iterator[Event]:
+        """Every event, sorted by received_at (ties by generation order); in-flight ones last."""
+        if self._consumed:
+            raise RuntimeError("Simulation.events() can be iterated only once")
+        self._consumed = True
+        return self._run()
+
+    @property
+    def end_ts(self) -> float:
+        return self.end.timestamp()
+
+    # ------------------------------------------------------------------ engine
+    def _run(self) -> Iterator[Event]:
+        end_ts = self.end_ts
+        start_ts = self.start.timestamp()
+        self._out: list[tuple[float, int, Event]] = []
+        self._sched: list[tuple[float, int, int, int, Any]] = []
+        self._seq = 0
+        self._states = []
+        for learner in self.learners:
+            rng = random.Random(f"studyin-sim:{self.seed}:learner:{learner.index}:life")
+            st = _State(learner, self.content, rng)
+            st.next_practice = int(rng.uniform(0, learner.practice_exam_every_days or 7))
+            self._states.append(st)
+            first = max(start_ts, learner.created_at.timestamp())
+            self.truth.weighted_knowledge_start[learner.index] = self._weighted(st, first / DAY)
+            self._push(first, learner.index, 0, None)
+        out = self._out
+        sched = self._sched
+        pop = heapq.heappop
+        while sched:
+            t, _, li, kind, payload = pop(sched)
+            if t >= end_ts:
+                break
+            while out and out[0][0] < t:
+                yield pop(out)[2]
+            st = self._states[li]
+            if kind == 0:
+                self._plan_day(st, t)
+            else:
+                self._session(st, t, payload)
+        self._finish()
+        while out:
+            yield pop(out)[2]
+
+    def _push(self, t: float, li: int, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._sched, (t, self._seq, li, kind, payload))
+
+    def _weighted(self, st: _State, t_days: float) -> float:
+        w = self.content.weights
+        return sum(w[j] * st.knowledge(j, t_days) for j in range(self.content.n))
+
+    # ------------------------------------------------------------------ days
+    def _local(self, st: _State, d: date, hours: float) -> float:
+        hours = min(max(hours, 0.0), 23.99)
+        h = int(hours)
+        m = int((hours - h) * 60)
+        return datetime(d.year, d.month, d.day, h, m, tzinfo=st.tz).timestamp()
+
+    def _flush_day(self, st: _State, at_ts: float, final: bool) -> None:
+        t_days = at_ts / DAY
+        li = st.p.index
+        ids = self.content.leaf_ids
+        for j, (k0, q, c, ms) in st.touch.items():
+            self.truth.add(li, ids[j], st.day_ord, k0, st.knowledge(j, t_days), q, c, ms, final)
+        if not final:
+            st.touch = {}
+
+    def _plan_day(self, st: _State, t: float) -> None:
+        """At the start of a learner's local day (or the window start): flush yesterday's truth,
+        decide today's sessions, schedule them and tomorrow's planning."""
+        p = st.p
+        rng = st.rng
+        local = datetime.fromtimestamp(t, st.tz)
+        today = local.date()
+        tomorrow = today + timedelta(days=1)
+        next_midnight = datetime(
+            tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=st.tz
+        ).timestamp()
+        if st.touch:
+            self._flush_day(st, t, final=False)
+        st.day_ord = today.toordinal()
+        st.day_start = t
+        day_index = (today - self.start.date()).days
+        self._push(next_midnight, p.index, 0, None)
+        if st.stopped:
+            return
+        if p.quiet_from is not None and t >= p.quiet_from.timestamp():
+            st.stopped = True
+            return
+        if p.exam_date is not None and today == p.exam_date:
+            begin = self._local(st, today, 8.0 + rng.uniform(-0.5, 1.0))
+            report = begin + rng.uniform(8.0, 10.0) * HOUR
+            if report > t:
+                self._push(report, p.index, 1, ("board", begin))
+            st.stopped = True  # the board exam is the end of this learner's preparation
+            return
+        days_to_exam = (p.exam_date - today).days if p.exam_date else 999
+        ramp = 1.0 + (0.35 if 0 < days_to_exam <= 42 else 0.0)
+        p_study = min(0.97, p.study_days_per_week / 7.0 * ramp)
+        if local.weekday() >= 5:
+            p_study *= 0.85
+        if p.practice_exam_every_days and day_index >= st.next_practice and days_to_exam > 2:
+            if rng.random() < 0.8:
+                at = self._local(st, today, rng.uniform(15.0, 21.5))
+                if at > t:
+                    self._push(at, p.index, 1, ("practice", at))
+                    st.next_practice = day_index + p.practice_exam_every_days + rng.randint(-2, 2)
+        if rng.random() >= p_study:
+            return
+        n_sessions = int(p.sessions_per_day) + (rng.random() < p.sessions_per_day % 1.0)
+        if ramp > 1.0 and rng.random() < 0.3:
+            n_sessions += 1
+        for k in range(n_sessions):
+            hour = (p.first_hour if k == 0 else p.second_hour + 1.5 * (k - 1)) + rng.gauss(0, 0.9)
+            at = self._local(st, today, hour)
+            if at <= t:
+                continue
+            minutes = p.session_minutes * rng.lognormvariate(0.0, 0.35) * ramp
+            self._push(at, p.index, 1, ("study", min(minutes, 180.0)))
+
+    # ------------------------------------------------------------------ sessions
+    def _session(self, st: _State, t: float, payload: tuple[str, Any]) -> None:
+        kind, arg = payload
+        if t < st.busy_until + 5 * MINUTE:
+            t = st.busy_until + 5 * MINUTE + st.rng.uniform(0, 10 * MINUTE)
+        if t >= self.end_ts:
+            return
+        if kind == "study":
+            self._study_session(st, t, arg)
+        else:
+            self._exam_session(st, t, kind, arg)
+
+    def _emit_session(self, st: _State, sid: uuid.UUID, ip: str, raw: list) -> list[Event]:
+        """Turn a session's raw events into tracker events with receive times and queue them."""
+        if not raw:
+            return []
+        rng = st.rng
+        stats = self.stats
+        stats.sessions += 1
+        late = rng.random() < self.late_share
+        upload = 0.0
+        if late:
+            stats.late_sessions += 1
+            lo = raw[-1][0] + LATE_MIN_SECONDS
+            hi = raw[0][0] + LATE_MAX_SECONDS
+            upload = lo + rng.random() * (hi - lo)
+        uid = st.uid
+        out = self._out
+        push = heapq.heappush
+        by_type = stats.by_type
+        getrandbits = rng.getrandbits
+        uniform = rng.uniform
+        rand = rng.random
+        expo = rng.expovariate
+        fromts = datetime.fromtimestamp
+        made = []
+        for i, (occ, cls, kw) in enumerate(raw):
+            if late:
+                recv = upload + i * 0.001
+            elif rand() < 0.04:
+                recv = occ + uniform(60.0, 600.0)  # flaky network: minutes
+            else:
+                recv = occ + 0.05 + expo(1 / 6.0)  # seconds
+            event = cls(
+                event_id=uuid.UUID(int=getrandbits(128), version=4),
+                user_id=uid,
+                occurred_at=fromts(occ, UTC),
+                session_id=sid,
+                ip=ip,
+                received_at=fromts(recv, UTC),
+                **kw,
+            )
+            by_type[event.event_type] += 1
+            self._seq += 1
+            push(out, (recv, self._seq, event))
+            made.append(event)
+        stats.generated += len(raw)
+        if late:
+            stats.late += len(raw)
+        return made
+
+    def _new_session(self, st: _State) -> tuple[uuid.UUID, str]:
+        rng = st.rng
+        sid = uuid.UUID(int=rng.getrandbits(128), version=4)
+        ips = st.p.ips
+        v6 = [ip for ip in ips if ":" in ip]
+        v4 = [ip for ip in ips if ":" not in ip]
+        ip = rng.choice(v6) if v6 and rng.random() < 0.3 else rng.choice(v4)
+        return sid, ip
+
+    def _exam_session(self, st: _State, t: float, kind: str, begin: float) -> None:
+        """Log a practice or board exam result (taken outside the app) in a short session."""
+        rng = st.rng
+        c = self.content
+        k_days = begin / DAY
+        knowledge = [st.knowledge(j, k_days) for j in range(c.n)]
+        correct = 0
+        for _ in range(EXAM_QUESTIONS):
+            j = min(c.n - 1, bisect.bisect_left(c.cum_weights, rng.random()))
+            qi = c.q_start[j] + int(rng.random() * c.q_count[j])
+            x = SLOPE * (knowledge[j] - c.q_difficulty[qi])
+            if rng.random() < GUESS + (1 - GUESS) / (1 + math.exp(-x)):
+                correct += 1
+        share = correct / EXAM_QUESTIONS
+        score = EXAM_PASS_SCORE + (share - EXAM_CUT_SHARE) * EXAM_POINTS_PER_SHARE
+        score = int(round(min(300.0, max(1.0, score + rng.gauss(0.0, EXAM_FORM_NOISE)))))
+        passed = score >= EXAM_PASS_SCORE
+        sid, ip = self._new_session(st)
+        t2 = t + rng.uniform(5, 40)
+        t3 = t2 + rng.uniform(20, 120)
+        t4 = t3 + rng.uniform(5, 60)
+        raw = [
+            (t, SessionStart, {}),
+            (t2, GenericEvent, {"event_type": "page_view", "properties": {"screen": "exams"}}),
+            (t3, ExamResult, {"exam_kind": kind, "scaled_score": score, "passed": passed}),
+            (t4, SessionEnd, {"end_reason": "user_ended"}),
+        ]
+        raw = [r for r in raw if r[0] <= self.end_ts]
+        st.busy_until = max(st.busy_until, raw[-1][0])
+        for event in self._emit_session(st, sid, ip, raw):
+            if isinstance(event, ExamResult):
+                self.truth.exams.append(
+                    ExamTruth(
+                        event_id=event.event_id,
+                        learner=st.p.index,
+                        exam_kind=kind,
+                        taken_at=event.occurred_at,
+                        weighted_knowledge=sum(map(operator.mul, c.weights, knowledge)),
+                        share_correct=share,
+                        scaled_score=score,
+                        passed=passed,
+                        received_at=event.received_at,
+                    )
+                )
+
+    def _choose_topic(self, st: _State, today_ord: int, weak_focus: float) -> tuple[int, bool]:
+        """Pick a leaf for the next block: a due or weak topic (review), the next topic of the
+        learner's curriculum, or a topic drawn by board-exam weight. Returns (leaf, is_review)."""
+        rng = st.rng
+        p = st.p
+        c = self.content
+        if rng.random() < min(0.85, p.review_propensity + weak_focus):
+            best = -1
+            best_score = 0.0
+            studied = st.studied
+            last_day = st.last_day
+            last_acc = st.last_acc
+            interval = st.own_interval
+            rand = rng.random
+            for j in range(c.n):
+                if not studied[j] or last_day[j] == today_ord:
+                    continue
+                overdue = (today_ord - last_day[j]) / interval[j]
+                weak = last_acc[j] < 0.6
+                if overdue >= 1.0 or weak:
+                    score = overdue + (1.5 if weak else 0.0) + rand() * 0.5
+                    if score > best_score:
+                        best, best_score = j, score
+            if best >= 0:
+                return best, True
+        if p.follows_curriculum:
+            while st.cur_pos < c.n and st.studied[st.curriculum[st.cur_pos]]:
+                st.cur_pos += 1
+            if st.cur_pos < c.n:
+                return st.curriculum[st.cur_pos], False
+        j = min(c.n - 1, bisect.bisect_left(c.cum_weights, rng.random()))
+        return j, bool(st.studied[j])
+
+    def _study_session(self, st: _State, t0: float, minutes: float) -> None:
+        p = st.p
+        rng = st.rng
+        sid, ip = self._new_session(st)
+        budget_end = t0 + minutes * MINUTE
+        breaks = []
+        if rng.random() < p.idle_break_prob:
+            breaks.append(rng.uniform(t0 + 5 * MINUTE, max(t0 + 6 * MINUTE, budget_end)))
+            if rng.random() < 0.3:
+                breaks.append(rng.uniform(t0 + 5 * MINUTE, max(t0 + 6 * MINUTE, budget_end)))
+            breaks.sort()
+        w = _SessionWriter(t0, self.end_ts, rng, breaks)
+        today = st.day_ord
+        days_to_exam = (p.exam_date.toordinal() - today) if p.exam_date else 999
+        weak_focus = 0.25 if 0 < days_to_exam <= 28 else 0.0
+        try:
+            w.event(t0, SessionStart, {})
+            w.event(w.t + rng.uniform(1, 8), GenericEvent, _page("dashboard"))
+            while w.t < budget_end:
+                j, review = self._choose_topic(st, today, weak_focus)
+                self._block(st, j, review, budget_end, w)
+            r = rng.random()
+            reason = "user_ended" if r < 0.75 else "app_closed" if r < 0.87 else None
+            if reason:  # otherwise the tracker closes the session after 30 idle minutes
+                w.event(w.t + rng.uniform(2, 30), SessionEnd, {"end_reason": reason})
+        except _PastEnd:
+            pass  # the simulated present: the rest of this session has not happened yet
+        if w.raw:
+            st.busy_until = max(st.busy_until, w.raw[-1][0])
+        self._emit_session(st, sid, ip, w.raw)
+
+    def _block(
+        self, st: _State, j: int, review: bool, budget_end: float, w: _SessionWriter
+    ) -> None:
+        """One topic block: maybe read a material, then answer questions; update the latent state
+        (also when the simulated present cuts the block short)."""
+        p = st.p
+        rng = st.rng
+        c = self.content
+        topic_id = c.leaf_ids[j]
+        t_days = w.t / DAY
+        r0 = math.exp(-(t_days - st.T[j]) / st.S[j]) if st.T[j] > _NEVER else 0.0
+        k = st.knowledge(j, t_days)
+        if j not in st.touch:
+            st.touch[j] = [st.knowledge(j, st.day_start / DAY), 0, 0, 0]
+        touch = st.touch[j]
+        pre = c.prereqs[j]
+        mult = PREREQ_BASE + sum(st.knowledge(i, t_days) for i in pre) / len(pre) if pre else 1.0
+        rate = p.learn_rate * mult
+        asked = 0
+        right = 0
+        try:
+            if rng.random() < 0.08:
+                w.event(
+                    w.t + rng.uniform(2, 20),
+                    GenericEvent,
+                    {"event_type": "search", "properties": {"topic_id": topic_id}},
+                )
+            # ---- reading
+            mats = c.leaf_materials[j]
+            if mats and rng.random() < p.read_propensity * (0.4 if review else 1.0):
+                undone = [m for m in mats if not st.mat_done[m]]
+                m = undone[0] if undone else rng.choice(mats)
+                mid = c.m_ids[m]
+                total = c.m_minutes[m] * MINUTE * rng.lognormvariate(0.0, 0.25)
+                target = 1.0 if rng.random() < 0.8 else rng.uniform(0.2, 0.9)
+                w.event(w.t + rng.uniform(2, 10), GenericEvent, _page("reader"))
+                w.event(
+                    w.t + rng.uniform(1, 5),
+                    MaterialInteraction,
+                    {"material_id": mid, "interaction_type": "open", "progress": 0.0},
+                )
+                progress = 0.0
+                while progress < target - 1e-9:
+                    chunk = max(
+                        10.0, min(total * (target - progress), rng.uniform(2.0, 5.0) * MINUTE)
+                    )
+                    progress = min(target, progress + chunk / total)
+                    ts = w.t + chunk
+                    if ts > budget_end + 10 * MINUTE:
+                        target = progress  # out of time: stop reading here
+                    done = progress >= 1.0 - 1e-9
+                    w.event(
+                        ts,
+                        MaterialInteraction,
+                        {
+                            "material_id": mid,
+                            "interaction_type": "complete" if done else "progress",
+                            "progress": round(progress, 4),
+                            "active_seconds": int(chunk),
+                        },
+                    )
+                    k += LEARN_READ_PER_MIN * rate * (chunk / MINUTE) * (1.0 - k)
+                    touch[3] += int(chunk)
+                    if done:
+                        st.mat_done[m] = 1
+                    elif rng.random() < 0.12:
+                        w.event(
+                            w.t + rng.uniform(5, 40),
+                            MaterialInteraction,
+                            {
+                                "material_id": mid,
+                                "interaction_type": "highlight" if rng.random() < 0.7 else "note",
+                                "progress": round(progress, 4),
+                            },
+                        )
+                    w.take_break()
+            # ---- questions
+            n_q = c.q_count[j]
+            size = rng.randint(5, 20)
+            pace = p.question_seconds
+            w.event(w.t + rng.uniform(2, 10), GenericEvent, _page("question_block"))
+            wrong_review = review and rng.random() < 0.2
+            q0 = c.q_start[j]
+            hint_p = p.hint_rate * (1.6 if k < 0.45 else 0.6)
+            q_seen = st.q_seen
+            q_last = st.q_last
+            rand = rng.random
+            lognorm = rng.lognormvariate
+            for _ in range(size):
+                if w.t >= budget_end:
+                    break
+                qi = -1
+                if wrong_review:
+                    for x in range(n_q):
+                        if q_last[q0 + x] == 2:
+                            qi = q0 + x
+                            break
+                if qi < 0:
+                    qi = q0 + (st.offset[j] + st.ptr[j]) % n_q
+                    st.ptr[j] += 1
+                seen = q_seen[qi]
+                hint = rand() < hint_p
+                k_eff = k + (HINT_BONUS if hint else 0.0)
+                if seen:
+                    k_eff += SEEN_RIGHT_BONUS if q_last[qi] == 1 else SEEN_WRONG_BONUS
+                prob = GUESS + (1 - GUESS) / (1 + math.exp(-SLOPE * (k_eff - c.q_difficulty[qi])))
+                skipped = rand() < 0.015
+                correct = (not skipped) and rand() < prob
+                secs = pace * lognorm(0.0, 0.35) * (0.85 if correct else 1.1)
+                if hint:
+                    secs += rng.uniform(8, 25)
+                answer_key = c.q_answer[qi]
+                if skipped:
+                    selected = None
+                    secs = max(secs, 90.0 + rng.uniform(0, 30))
+                elif correct:
+                    selected = answer_key
+                else:
+                    selected = _WRONG[answer_key][rng.randrange(4)]
+                conf = None
+                if p.rates_confidence and rand() < 0.92:
+                    z = prob + 0.2 * ((1.0 if correct else 0.0) - prob) + p.confidence_bias
+                    z += rng.gauss(0.0, p.confidence_noise)
+                    conf = min(5, max(1, int(round(1 + 4 * z))))
+                w.event(
+                    w.t + secs,
+                    QuestionAttempt,
+                    {
+                        "question_id": c.q_ids[qi],
+                        "selected_answer": selected,
+                        "attempt_number": seen + 1,
+                        "time_to_answer_ms": int(secs * 1000),
+                        "confidence_level": conf,
+                        "hint_used": hint,
+                    },
+                )
+                q_seen[qi] = min(255, seen + 1)
+                q_last[qi] = 1 if correct else 2
+                asked += 1
+                right += correct
+                learn = LEARN_RIGHT if correct else LEARN_WRONG
+                k += rate * learn * (0.7 if hint else 1.0) * (1 - k)
+                w.t += pace * 0.35 * lognorm(0.0, 0.5)  # reading the explanation
+                if not correct and p.uses_coach and rand() < 0.1:
+                    w.event(
+                        w.t + rng.uniform(10, 60),
+                        GenericEvent,
+                        {
+                            "event_type": "ai_coach_message",
+                            "properties": {"topic_id": topic_id, "chars": rng.randint(20, 400)},
+                        },
+                    )
+                w.take_break()
+        finally:
+            self._learn(st, j, k, r0, t_days, min(w.t, self.end_ts) / DAY, asked, right)
+
+    def _learn(
+        self,
+        st: _State,
+        j: int,
+        k: float,
+        r0: float,
+        t_days: float,
+        t_end: float,
+        asked: int,
+        right: int,
+    ) -> None:
+        """Fold a finished block into the latent state and the learner's own review schedule."""
+        touch = st.touch[j]
+        success = right / asked if asked else 0.7
+        if st.studied[j] == 0:
+            st.S[j] = STABILITY_FIRST * math.exp(0.2 * st.p.ability)
+            st.C[j] += CONSOLIDATE_FIRST * max(0.0, k - st.C[j])
+        elif t_days - st.T[j] >= MASSED_GAP_DAYS:
+            forgotten = 1.0 - r0
+            growth = 1.0 + STABILITY_GROWTH * forgotten * (0.4 + 0.6 * success)
+            st.S[j] = min(STABILITY_MAX, st.S[j] * growth)
+            st.C[j] += CONSOLIDATE * forgotten * max(0.0, k - st.C[j])
+        st.L[j] = min(0.995, max(k, st.C[j]))
+        st.T[j] = t_end
+        st.studied[j] += 1
+        touch[1] += asked
+        touch[2] += right
+        if asked:
+            st.own_interval[j] = (
+                min(60.0, max(2.0, st.own_interval[j] * 2.2)) if success >= 0.7 else 1.0
+            )
+            st.last_acc[j] = success
+        st.last_day[j] = st.day_ord
+
+    # ------------------------------------------------------------------ end
+    def _finish(self) -> None:
+        end_ts = self.end_ts
+        t_days = end_ts / DAY
+        ids = self.content.leaf_ids
+        for st in self._states:
+            end_day = datetime.fromtimestamp(end_ts, st.tz).date().toordinal()
+            if st.day_ord != end_day:
+                if st.touch:
+                    self._flush_day(st, end_ts, final=False)
+                st.day_ord = end_day
+                st.day_start = datetime.fromordinal(end_day).replace(tzinfo=st.tz).timestamp()
+            li = st.p.index
+            start_days = st.day_start / DAY
+            for j in range(self.content.n):
+                if j in st.touch:
+                    k0, q, c, ms = st.touch[j]
+                else:
+                    k0, q, c, ms = st.knowledge(j, start_days), 0, 0, 0
+                self.truth.add(li, ids[j], end_day, k0, st.knowledge(j, t_days), q, c, ms, 1)
+            st.touch = {}
+            self.truth.weighted_knowledge_end[li] = self._weighted(st, t_days)
+
+
+class _PastEnd(Exception):
+    """Raised when a session reaches the end of the simulated window (the present)."""
+
+
+_WRONG = {a: [b for b in "ABCDE" if b != a] for a in "ABCDE"}
+
+
+def _page(screen: str) -> dict[str, Any]:
+    return {"event_type": "page_view", "properties": {"screen": screen}}
+
+
+class _SessionWriter:
+    """The clock of one session and its raw events (time, class, fields), in time order.
+
+    Heartbeats fill gaps longer than HEARTBEAT_SECONDS while the app is in the foreground; an idle
+    break (app in the background) leaves a gap of 6-25 minutes without any event.
+    """
+
+    __slots__ = ("t", "last", "end_ts", "rng", "breaks", "raw")
+
+    def __init__(self, t0: float, end_ts: float, rng: random.Random, breaks: list[float]) -> None:
+        self.t = t0
+        self.last = t0
+        self.end_ts = end_ts
+        self.rng = rng
+        self.breaks = breaks
+        self.raw: list[tuple[float, type, dict[str, Any]]] = []
+
+    def event(self, ts: float, cls: type, kw: dict[str, Any]) -> None:
+        if ts > self.end_ts:
+            raise _PastEnd
+        nxt = self.last + HEARTBEAT_SECONDS
+        while nxt < ts - 1.0:
+            self.raw.append((nxt, SessionHeartbeat, {}))
+            nxt += HEARTBEAT_SECONDS
+        self.raw.append((ts, cls, kw))
+        self.t = self.last = ts
+
+    def take_break(self) -> None:
+        while self.breaks and self.t >= self.breaks[0]:
+            self.breaks.pop(0)
+            self.t += self.rng.uniform(6.0, 25.0) * MINUTE
+            self.last = self.t
+            self.event(self.t, GenericEvent, _page("resume"))
+
+
+def generate(
+    users: int,
+    days: int,
+    seed: int,
+    late_share: float = 0.03,
+    end: datetime | None = None,
+    ref: Reference | None = None,
+) -> Simulation:
+    """A pure, deterministic simulation (no database): iterate ``.events()``, then ``.truth``."""
+    return Simulation(users, days, seed, late_share=late_share, end=end, ref=ref)
+
+
+# ----------------------------------------------------------------------------- database
+SIM_DDL = """
+create schema if not exists sim;
+comment on schema sim is
+    'Latent truth of the learner simulator (python_jobs/simulator.py), to measure how well the '
+    'analytics recover it. The marts never read it.';
+create table if not exists sim.runs (
+    run_id                  bigint generated always as identity primary key,
+    seed                    bigint not null,
+    users                   integer not null,
+    days                    integer not null,
+    window_start            timestamptz not null,
+    window_end              timestamptz not null,
+    late_share              double precision not null,
+    events_generated        bigint not null,
+    events_delivered        bigint not null,
+    events_in_flight        bigint not null,
+    events_late             bigint not null,
+    accepted                bigint not null,
+    duplicates              bigint not null,
+    rejected                bigint not null,
+    practice_exams          integer not null,
+    practice_exam_pass_rate double precision,
+    board_exams             integer not null,
+    board_exam_pass_rate    double precision,
+    seconds                 double precision not null,
+    created_at              timestamptz not null default now()
+);
+comment on table sim.runs is 'One row per simulate() call: its parameters and what it delivered.';
+create table if not exists sim.learners (
+    user_id                   uuid primary key references app.users (id) on delete cascade,
+    run_id                    bigint not null references sim.runs (run_id) on delete cascade,
+    learner_index             integer not null,
+    ability                   double precision not null,
+    learn_rate                double precision not null,
+    prior_mean                double precision not null,
+    chronotype                text not null,
+    first_hour                double precision not null,
+    second_hour               double precision not null,
+    study_days_per_week       double precision not null,
+    sessions_per_day          double precision not null,
+    session_minutes           double precision not null,
+    question_seconds          double precision not null,
+    hint_rate                 double precision not null,
+    rates_confidence          boolean not null,
+    confidence_bias           double precision not null,
+    confidence_noise          double precision not null,
+    idle_break_prob           double precision not null,
+    review_propensity         double precision not null,
+    read_propensity           double precision not null,
+    follows_curriculum        boolean not null,
+    uses_coach                boolean not null,
+    practice_exam_every_days  integer,
+    quiet_from                timestamptz,
+    weighted_knowledge_start  double precision not null,
+    weighted_knowledge_end    double precision not null
+);
+comment on table sim.learners is
+    'Hidden traits of each simulated learner (one row per app.users row).';
+create table if not exists sim.topic_knowledge (
+    user_id          uuid not null references app.users (id) on delete cascade,
+    topic_id         integer not null references app.topics (id) on delete cascade,
+    as_of            date not null,
+    knowledge_start  double precision not null,
+    knowledge        double precision not null,
+    questions        integer not null,
+    correct          integer not null,
+    material_seconds integer not null,
+    is_final         boolean not null,
+    primary key (user_id, topic_id, as_of),
+    constraint topic_knowledge_range
+        check (knowledge between 0 and 1 and knowledge_start between 0 and 1)
+);
+comment on table sim.topic_knowledge is
+    'Latent knowledge (0-1, the skill behind P(correct)) per learner x leaf topic. One row per '
+    'local day (as_of, in the learner''s timezone, the day a session started) on which the '
+    'learner studied the topic: knowledge_start at the start of that day, knowledge at its '
+    'end; plus one is_final row per learner x leaf topic for the local date of the simulation '
+    'end, with knowledge at the end instant.';
+create table if not exists sim.exams (
+    event_id           uuid primary key,
+    user_id            uuid not null references app.users (id) on delete cascade,
+    exam_kind          text not null,
+    taken_at           timestamptz not null,
+    weighted_knowledge double precision not null,
+    share_correct      double precision not null,
+    scaled_score       integer not null,
+    passed             boolean not null,
+    delivered          boolean not null
+);
+comment on table sim.exams is
+    'Every practice and board exam generated, with the board-weighted latent knowledge behind it; '
+    'delivered = its exam_result event was received by the end of the window.';
+"""
+
+
+@dataclass
+class SimulationSummary:
+    """What ``simulate`` did (printed by ``studyin simulate``)."""
+
+    run_id: int
+    learners: int
+    days: int
+    seed: int
+    window_start: datetime
+    window_end: datetime
+    late_share_setting: float
+    events_generated: int
+    events_delivered: int
+    events_in_flight: int
+    events_by_type: dict[str, int]
+    accepted: int
+    duplicates: int
+    rejected: int
+    late_share_generated: float  # share of generated events received > 1 h after occurring
+    late_share_delivered: float  # the same among delivered events
+    practice_exams: int
+    practice_exam_pass_rate: float | None
+    board_exams: int
+    board_exam_pass_rate: float | None
+    truth_rows: int
+    seconds: float
+    rejections: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_delivered / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        def rate(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:.1%}"
+
+        types = ", ".join(f"{k} {v:,}" for k, v in sorted(self.events_by_type.items()))
+        lines = [
+            f"simulated {self.learners} learners x {self.days} days (seed {self.seed}), "
+            f"window {self.window_start:%Y-%m-%d %H:%M} - {self.window_end:%Y-%m-%d %H:%M} UTC",
+            f"  events generated  {self.events_generated:,} ({types})",
+            f"  delivered         {self.events_delivered:,}: accepted {self.accepted:,}, "
+            f"duplicates {self.duplicates:,}, rejected {self.rejected:,}",
+            f"  still in flight   {self.events_in_flight:,} (received after the window end)",
+            f"  late (> 1 h)      {self.late_share_generated:.2%} of generated, "
+            f"{self.late_share_delivered:.2%} of delivered (setting {self.late_share_setting:.0%})",
+            f"  practice exams    {self.practice_exams}, pass rate "
+            f"{rate(self.practice_exam_pass_rate)}; board exams {self.board_exams}, "
+            f"pass rate {rate(self.board_exam_pass_rate)}",
+            f"  latent truth      sim.learners, sim.topic_knowledge ({self.truth_rows:,} rows), "
+            f"sim.exams, sim.runs (run {self.run_id})",
+            f"  took              {self.seconds:.1f}s ({self.events_per_second:,.0f} events/s)",
+        ]
+        if self.rejections:
+            lines.append(f"  first rejection   {self.rejections[0][1]}")
+        return "\n".join(lines)
+
+
+def prepare(conn: psycopg.Connection, sim: Simulation) -> None:
+    """Reference data, the learners (app.users) and the sim schema; commits.
+
+    Idempotent: learners already present are left as they are.
+    """
+    load_reference(conn, sim.ref)
+    with conn.cursor() as cur:
+        cur.execute(
+            "create temporary table _sim_users (like app.users including defaults) on commit drop"
+        )
+        with cur.copy(
+            "copy _sim_users (id, created_at, timezone, cohort, exam_target, exam_date) from stdin"
+        ) as copy:
+            for learner in sim.learners:
+                copy.write_row(learner.users_row())
+        cur.execute(
+            "insert into app.users (id, created_at, timezone, cohort, exam_target, exam_date) "
+            "select id, created_at, timezone, cohort, exam_target, exam_date from _sim_users "
+            "on conflict (id) do nothing"
+        )
+        cur.execute(SIM_DDL)
+    conn.commit()
+
+
+def _exam_pass_rate(exams: Iterable[ExamTruth], kind: str) -> tuple[int, float | None]:
+    results = [e.passed for e in exams if e.exam_kind == kind]
+    return len(results), (sum(results) / len(results) if results else None)
+
+
+def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -> int:
+    """Write sim.runs (one row from ``run``), sim.learners, sim.topic_knowledge and sim.exams,
+    replacing earlier truth of the same learners; commits and returns the run id."""
+    end_ts = sim.end
+    with conn.cursor() as cur:
+        cur.execute(SIM_DDL)
+        columns = ", ".join(run)
+        placeholders = ", ".join(["%s"] * len(run))
+        cur.execute(
+            f"insert into sim.runs ({columns}) values ({placeholders}) returning run_id",
+            list(run.values()),
+        )
+        run_id = cur.fetchone()[0]
+        ids = [learner.user_id for learner in sim.learners]
+        for table in ("sim.topic_knowledge", "sim.exams", "sim.learners"):
+            cur.execute(f"delete from {table} where user_id = any(%s)", (ids,))
+        truth = sim.truth
+        with cur.copy(
+            "copy sim.learners (user_id, run_id, learner_index, ability, learn_rate, prior_mean,"
+            " chronotype, first_hour, second_hour, study_days_per_week, sessions_per_day,"
+            " session_minutes, question_seconds, hint_rate, rates_confidence, confidence_bias,"
+            " confidence_noise, idle_break_prob, review_propensity, read_propensity,"
+            " follows_curriculum, uses_coach, practice_exam_every_days, quiet_from,"
+            " weighted_knowledge_start, weighted_knowledge_end) from stdin"
+        ) as copy:
+            for x in sim.learners:
+                copy.write_row(
+                    (x.user_id, run_id, x.index, x.ability, x.learn_rate, x.prior_mean,
+                     x.chronotype, x.first_hour, x.second_hour, x.study_days_per_week,
+                     x.sessions_per_day, x.session_minutes, x.question_seconds, x.hint_rate,
+                     x.rates_confidence, x.confidence_bias, x.confidence_noise, x.idle_break_prob,
+                     x.review_propensity, x.read_propensity, x.follows_curriculum, x.uses_coach,
+                     x.practice_exam_every_days, x.quiet_from,
+                     truth.weighted_knowledge_start[x.index], truth.weighted_knowledge_end[x.index])
+                )  # fmt: skip
+        with cur.copy(
+            "copy sim.topic_knowledge (user_id, topic_id, as_of, knowledge_start, knowledge,"
+            " questions, correct, material_seconds, is_final) from stdin"
+        ) as copy:
+            for li, topic, as_of, k0, k1, q, c, ms, final in truth.rows():
+                copy.write_row((ids[li], topic, as_of, k0, k1, q, c, ms, final))
+        with cur.copy(
+            "copy sim.exams (event_id, user_id, exam_kind, taken_at, weighted_knowledge,"
+            " share_correct, scaled_score, passed, delivered) from stdin"
+        ) as copy:
+            for e in truth.exams:
+                copy.write_row(
+                    (e.event_id, ids[e.learner], e.exam_kind, e.taken_at, e.weighted_knowledge,
+                     e.share_correct, e.scaled_score, e.passed, e.received_at <= end_ts)
+                )  # fmt: skip
+    conn.commit()
+    return run_id
+
+
+def simulate(
+    conn: psycopg.Connection,
+    users: int,
+    days: int,
+    seed: int,
+    late_share: float = 0.03,
+    end: datetime | None = None,
+    progress: bool = True,
+    chunk_size: int = 50_000,
+) -> SimulationSummary:
+    """Simulate ``users`` learners over the ``days`` before ``end`` (default: now, to the minute)
+    and write everything received by ``end`` through the tracker's batch path.
+
+    Events received after ``end`` (late uploads still in flight) are counted, not delivered. The
+    latent truth goes to schema ``sim``. Deterministic for a seed given the same ``end``.
+    """
+    from tqdm import tqdm
+
+    from python_jobs.tracker import Tracker
+
+    started = time.perf_counter()
+    sim = generate(users, days, seed, late_share=late_share, end=end)
+    prepare(conn, sim)
+    end_at = sim.end
+    counts = {"delivered": 0, "in_flight": 0, "late_delivered": 0}
+    delivered_types: Counter = Counter()
+    bar = tqdm(desc="simulate", unit="ev", unit_scale=True, mininterval=0.5, disable=not progress)
+    late_after = timedelta(seconds=LATE_MIN_SECONDS)
+
+    def deliver() -> Iterator[Event]:
+        stream = sim.events()
+        for event in stream:
+            if event.received_at > end_at:
+                counts["in_flight"] += 1 + sum(1 for _ in stream)
+                break
+            counts["delivered"] += 1
+            delivered_types[event.event_type] += 1
+            if event.received_at - event.occurred_at > late_after:
+                counts["late_delivered"] += 1
+            if counts["delivered"] % 10_000 == 0:
+                bar.update(10_000)
+            yield event
+
+    tracker = Tracker(conn, trust_received_at=True)
+    try:
+        result = tracker.track_batch(deliver(), chunk_size=chunk_size)
+    finally:
+        bar.update(counts["delivered"] % 10_000)
+        bar.close()
+    stats = sim.stats
+    practice_n, practice_rate = _exam_pass_rate(sim.truth.exams, "practice")
+    board_n, board_rate = _exam_pass_rate(sim.truth.exams, "board")
+    run = {
+        "seed": seed,
+        "users": users,
+        "days": days,
+        "window_start": sim.start,
+        "window_end": sim.end,
+        "late_share": late_share,
+        "events_generated": stats.generated,
+        "events_delivered": counts["delivered"],
+        "events_in_flight": counts["in_flight"],
+        "events_late": stats.late,
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected": result.rejected,
+        "practice_exams": practice_n,
+        "practice_exam_pass_rate": practice_rate,
+        "board_exams": board_n,
+        "board_exam_pass_rate": board_rate,
+        "seconds": 0.0,
+    }
+    run_id = save_truth(conn, sim, run)
+    seconds = time.perf_counter() - started
+    conn.execute("update sim.runs set seconds = %s where run_id = %s", (seconds, run_id))
+    conn.commit()
+    delivered = counts["delivered"]
+    return SimulationSummary(
+        run_id=run_id,
+        learners=users,
+        days=days,
+        seed=seed,
+        window_start=sim.start,
+        window_end=sim.end,
+        late_share_setting=late_share,
+        events_generated=stats.generated,
+        events_delivered=delivered,
+        events_in_flight=counts["in_flight"],
+        events_by_type=dict(stats.by_type),
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=result.rejected,
+        late_share_generated=stats.late / stats.generated if stats.generated else 0.0,
+        late_share_delivered=counts["late_delivered"] / delivered if delivered else 0.0,
+        practice_exams=practice_n,
+        practice_exam_pass_rate=practice_rate,
+        board_exams=board_n,
+        board_exam_pass_rate=board_rate,
+        truth_rows=len(sim.truth),
+        seconds=seconds,
+        rejections=result.rejections[:20],
+    )
