@@ -242,9 +242,9 @@ final as (
         quality,
         previous_review_date,
         review_date - previous_review_date as days_since_previous_review,
-        {{ retrieval_strength('review_date - previous_review_date', 'previous_interval_days') }}
+        {{ retrieval_strength('review_date - previous_review_date', 'previous_interval_days') }}::numeric(14, 10)
             as retrieval_strength_before,
-        (state_after).easiness as easiness,
+        (state_after).easiness::numeric(8, 2) as easiness,
         (state_after).repetitions as repetitions,
         (state_after).interval_days as interval_days,
         review_date + (state_after).interval_days as next_review_date,
