@@ -42,6 +42,33 @@
 {%- endmacro %}
 
 {#-
+  The FROM clause reading `relation` as `alias`: on an incremental run only its rows matching a
+  touched key, through a LATERAL subquery per key of the CTE `touched` (`condition` relates the
+  subquery's rows, aliased `keyed`, to that CTE). A lateral subquery that cannot be flattened
+  (offset 0) makes PostgreSQL look each touched key up through the relation's indexes whatever its
+  row estimates are; a plain join lets a misestimated key set (estimates of a union of recent rows
+  are routinely off by 1000x) turn into a full scan and sort of the history. Full refresh: all rows.
+-#}
+{% macro from_touched(relation, alias, touched, condition) -%}
+    {%- if is_incremental() -%}
+        {{ touched }}
+        cross join lateral (
+            select keyed.*
+            from {{ relation }} as keyed
+            where {{ condition }}
+            offset 0  -- keeps the subquery from being flattened into a plain join
+        ) as {{ alias }}
+    {%- else -%}
+        {{ relation }} as {{ alias }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- from_touched for the (user_id, local_date) keys of the CTE touched_user_days. -#}
+{% macro from_touched_user_days(relation, alias, time_column) -%}
+    {{ from_touched(relation, alias, 'touched_user_days', on_touched_user_day('keyed', time_column)) }}
+{%- endmacro %}
+
+{#-
   UTC dates inside the [affected_from, affected_to] activity span of each completed erasure that
   satisfies `since`, a condition on completed_at: pass erasures_since_watermark('completed_at')
   (macros/incremental.sql). A cross-learner mart keyed by UTC date recomputes these dates.

@@ -30,11 +30,27 @@
         'Per incremental model: the latest received_at it has processed (see macros/incremental.sql).';
 {%- endmacro %}
 
-{#- The lower bound on received_at for this run: everything on a full refresh. -#}
-{% macro watermark_lower_bound() -%}
+{#- The lower bound on received_at for this run: everything on a full refresh.
+    It is read when the model runs and inlined as a literal, so PostgreSQL's row estimate for
+    `received_at > <literal>` comes from the column statistics (a few rows) instead of the generic
+    third of the table it assumes for a comparison with a subquery; with that estimate it joins the
+    touched keys to history through the (user_id, time) indexes instead of scanning everything. -#}
+{% macro watermark_lower_bound(model_name=none) -%}
     {%- if is_incremental() -%}
-        (select coalesce(max(received_at), '-infinity'::timestamptz) - interval '{{ var("incremental_overlap") }}'
-         from {{ watermark_relation() }} where model_name = '{{ this.identifier }}')
+        {{ watermark_literal(model_name or this.identifier) }}
+    {%- else -%}
+        '-infinity'::timestamptz
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro watermark_literal(model_name) -%}
+    {%- set query -%}
+        select (coalesce(max(received_at), '-infinity'::timestamptz)
+                - interval '{{ var("incremental_overlap") }}')::text
+        from {{ watermark_relation() }} where model_name = '{{ model_name }}'
+    {%- endset -%}
+    {%- if execute -%}
+        '{{ run_query(query).columns[0].values()[0] }}'::timestamptz
     {%- else -%}
         '-infinity'::timestamptz
     {%- endif -%}
@@ -78,10 +94,7 @@
 
 {% macro erasures_since_watermark(column='completed_at') -%}
     {%- if is_incremental() -%}
-        {{ column }} > (
-            select coalesce(max(received_at), '-infinity'::timestamptz) - interval '{{ var("incremental_overlap") }}'
-            from {{ watermark_relation() }} where model_name = '{{ erasure_watermark_name() }}'
-        )
+        {{ column }} > {{ watermark_lower_bound(erasure_watermark_name()) }}
     {%- else -%}
         {{ column }} is not null
     {%- endif -%}

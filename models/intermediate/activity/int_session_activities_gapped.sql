@@ -36,11 +36,10 @@ session_events as (
         events.event_type,
         events.occurred_at,
         events.local_date
-    from {{ ref('int_study_events_localized') }} as events
-    {% if is_incremental() %}
-        inner join touched_sessions
-            on events.session_id = touched_sessions.session_id
-    {% endif %}
+    from {{ from_touched(
+        ref('int_study_events_localized'), 'events', 'touched_sessions',
+        'keyed.session_id = touched_sessions.session_id'
+    ) }}
     where events.session_id is not null
 ),
 

@@ -31,11 +31,7 @@ attempts as (
         attempts.local_hour,
         attempts.local_iso_dow,
         attempts.is_correct
-    from {{ ref('int_question_attempts_localized') }} as attempts
-    {% if is_incremental() %}
-        inner join touched_user_days
-            on {{ on_touched_user_day('attempts', 'answered_at') }}
-    {% endif %}
+    from {{ from_touched_user_days(ref('int_question_attempts_localized'), 'attempts', 'answered_at') }}
 ),
 
 final as (

@@ -25,11 +25,7 @@ events as (
         events.user_id,
         events.local_date,
         events.session_id
-    from {{ ref('int_study_events_localized') }} as events
-    {% if is_incremental() %}
-        inner join touched_user_days
-            on {{ on_touched_user_day('events', 'occurred_at') }}
-    {% endif %}
+    from {{ from_touched_user_days(ref('int_study_events_localized'), 'events', 'occurred_at') }}
 ),
 
 gaps as (
@@ -37,11 +33,7 @@ gaps as (
         gaps.user_id,
         gaps.local_date,
         gaps.active_seconds
-    from {{ ref('int_session_activities_gapped') }} as gaps
-    {% if is_incremental() %}
-        inner join touched_user_days
-            on {{ on_touched_user_day('gaps', 'occurred_at') }}
-    {% endif %}
+    from {{ from_touched_user_days(ref('int_session_activities_gapped'), 'gaps', 'occurred_at') }}
 ),
 
 attempts as (
@@ -53,11 +45,7 @@ attempts as (
         attempts.is_first_attempt,
         attempts.hint_used,
         attempts.time_to_answer_ms
-    from {{ ref('int_question_attempts_localized') }} as attempts
-    {% if is_incremental() %}
-        inner join touched_user_days
-            on {{ on_touched_user_day('attempts', 'answered_at') }}
-    {% endif %}
+    from {{ from_touched_user_days(ref('int_question_attempts_localized'), 'attempts', 'answered_at') }}
 ),
 
 interactions as (
@@ -68,11 +56,7 @@ interactions as (
         interactions.topic_id,
         interactions.interaction_type,
         interactions.active_seconds
-    from {{ ref('int_material_interactions_localized') }} as interactions
-    {% if is_incremental() %}
-        inner join touched_user_days
-            on {{ on_touched_user_day('interactions', 'occurred_at') }}
-    {% endif %}
+    from {{ from_touched_user_days(ref('int_material_interactions_localized'), 'interactions', 'occurred_at') }}
 ),
 
 event_stats as (

@@ -30,11 +30,9 @@ user_hours as (
         hours.local_iso_dow,
         hours.attempts,
         hours.correct_attempts
-    from {{ ref('int_user_hours_aggregated') }} as hours
-    {% if is_incremental() %}
-        inner join touched_users
-            on hours.user_id = touched_users.user_id
-    {% endif %}
+    from {{ from_touched(
+        ref('int_user_hours_aggregated'), 'hours', 'touched_users', 'keyed.user_id = touched_users.user_id'
+    ) }}
 ),
 
 cells as (

@@ -28,7 +28,7 @@ with
     ),
 {% endif %}
 
-activities as (
+session_activities as (
     select
         gaps.session_id,
         gaps.user_id,
@@ -38,15 +38,28 @@ activities as (
         gaps.is_idle_gap,
         gaps.active_seconds,
         gaps.idle_seconds,
+        gaps.event_id
+    from {{ from_touched(
+        ref('int_session_activities_gapped'), 'gaps', 'touched_sessions',
+        'keyed.session_id = touched_sessions.session_id'
+    ) }}
+),
+
+activities as (
+    select
+        session_activities.session_id,
+        session_activities.user_id,
+        session_activities.occurred_at,
+        session_activities.local_date,
+        session_activities.activity_number,
+        session_activities.is_idle_gap,
+        session_activities.active_seconds,
+        session_activities.idle_seconds,
         attempts.event_id is not null as is_question_attempt,
         coalesce(attempts.is_correct, false) as is_correct_attempt
-    from {{ ref('int_session_activities_gapped') }} as gaps
-    {% if is_incremental() %}
-        inner join touched_sessions
-            on gaps.session_id = touched_sessions.session_id
-    {% endif %}
+    from session_activities
     left join {{ ref('stg_app__question_attempts') }} as attempts
-        on gaps.event_id = attempts.event_id
+        on session_activities.event_id = attempts.event_id
 ),
 
 aggregated as (

@@ -37,13 +37,11 @@ attempts as (
         attempts.user_id,
         attempts.is_correct,
         attempts.is_first_attempt
-    from {{ ref('stg_app__question_attempts') }} as attempts
-    {% if is_incremental() %}
-        inner join touched_dates
-            on
-                attempts.answered_at >= (touched_dates.activity_date::timestamp at time zone 'UTC')
-                and attempts.answered_at < ((touched_dates.activity_date + 1)::timestamp at time zone 'UTC')
-    {% endif %}
+    from {{ from_touched(
+        ref('stg_app__question_attempts'), 'attempts', 'touched_dates',
+        "keyed.answered_at >= (touched_dates.activity_date::timestamp at time zone 'UTC')"
+        ~ " and keyed.answered_at < ((touched_dates.activity_date + 1)::timestamp at time zone 'UTC')"
+    ) }}
 ),
 
 aggregated as (

@@ -42,14 +42,12 @@ days as (
         daily.hints_used,
         daily.materials_completed,
         daily.material_minutes
-    from {{ ref('daily_user_stats') }} as daily
-    {% if is_incremental() %}
-        inner join touched_user_weeks
-            on
-                daily.user_id = touched_user_weeks.user_id
-                and daily.local_date >= touched_user_weeks.week_start
-                and daily.local_date < touched_user_weeks.week_start + 7
-    {% endif %}
+    from {{ from_touched(
+        ref('daily_user_stats'), 'daily', 'touched_user_weeks',
+        'keyed.user_id = touched_user_weeks.user_id'
+        ~ ' and keyed.local_date >= touched_user_weeks.week_start'
+        ~ ' and keyed.local_date < touched_user_weeks.week_start + 7'
+    ) }}
 ),
 
 summed as (
