@@ -132,9 +132,9 @@ def make_questions(leaves: Iterable[Topic]) -> list[Question]:
     questions = []
     for leaf in leaves:
         rng = _bank_rng(leaf.id, "questions")
-        topic_offset = rng.gauss(0.0, 0.06)
+        topic_offset = rng.gauss(0.0, 0.04)
         for n in range(1, rng.randint(*QUESTIONS_PER_LEAF) + 1):
-            difficulty = 0.12 + 0.76 * rng.betavariate(2.2, 2.2) + topic_offset
+            difficulty = 0.25 + 0.5 * rng.betavariate(3.0, 3.0) + topic_offset
             difficulty = min(0.98, max(0.02, difficulty))
             questions.append(
                 Question(

@@ -20,11 +20,15 @@ The model (constants below, each documented):
 * Latent knowledge of a leaf topic is a forgetting curve between a consolidated floor ``C`` and the
   level ``L`` reached at the last study: ``K(t) = C + (L - C) * exp(-(t - T) / S)``. Each question
   answered (and each minute of reading) moves ``K`` towards 1 at the learner's learning rate, faster
-  when the topic's prerequisites are known. A study block after a spacing gap raises stability
-  ``S`` and the floor ``C`` in proportion to how much had been forgotten (spacing effect); massed
-  study the same day only raises ``L``, which then decays back.
-* A question is answered correctly with probability ``0.2 + 0.8 * logistic(8 * (K - difficulty))``
+  when the topic's prerequisites are known; within a block only part of that gain already helps
+  the next questions. A first study keeps half its gain in the floor; a study block after a
+  spacing gap raises stability ``S`` and the floor ``C`` in proportion to how much had been
+  forgotten (spacing effect); massed study the same day only raises ``L``, which then decays back.
+  Prior knowledge is low-ish and fairly even, so what a learner studied (and how recently) is what
+  mostly tells topics apart: the signal the mastery marts are meant to recover.
+* A question is answered correctly with probability ``0.2 + 0.8 * logistic(12 * (K - difficulty))``
   (five options: 0.2 by guessing), plus a bonus with a hint or when the question was seen before.
+  Confidence ratings follow that probability (and the outcome) with a per-learner bias and noise.
 * Practice exams (every 1-2 weeks for most learners) and board exams (on exam_date when it falls in
   the window) sample 200 questions by board-exam weight from the learner's current latent knowledge;
   the scaled score (1-300) follows the share correct, with form-to-form noise; pass = score >= 196.
@@ -74,23 +78,30 @@ MINUTE = 60.0
 
 # ----------------------------------------------------------------------------- model constants
 GUESS = 0.2  # chance of a right answer by guessing (5 options)
-SLOPE = 8.0  # logistic slope of P(correct) in (knowledge - difficulty)
+SLOPE = 12.0  # logistic slope of P(correct) in (knowledge - difficulty)
 HINT_BONUS = 0.15  # knowledge-equivalent boost of a hint
 SEEN_RIGHT_BONUS = 0.12  # boost when the question was answered right before (memory of it)
 SEEN_WRONG_BONUS = 0.05  # boost when it was answered wrong before (explanation was read)
+PRIOR_MEAN = 0.25  # mean latent knowledge of a topic before the window (learner at ability 0)
+PRIOR_ABILITY = 0.05  # prior knowledge gained per standard deviation of ability
+PRIOR_PREP = 0.25  # extra prior knowledge of a learner at the end of exam preparation
+PRIOR_SYSTEM_SD = 0.07  # sd of a learner's prior knowledge between organ systems
+PRIOR_TOPIC_SD = 0.07  # sd of a learner's prior knowledge between topics of a system
+LEARN_RATE = 0.15  # median learning rate: knowledge gained per wrong answer, x (1 - K)
 LEARN_WRONG = 1.0  # learning per question (x learning rate) after a wrong answer + explanation
 LEARN_RIGHT = 0.5  # learning per question after a right answer
-LEARN_READ_PER_MIN = 0.25  # learning per minute of reading (x learning rate)
-STABILITY_FIRST = 2.0  # days of memory stability after a first study (x ability factor)
+WITHIN_BLOCK_TRANSFER = 0.3  # share of what a block teaches that already helps later questions
+LEARN_READ_PER_MIN = 0.08  # learning per minute of reading (x learning rate)
+STABILITY_FIRST = 5.0  # days of memory stability after a first study (x ability factor)
 STABILITY_GROWTH = 2.5  # stability growth factor per spaced review, times forgotten share
 STABILITY_MAX = 365.0
-CONSOLIDATE_FIRST = 0.15  # share of the gain kept in the long-term floor after a first study
+CONSOLIDATE_FIRST = 0.5  # share of the gain kept in the long-term floor after a first study
 CONSOLIDATE = 0.5  # share of the gain kept in the floor per review, times forgotten share
 MASSED_GAP_DAYS = 0.3  # a review sooner than this after the last one is massed: no spacing gain
 PREREQ_BASE = 0.5  # learning-rate multiplier = PREREQ_BASE + mean knowledge of prerequisites
 EXAM_QUESTIONS = 200  # questions in a practice or board exam
 EXAM_PASS_SCORE = 196  # scaled score needed to pass
-EXAM_CUT_SHARE = 0.50  # share correct that maps to the pass score
+EXAM_CUT_SHARE = 0.44  # share correct that maps to the pass score
 EXAM_POINTS_PER_SHARE = 400.0  # scaled points per unit of share correct
 EXAM_FORM_NOISE = 5.0  # sd of scaled points from form to form / exam-day condition
 HEARTBEAT_SECONDS = 120.0  # the app sends a heartbeat after this long without another event
@@ -239,8 +250,8 @@ def make_learner(seed: int, index: int, start: datetime, end: datetime) -> Learn
         exam_target=target,
         exam_date=exam_date,
         ability=ability,
-        learn_rate=0.06 * math.exp(0.25 * ability) * rng.lognormvariate(0.0, 0.15),
-        prior_mean=min(0.75, max(0.15, 0.36 + 0.07 * ability + 0.12 * prep)),
+        learn_rate=LEARN_RATE * math.exp(0.25 * ability) * rng.lognormvariate(0.0, 0.15),
+        prior_mean=min(0.75, max(0.1, PRIOR_MEAN + PRIOR_ABILITY * ability + PRIOR_PREP * prep)),
         chronotype=chrono[0],
         first_hour=chrono[2] + rng.gauss(0.0, 0.8),
         second_hour=chrono[3] + rng.gauss(0.0, 0.8),
@@ -401,13 +412,15 @@ class _State:
         self.tz = ZoneInfo(learner.timezone)
         self.uid = learner.user_id
         n = content.n
-        system_offset = {s: rng.gauss(0.0, 0.05) for s in content.systems}
+        system_offset = {s: rng.gauss(0.0, PRIOR_SYSTEM_SD) for s in content.systems}
         prior = [
             min(
                 0.9,
                 max(
                     0.03,
-                    learner.prior_mean + system_offset[content.system_of[j]] + rng.gauss(0.0, 0.07),
+                    learner.prior_mean
+                    + system_offset[content.system_of[j]]
+                    + rng.gauss(0.0, PRIOR_TOPIC_SD),
                 ),
             )
             for j in range(n)
@@ -879,6 +892,7 @@ class Simulation:
             wrong_review = review and rng.random() < 0.2
             q0 = c.q_start[j]
             hint_p = p.hint_rate * (1.6 if k < 0.45 else 0.6)
+            k_block = k  # knowledge when the questions start (after any reading)
             q_seen = st.q_seen
             q_last = st.q_last
             rand = rng.random
@@ -897,7 +911,8 @@ class Simulation:
                     st.ptr[j] += 1
                 seen = q_seen[qi]
                 hint = rand() < hint_p
-                k_eff = k + (HINT_BONUS if hint else 0.0)
+                k_eff = k_block + WITHIN_BLOCK_TRANSFER * (k - k_block)
+                k_eff += HINT_BONUS if hint else 0.0
                 if seen:
                     k_eff += SEEN_RIGHT_BONUS if q_last[qi] == 1 else SEEN_WRONG_BONUS
                 prob = GUESS + (1 - GUESS) / (1 + math.exp(-SLOPE * (k_eff - c.q_difficulty[qi])))
@@ -1330,7 +1345,7 @@ def simulate(
     end_at = sim.end
     counts = {"delivered": 0, "in_flight": 0, "late_delivered": 0}
     delivered_types: Counter = Counter()
-    bar = tqdm(desc="simulate", unit="ev", unit_scale=True, mininterval=0.5, disable=not progress)
+    bar = tqdm(desc="simulate: events written", unit="ev", unit_scale=True, disable=not progress)
     late_after = timedelta(seconds=LATE_MIN_SECONDS)
 
     def deliver() -> Iterator[Event]:
@@ -1343,15 +1358,12 @@ def simulate(
             delivered_types[event.event_type] += 1
             if event.received_at - event.occurred_at > late_after:
                 counts["late_delivered"] += 1
-            if counts["delivered"] % 10_000 == 0:
-                bar.update(10_000)
             yield event
 
     tracker = Tracker(conn, trust_received_at=True)
     try:
-        result = tracker.track_batch(deliver(), chunk_size=chunk_size)
+        result = tracker.track_batch(deliver(), chunk_size=chunk_size, progress=bar.update)
     finally:
-        bar.update(counts["delivered"] % 10_000)
         bar.close()
     stats = sim.stats
     practice_n, practice_rate = _exam_pass_rate(sim.truth.exams, "practice")
