@@ -1,0 +1,225 @@
+"""Throughput of the tracker's batch path (``Tracker.track_batch``) in events per second.
+
+    .venv/bin/python -m bench.ingest --events 1000000
+
+Creates a database of its own on the configured server (STUDYIN_DATABASE_URL, else the embedded
+one), migrates it, seeds a small reference set (learners, topics, questions, materials), generates
+a realistic event mix in memory (sessions of a start, ~70 % question attempts, some material
+interactions, page views and searches, heartbeats and an end; client IPs, a few properties;
+random v4 event ids), then times ``track_batch`` over all of it, checks the row counts, and drops
+the database. Event generation is not timed; everything the tracker does is (validation, IP
+anonymising, COPY, the set-based inserts, session upkeep, commits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from python_jobs import db, migrate
+from python_jobs.events import (
+    Event,
+    GenericEvent,
+    MaterialInteraction,
+    QuestionAttempt,
+    SessionEnd,
+    SessionHeartbeat,
+    SessionStart,
+)
+from python_jobs.tracker import Tracker
+
+N_TOPICS = 12
+N_QUESTIONS = 3000
+N_MATERIALS = 600
+
+
+@dataclass(frozen=True)
+class Reference:
+    users: list[uuid.UUID]
+    questions: list[int]
+    materials: list[int]
+
+
+def seed_reference(conn: psycopg.Connection, n_users: int, seed: int = 7) -> Reference:
+    """A minimal reference set: one system topic with subjects, questions, materials, learners."""
+    rng = random.Random(seed)
+    conn.execute(
+        "insert into app.topics (id, parent_id, level, name, path, board_exam_weight) "
+        "values (1, null, 'system', 'Cardiology', 'cardiology', 1)"
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into app.topics (id, parent_id, level, name, path, board_exam_weight) "
+            "values (%s, 1, 'subject', %s, %s, %s)",
+            [(t, f"Subject {t}", f"cardiology/subject_{t}", 0.05) for t in range(2, N_TOPICS + 2)],
+        )
+        with cur.copy(
+            "copy app.questions (id, topic_id, difficulty, correct_answer) from stdin"
+        ) as cp:
+            for q in range(1, N_QUESTIONS + 1):
+                cp.write_row((q, 2 + q % N_TOPICS, round(rng.random(), 3), rng.choice("ABCDE")))
+        with cur.copy("copy app.materials (id, topic_id, kind, est_minutes) from stdin") as cp:
+            for m in range(1, N_MATERIALS + 1):
+                cp.write_row((m, 2 + m % N_TOPICS, rng.choice(["chapter", "video"]), 12.5))
+        users = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n_users)]
+        with cur.copy("copy app.users (id, timezone, cohort, exam_target) from stdin") as cp:
+            for u in users:
+                cp.write_row((u, "Europe/Berlin", "2026-fall", "step1"))
+    conn.commit()
+    return Reference(users, list(range(1, N_QUESTIONS + 1)), list(range(1, N_MATERIALS + 1)))
+
+
+def generate_events(ref: Reference, n: int, seed: int = 11, days: int = 45) -> Iterator[Event]:
+    """``n`` events: study sessions of real-looking learners over the last ``days`` days."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    start = now - timedelta(days=days)
+    ips: dict[uuid.UUID, str] = {}
+    for u in ref.users:
+        if rng.random() < 0.8:
+            octets = (
+                rng.randrange(1, 224),
+                rng.randrange(256),
+                rng.randrange(256),
+                rng.randrange(1, 255),
+            )
+            ips[u] = ".".join(map(str, octets))
+        else:
+            groups = (rng.randrange(65536), rng.randrange(65536), rng.randrange(1, 65536))
+            ips[u] = "2001:db8:{:x}:{:x}::{:x}".format(*groups)
+    produced = 0
+    uuid4 = uuid.uuid4
+    while produced < n:
+        user = rng.choice(ref.users)
+        ip = ips[user]
+        session = uuid4()
+        t = start + timedelta(seconds=rng.randrange(days * 86400 - 7200))
+        length = rng.randint(10, 60)
+        yield SessionStart(event_id=uuid4(), user_id=user, occurred_at=t, session_id=session, ip=ip)
+        produced += 1
+        for _ in range(length):
+            if produced >= n - 1:
+                break
+            t += timedelta(seconds=rng.randint(5, 120))
+            r = rng.random()
+            if r < 0.78:
+                selected = rng.choice("ABCDE") if rng.random() < 0.97 else None
+                yield QuestionAttempt(
+                    event_id=uuid4(),
+                    user_id=user,
+                    occurred_at=t,
+                    session_id=session,
+                    ip=ip,
+                    question_id=rng.choice(ref.questions),
+                    selected_answer=selected,
+                    attempt_number=1 if rng.random() < 0.85 else 2,
+                    time_to_answer_ms=rng.randint(3000, 180000),
+                    confidence_level=rng.randint(1, 5) if rng.random() < 0.6 else None,
+                    hint_used=rng.random() < 0.1,
+                )
+            elif r < 0.89:
+                kind = rng.choice(["open", "progress", "progress", "complete", "highlight", "note"])
+                yield MaterialInteraction(
+                    event_id=uuid4(),
+                    user_id=user,
+                    occurred_at=t,
+                    session_id=session,
+                    ip=ip,
+                    material_id=rng.choice(ref.materials),
+                    interaction_type=kind,
+                    progress=round(rng.random(), 4) if kind == "progress" else None,
+                    active_seconds=rng.randint(0, 900),
+                )
+            elif r < 0.95:
+                yield SessionHeartbeat(
+                    event_id=uuid4(), user_id=user, occurred_at=t, session_id=session, ip=ip
+                )
+            else:
+                event_type = rng.choice(["page_view", "search", "ai_coach_message"])
+                props = (
+                    {"page": rng.choice(["home", "qbank", "library", "stats"])}
+                    if event_type == "page_view"
+                    else {"query": f"topic {rng.randrange(100)}", "results": rng.randrange(30)}
+                )
+                yield GenericEvent(
+                    event_type=event_type,
+                    event_id=uuid4(),
+                    user_id=user,
+                    occurred_at=t,
+                    session_id=session,
+                    ip=ip,
+                    properties=props,
+                )
+            produced += 1
+        t += timedelta(seconds=rng.randint(5, 60))
+        yield SessionEnd(event_id=uuid4(), user_id=user, occurred_at=t, session_id=session, ip=ip)
+        produced += 1
+
+
+def run(events: int, chunk_size: int, users: int, keep: bool) -> float:
+    server = db.with_database(db.ensure_server(), "postgres")
+    name = f"studyin_bench_ingest_{os.getpid()}"
+    url = db.with_database(server, name)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    try:
+        migrate.upgrade(url)
+        with psycopg.connect(url) as conn:
+            ref = seed_reference(conn, users)
+            print(f"generating {events:,} events ...", flush=True)
+            batch = list(generate_events(ref, events))
+            mix: dict[str, int] = {}
+            for e in batch:
+                mix[e.event_type] = mix.get(e.event_type, 0) + 1
+            print("mix: " + ", ".join(f"{k} {v / len(batch):.1%}" for k, v in sorted(mix.items())))
+            tracker = Tracker(conn)
+            started = time.perf_counter()
+            result = tracker.track_batch(batch, chunk_size=chunk_size)
+            elapsed = time.perf_counter() - started
+            counts = conn.execute(
+                "select (select count(*) from app.study_events), "
+                "(select count(*) from app.question_attempts), "
+                "(select count(*) from app.study_sessions)"
+            ).fetchone()
+        assert result.accepted == len(batch) == counts[0], (result, counts)
+        rate = len(batch) / elapsed
+        print(
+            f"stored {counts[0]:,} events ({counts[1]:,} question attempts, "
+            f"{counts[2]:,} sessions); duplicates {result.duplicates}, rejected {result.rejected}"
+        )
+        print(
+            f"TRACKER BATCH THROUGHPUT: {rate:,.0f} events/s "
+            f"({len(batch):,} events in {elapsed:.1f} s, chunk {chunk_size:,}, "
+            f"load average before/after {os.getloadavg()[0]:.2f})"
+        )
+        return rate
+    finally:
+        if keep:
+            print(f"kept database {url}")
+        else:
+            with psycopg.connect(server, autocommit=True) as admin:
+                admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--chunk-size", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--keep", action="store_true", help="keep the database for inspection")
+    args = parser.parse_args(argv)
+    run(args.events, args.chunk_size, args.users, args.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

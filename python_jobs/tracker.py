@@ -1,0 +1,999 @@
+"""The event tracker: the one way events enter ``app``.
+
+``Tracker(conn).track(event)`` stores one event; ``track_payload(json)`` does the same for raw
+client JSON; ``track_batch(events)`` is the fast path (binary COPY into a temporary table, then
+set-based inserts). Every path runs the same steps:
+
+1. Validate in Python (``_prepare``), reporting every problem of an event at once, each naming
+   its field: the event type against ``app.event_types``; the learner against ``app.users``;
+   question and material ids against the bank; ``occurred_at`` tz-aware, at most ``max_future``
+   after and at most ``max_past`` before the receive time; ranges (durations >= 0, confidence
+   1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object of at most
+   ``max_properties_bytes`` bytes as compact UTF-8 JSON; ``ip`` a valid address. Reference ids
+   are cached per Tracker; misses are looked up in one query per chunk.
+2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
+3. Make sure the monthly partitions of ``app.study_events`` exist for the months seen
+   (``app.ensure_study_event_partitions``, in its own short transaction, only for unseen months).
+4. In ONE transaction: insert the ``app.event_receipts`` rows ``on conflict do nothing`` (the
+   idempotency ledger), then the ``app.study_events`` rows and the typed rows
+   (``question_attempts`` with ``topic_id``/``is_correct`` derived from the question bank,
+   ``material_interactions``, ``exam_results``) of the events that were new, keep
+   ``app.study_sessions`` current, and record refused input in ``app.rejected_events``; commit.
+
+Decisions (documented for the analytics side):
+
+- ``received_at`` is the tracker's clock (UTC, one reading per chunk), or the event's own
+  ``received_at`` when ``trust_received_at=True`` (simulator back-fill) and the event carries one.
+- Repeated ``event_id``: stored once. A repeat with the same content (every field except
+  ``received_at``) counts as a duplicate (``track`` returns False). A repeat with DIFFERENT
+  content is refused: the first version stays, the later one is recorded in
+  ``app.rejected_events`` with reason ``event_id: already stored with different content ...``
+  (``track`` raises ValidationError; a batch counts it as rejected). The same holds for repeats
+  inside one batch (the first occurrence wins).
+- ``SessionEnd.end_reason`` has no column of its own in ``study_events``; it is stored in the
+  event's ``properties`` under ``"end_reason"`` (overriding a client key of that name).
+- Sessions (``app.study_sessions``) are updated in arrival order (a batch behaves exactly like
+  calling ``track`` on its events one by one; see ``apply_session_event``):
+  * the first event seen for a session id creates its row, whatever its type (late delivery can
+    bring a heartbeat before its session_start): ``started_at = last_activity_at = occurred_at``;
+  * an event of an OPEN session that occurred more than ``IDLE_TIMEOUT`` (30 min) after the
+    session's ``last_activity_at`` closes it at ``last_activity_at`` with ``end_reason =
+    'idle_timeout'``; that event is still stored but does not extend the session;
+  * otherwise ``started_at = least(started_at, occurred_at)``,
+    ``last_activity_at = greatest(last_activity_at, occurred_at)``, and a ``session_end`` sets
+    ``ended_at = occurred_at`` and ``end_reason`` from the event;
+  * a CLOSED session is never reopened: a later event only moves ``started_at`` earlier or
+    ``last_activity_at`` later up to ``ended_at`` (late events from inside the session); a second
+    ``session_end`` is ignored;
+  * the idle gap is measured on ``occurred_at`` (client clock), not on arrival time, so late
+    delivery does not close sessions;
+  * an event whose ``session_id`` belongs to another learner is refused (``session_id`` error).
+  ``close_idle_sessions(conn, now)`` closes, at their last activity, the open sessions idle for
+  more than 30 minutes at ``now`` (for the pipeline).
+
+The Tracker owns its connection's transactions: every call commits (a caller's uncommitted work
+on the same connection is committed with the first call). Give it a connection of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from python_jobs.events import (
+    EVENT_CLASSES,
+    Event,
+    ExamResult,
+    GenericEvent,
+    MaterialInteraction,
+    QuestionAttempt,
+    SessionEnd,
+    SessionHeartbeat,
+    SessionStart,
+)
+from python_jobs.validation import (
+    FieldError,
+    ValidationError,
+    event_from_payload,
+    parse_json,
+    rejected_payload,
+    show,
+)
+from python_jobs.validation import (
+    _prefix as _ip_prefix,
+)
+
+__all__ = [
+    "IDLE_TIMEOUT",
+    "BatchResult",
+    "FieldError",
+    "Tracker",
+    "ValidationError",
+    "apply_session_event",
+    "close_idle_sessions",
+]
+
+IDLE_TIMEOUT = timedelta(minutes=30)
+DB_MAX_PROPERTIES_BYTES = 65536
+"""The largest ``max_properties_bytes`` accepted (the schema's check on study_events.properties)."""
+
+INT4_MAX = 2**31 - 1
+ANSWERS = frozenset("ABCDE")
+INTERACTION_TYPES = frozenset({"open", "progress", "complete", "highlight", "note"})
+EXAM_KINDS = frozenset({"practice", "board"})
+CLIENT_END_REASONS = frozenset({"user_ended", "app_closed"})
+
+# Kinds of event, by class (an int keeps the per-event dispatch cheap).
+K_GENERIC, K_START, K_HEARTBEAT, K_END, K_QUESTION, K_MATERIAL, K_EXAM = range(7)
+_KIND = {
+    GenericEvent: K_GENERIC,
+    SessionStart: K_START,
+    SessionHeartbeat: K_HEARTBEAT,
+    SessionEnd: K_END,
+    QuestionAttempt: K_QUESTION,
+    MaterialInteraction: K_MATERIAL,
+    ExamResult: K_EXAM,
+}
+_TYPED_EVENT_TYPES = frozenset(EVENT_CLASSES)
+_JSON_TYPE = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+# Columns of the temporary batch table, in COPY order. Typed columns are null for other kinds.
+BATCH_COLUMNS = (
+    "idx",
+    "event_id",
+    "user_id",
+    "session_id",
+    "event_type",
+    "occurred_at",
+    "received_at",
+    "properties",
+    "ip_prefix",
+    "question_id",
+    "topic_id",
+    "attempt_number",
+    "selected_answer",
+    "is_correct",
+    "time_to_answer_ms",
+    "confidence_level",
+    "hint_used",
+    "material_id",
+    "interaction_type",
+    "progress",
+    "active_seconds",
+    "exam_kind",
+    "scaled_score",
+    "passed",
+    "end_reason",
+)
+# Row positions used by the session logic.
+R_IDX, R_EVENT_ID, R_USER, R_SESSION, R_TYPE, R_OCCURRED = 0, 1, 2, 3, 4, 5
+R_END_REASON = len(BATCH_COLUMNS) - 1
+
+CREATE_TEMP_TABLES = """
+create temporary table if not exists tracker_batch (
+    idx               integer not null,
+    event_id          uuid not null,
+    user_id           uuid not null,
+    session_id        uuid,
+    event_type        text not null,
+    occurred_at       timestamptz not null,
+    received_at       timestamptz not null,
+    properties        text not null,  -- JSON text, cast to jsonb on insert (binary COPY)
+    ip_prefix         text,           -- a /24 or /48 network, cast to cidr on insert
+    question_id       integer,
+    topic_id          integer,
+    attempt_number    integer,
+    selected_answer   text,
+    is_correct        boolean,
+    time_to_answer_ms integer,
+    confidence_level  smallint,
+    hint_used         boolean,
+    material_id       integer,
+    interaction_type  text,
+    progress          float8,
+    active_seconds    integer,
+    exam_kind         text,
+    scaled_score      integer,
+    passed            boolean,
+    end_reason        text
+) on commit delete rows;
+create temporary table if not exists tracker_sessions (
+    id               uuid not null,
+    user_id          uuid not null,
+    started_at       timestamptz not null,
+    last_activity_at timestamptz not null,
+    ended_at         timestamptz,
+    end_reason       text
+) on commit delete rows;
+"""
+
+COPY_BATCH = f"copy pg_temp.tracker_batch ({', '.join(BATCH_COLUMNS)}) from stdin (format binary)"
+BATCH_TYPES = (
+    "int4", "uuid", "uuid", "uuid", "text", "timestamptz", "timestamptz", "text", "text",
+    "int4", "int4", "int4", "text", "bool", "int4", "int2", "bool",
+    "int4", "text", "float8", "int4", "text", "int4", "bool", "text",
+)  # fmt: skip
+
+INSERT_RECEIPTS = """
+insert into app.event_receipts (event_id, user_id, occurred_at, received_at)
+select event_id, user_id, occurred_at, received_at
+from pg_temp.tracker_batch
+on conflict (event_id) do nothing
+"""
+
+# Rows of this batch whose event_id was already stored (the receipt was not written by this
+# transaction: only run when the receipts insert stored fewer rows than the batch holds), and
+# whether their content differs from the stored version (received_at excluded: a retry is
+# received later).
+FIND_REPEATS = """
+select
+    b.idx,
+    (b.user_id, b.session_id, b.event_type, b.occurred_at, b.properties::jsonb, b.ip_prefix::cidr)
+        is distinct from (e.user_id, e.session_id, e.event_type, e.occurred_at, e.properties,
+                          e.ip_prefix)
+    or (b.question_id, b.attempt_number, b.selected_answer, b.time_to_answer_ms,
+        b.confidence_level, b.hint_used)
+        is distinct from (q.question_id, q.attempt_number, q.selected_answer, q.time_to_answer_ms,
+                          q.confidence_level, q.hint_used)
+    or (b.material_id, b.interaction_type, b.progress::numeric(5, 4), b.active_seconds)
+        is distinct from (m.material_id, m.interaction_type, m.progress, m.active_seconds)
+    or (b.exam_kind, b.scaled_score, b.passed)
+        is distinct from (x.exam_kind, x.scaled_score, x.passed)
+        as differs
+from pg_temp.tracker_batch as b
+inner join app.event_receipts as r on b.event_id = r.event_id
+left join app.study_events as e on b.event_id = e.event_id and r.occurred_at = e.occurred_at
+left join app.question_attempts as q on b.event_id = q.event_id
+left join app.material_interactions as m on b.event_id = m.event_id
+left join app.exam_results as x on b.event_id = x.event_id
+where r.xmin <> pg_current_xact_id()::xid
+"""
+
+DROP_REPEATS = """
+delete from pg_temp.tracker_batch as b
+using app.event_receipts as r
+where b.event_id = r.event_id and r.xmin <> pg_current_xact_id()::xid
+"""
+
+INSERT_EVENTS = """
+insert into app.study_events
+    (event_id, user_id, session_id, event_type, occurred_at, received_at, properties, ip_prefix)
+select event_id, user_id, session_id, event_type, occurred_at, received_at, properties::jsonb,
+    ip_prefix::cidr
+from pg_temp.tracker_batch
+"""
+
+INSERT_QUESTION_ATTEMPTS = """
+insert into app.question_attempts
+    (event_id, user_id, session_id, question_id, topic_id, attempt_number, selected_answer,
+     is_correct, time_to_answer_ms, confidence_level, hint_used, answered_at, received_at)
+select event_id, user_id, session_id, question_id, topic_id, attempt_number, selected_answer,
+    is_correct, time_to_answer_ms, confidence_level, hint_used, occurred_at, received_at
+from pg_temp.tracker_batch
+where event_type = 'question_attempt'
+"""
+
+INSERT_MATERIAL_INTERACTIONS = """
+insert into app.material_interactions
+    (event_id, user_id, session_id, material_id, interaction_type, progress, active_seconds,
+     occurred_at, received_at)
+select event_id, user_id, session_id, material_id, interaction_type, progress, active_seconds,
+    occurred_at, received_at
+from pg_temp.tracker_batch
+where event_type = 'material_interaction'
+"""
+
+INSERT_EXAM_RESULTS = """
+insert into app.exam_results
+    (event_id, user_id, exam_kind, taken_at, scaled_score, passed, received_at)
+select event_id, user_id, exam_kind, occurred_at, scaled_score, passed, received_at
+from pg_temp.tracker_batch
+where event_type = 'exam_result'
+"""
+
+SELECT_SESSIONS = """
+select id, user_id, started_at, last_activity_at, ended_at, end_reason
+from app.study_sessions
+where id = any(%s)
+order by id
+for update
+"""
+
+UPSERT_SESSIONS = """
+insert into app.study_sessions (id, user_id, started_at, last_activity_at, ended_at, end_reason)
+select id, user_id, started_at, last_activity_at, ended_at, end_reason
+from pg_temp.tracker_sessions
+on conflict (id) do update set
+    started_at = excluded.started_at,
+    last_activity_at = excluded.last_activity_at,
+    ended_at = excluded.ended_at,
+    end_reason = excluded.end_reason
+"""
+
+INSERT_REJECTED = """
+insert into app.rejected_events (received_at, user_id, payload, payload_bytes, reason)
+values (%s, %s, %s, %s, %s)
+"""
+
+
+@dataclass
+class BatchResult:
+    """What ``track_batch`` did: every event of the batch is counted in exactly one of the three."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+
+    def add(self, other: BatchResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.rejections.extend(other.rejections)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def apply_session_event(
+    state: list[Any] | None,
+    user_id: UUID,
+    occurred_at: datetime,
+    event_type: str,
+    end_reason: str | None,
+    idle_timeout: timedelta = IDLE_TIMEOUT,
+) -> list[Any]:
+    """The session's state after one more event: ``[user_id, started_at, last_activity_at,
+    ended_at, end_reason]`` (``state`` None: the session is new). Mutates and returns ``state``.
+    """
+    is_end = event_type == "session_end"
+    if state is None:
+        if is_end:
+            return [user_id, occurred_at, occurred_at, occurred_at, end_reason]
+        return [user_id, occurred_at, occurred_at, None, None]
+    _, started, last, ended, _ = state
+    if ended is None:
+        if occurred_at - last > idle_timeout:
+            state[3] = last
+            state[4] = "idle_timeout"
+            return state
+        if occurred_at < started:
+            state[1] = occurred_at
+        if occurred_at > last:
+            state[2] = occurred_at
+        if is_end:
+            state[3] = occurred_at
+            state[4] = end_reason
+        return state
+    # Closed: never reopened; late events from inside the session may widen it up to its end.
+    if occurred_at < started:
+        state[1] = occurred_at
+    if last < occurred_at <= ended:
+        state[2] = occurred_at
+    return state
+
+
+def close_idle_sessions(
+    conn: psycopg.Connection, now: datetime, idle_timeout: timedelta = IDLE_TIMEOUT
+) -> int:
+    """Close, at their last activity, open sessions idle for more than ``idle_timeout`` at ``now``.
+
+    Returns how many were closed. Commits.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    with conn.transaction():
+        cur = conn.execute(
+            """
+            update app.study_sessions
+            set ended_at = last_activity_at, end_reason = 'idle_timeout'
+            where ended_at is null and last_activity_at < %s
+            """,
+            (now - idle_timeout,),
+        )
+        closed = cur.rowcount
+    if not conn.autocommit:
+        conn.commit()
+    return closed
+
+
+# --------------------------------------------------------------------------- the tracker
+
+
+def _duration(td: timedelta) -> str:
+    """'1 day', '36 hours', '90 minutes' rather than timedelta's '1 day, 0:00:00'."""
+    seconds = int(td.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0 and seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def _month(dt: datetime) -> date:
+    d = dt.astimezone(UTC)
+    return date(d.year, d.month, 1)
+
+
+def _months_between(a: date, b: date) -> int:
+    return (b.year - a.year) * 12 + (b.month - a.month)
+
+
+def _add_months(d: date, months: int) -> date:
+    m = d.month - 1 + months
+    return date(d.year + m // 12, m % 12 + 1, 1)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _content(event: Event) -> tuple[type, dict[str, Any]]:
+    """What must match for two events with one event_id to be the same event."""
+    data = dict(event.__dict__)
+    data.pop("received_at", None)
+    return type(event), data
+
+
+class Tracker:
+    """Validates, anonymises and stores events; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        *,
+        trust_received_at: bool = False,
+        max_properties_bytes: int = 65536,
+        max_future: timedelta = timedelta(days=1),
+        max_past: timedelta = timedelta(days=3 * 366),
+        idle_timeout: timedelta = IDLE_TIMEOUT,
+    ) -> None:
+        if not 0 < max_properties_bytes <= DB_MAX_PROPERTIES_BYTES:
+            raise ValueError(
+                f"max_properties_bytes must be 1-{DB_MAX_PROPERTIES_BYTES} (the schema's limit)"
+            )
+        self.conn = conn
+        self.trust_received_at = trust_received_at
+        self.max_properties_bytes = max_properties_bytes
+        self.max_future = max_future
+        self.max_past = max_past
+        self.idle_timeout = idle_timeout
+        self._users: set[UUID] = set()
+        self._questions: dict[int, tuple[int, str]] = {}  # id -> (topic_id, correct_answer)
+        self._materials: set[int] = set()
+        self._covered: tuple[date, date] | None = None  # months known to have partitions
+        with self._transaction():
+            conn.execute(CREATE_TEMP_TABLES)
+            names = [r[0] for r in conn.execute("select name from app.event_types")]
+        self.event_types: frozenset[str] = frozenset(names)
+        self._generic_types = self.event_types - _TYPED_EVENT_TYPES
+
+    # ------------------------------------------------------------------ public API
+
+    def track(self, event: Event) -> bool:
+        """Store one event in one transaction. True if stored, False if its event_id was already
+        stored with the same content. Bad input: a row in app.rejected_events (committed), then
+        ValidationError."""
+        result, errors = self._process([(0, event)], raw=None)
+        if errors:
+            raise ValidationError(errors[0])
+        return result.accepted == 1
+
+    def track_payload(self, payload: str | bytes | dict) -> bool:
+        """``track`` for raw JSON from a client (a JSON object with ``event_type`` and the fields
+        of its event class; ids as UUID strings, times ISO 8601 with an offset)."""
+        try:
+            data = parse_json(payload)
+            event = event_from_payload(data, self.event_types)
+        except ValidationError as err:
+            user_id = None
+            if isinstance(payload, Mapping | str | bytes):
+                try:
+                    claimed = parse_json(payload).get("user_id")
+                    user_id = UUID(claimed) if isinstance(claimed, str) else None
+                except (ValidationError, ValueError):
+                    user_id = None
+            self._reject_now([(payload, user_id, str(err))])
+            raise
+        result, errors = self._process([(0, event)], raw={0: payload})
+        if errors:
+            raise ValidationError(errors[0])
+        return result.accepted == 1
+
+    def track_batch(
+        self,
+        events: Iterable[Event],
+        *,
+        chunk_size: int = 50_000,
+        progress: Callable[[int], None] | None = None,
+    ) -> BatchResult:
+        """The fast path. Validates in Python, COPYs each chunk into a temporary table and inserts
+        set-based; commits per chunk. Every event is accepted, a duplicate or rejected (with a
+        row in app.rejected_events). ``progress(n)`` is called after each chunk with the number of
+        events that chunk held (an increment, as ``tqdm.update`` expects)."""
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        total = BatchResult()
+        numbered = enumerate(events)
+        while chunk := list(itertools.islice(numbered, chunk_size)):
+            result, _ = self._process(chunk, raw=None)
+            total.add(result)
+            if progress is not None:
+                progress(len(chunk))
+        return total
+
+    # ------------------------------------------------------------------ internals
+
+    def _transaction(self) -> psycopg.Transaction:
+        """A top-level transaction (commits on success) whatever state the caller left."""
+        status = self.conn.info.transaction_status
+        if status == TransactionStatus.INTRANS:
+            self.conn.commit()
+        elif status == TransactionStatus.INERROR:
+            self.conn.rollback()
+        return self.conn.transaction()
+
+    def _reject_now(self, items: list[tuple[Any, UUID | None, str]]) -> None:
+        with self._transaction():
+            self._insert_rejections(items, datetime.now(UTC))
+
+    def _insert_rejections(self, items: list[tuple[Any, UUID | None, str]], now: datetime) -> None:
+        params = []
+        for payload, user_id, reason in items:
+            text, size = rejected_payload(payload)
+            params.append((now, user_id, text, size, reason))
+        with self.conn.cursor() as cur:
+            cur.executemany(INSERT_REJECTED, params)
+
+    def _lookup_missing(self, chunk: list[tuple[int, Any]]) -> None:
+        """Load into the caches the learners, questions and materials of ``chunk`` not seen yet."""
+        users, questions, materials = self._users, self._questions, self._materials
+        want_users: set[UUID] = set()
+        want_questions: set[int] = set()
+        want_materials: set[int] = set()
+        for _, ev in chunk:
+            uid = getattr(ev, "user_id", None)
+            if type(uid) is UUID and uid not in users:
+                want_users.add(uid)
+            cls = type(ev)
+            if cls is QuestionAttempt:
+                q = ev.question_id
+                if type(q) is int and q not in questions and -INT4_MAX <= q <= INT4_MAX:
+                    want_questions.add(q)
+            elif cls is MaterialInteraction:
+                m = ev.material_id
+                if type(m) is int and m not in materials and -INT4_MAX <= m <= INT4_MAX:
+                    want_materials.add(m)
+        if not (want_users or want_questions or want_materials):
+            return
+        with self._transaction():
+            if want_users:
+                rows = self.conn.execute(
+                    "select id from app.users where id = any(%s)", (list(want_users),)
+                )
+                users.update(r[0] for r in rows)
+            if want_questions:
+                rows = self.conn.execute(
+                    "select id, topic_id, correct_answer from app.questions where id = any(%s)",
+                    (list(want_questions),),
+                )
+                questions.update((r[0], (r[1], r[2])) for r in rows)
+            if want_materials:
+                rows = self.conn.execute(
+                    "select id from app.materials where id = any(%s)", (list(want_materials),)
+                )
+                materials.update(r[0] for r in rows)
+
+    def _ensure_partitions(self, earliest: datetime, latest: datetime) -> None:
+        lo, hi = _month(earliest), _month(latest)
+        if self._covered is not None and self._covered[0] <= lo and hi <= self._covered[1]:
+            return
+        this_month = _month(datetime.now(UTC))
+        ahead = max(3, _months_between(this_month, hi) + 1)
+        with self._transaction():
+            self.conn.execute(
+                "select app.ensure_study_event_partitions(%s, %s)", (min(earliest, latest), ahead)
+            )
+        # The function made every month from `earliest`'s to `ahead` months after the server's
+        # now; count one month less in case the server's clock is a month behind ours.
+        top = _add_months(this_month, ahead - 1)
+        if self._covered is None:
+            self._covered = (lo, top)
+        else:
+            self._covered = (min(lo, self._covered[0]), max(top, self._covered[1]))
+
+    def _properties_json(self, props: Any, errors: list[FieldError]) -> str | None:
+        if type(props) is not dict:
+            if isinstance(props, dict):
+                props = dict(props)
+            else:
+                kind = (
+                    "null" if props is None else _JSON_TYPE.get(type(props), type(props).__name__)
+                )
+                errors.append(FieldError("properties", f"must be a JSON object, got {kind}"))
+                return None
+        if not props:
+            return "{}"
+        try:
+            text = json.dumps(props, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            errors.append(FieldError("properties", "NaN and Infinity are not valid JSON"))
+            return None
+        except (TypeError, RecursionError) as err:
+            errors.append(FieldError("properties", f"not JSON-serialisable: {show(str(err), 80)}"))
+            return None
+        if text.isascii():
+            size = len(text)
+        else:
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                errors.append(
+                    FieldError("properties", "contains invalid Unicode (a lone surrogate)")
+                )
+                return None
+        if size > self.max_properties_bytes:
+            errors.append(
+                FieldError(
+                    "properties",
+                    f"{size} bytes as JSON, over the {self.max_properties_bytes}-byte limit",
+                )
+            )
+            return None
+        if "\\u0000" in text and _has_nul(props):
+            errors.append(FieldError("properties", "contains a NUL character (\\u0000)"))
+            return None
+        return text
+
+    def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
+        """The batch-table row of one event, or every problem it has."""
+        kind = _KIND.get(type(ev))
+        if kind is None:
+            return [
+                FieldError(
+                    "event",
+                    "must be an instance of an event class of python_jobs.events, "
+                    f"got {type(ev).__name__}",
+                )
+            ]
+        errors: list[FieldError] = []
+        event_type = ev.event_type
+        if kind == K_GENERIC:
+            if type(event_type) is not str or event_type not in self._generic_types:
+                if isinstance(event_type, str) and event_type in _TYPED_EVENT_TYPES:
+                    cls_name = EVENT_CLASSES[event_type].__name__
+                    errors.append(
+                        FieldError("event_type", f"{event_type!r} must be sent as a {cls_name}")
+                    )
+                else:
+                    errors.append(
+                        FieldError(
+                            "event_type",
+                            f"unknown event type {show(event_type)} "
+                            f"(known: {', '.join(sorted(self.event_types))})",
+                        )
+                    )
+        elif event_type not in self.event_types:
+            errors.append(FieldError("event_type", f"{event_type!r} is not in app.event_types"))
+
+        event_id = ev.event_id
+        if type(event_id) is not UUID:
+            errors.append(FieldError("event_id", f"must be a UUID, got {show(event_id)}"))
+        user_id = ev.user_id
+        if type(user_id) is not UUID:
+            errors.append(FieldError("user_id", f"must be a UUID, got {show(user_id)}"))
+        elif user_id not in self._users:
+            errors.append(FieldError("user_id", f"unknown user {user_id}"))
+        session_id = ev.session_id
+        if session_id is None:
+            if K_START <= kind <= K_END:
+                errors.append(FieldError("session_id", f"required for {event_type}"))
+        elif type(session_id) is not UUID:
+            errors.append(
+                FieldError("session_id", f"must be a UUID or null, got {show(session_id)}")
+            )
+
+        received = now
+        if self.trust_received_at and ev.received_at is not None:
+            rec = ev.received_at
+            if not isinstance(rec, datetime) or rec.tzinfo is None or rec.utcoffset() is None:
+                errors.append(
+                    FieldError("received_at", f"must be a timezone-aware datetime, got {show(rec)}")
+                )
+            else:
+                received = rec
+        occurred = ev.occurred_at
+        if not isinstance(occurred, datetime):
+            errors.append(FieldError("occurred_at", f"must be a datetime, got {show(occurred)}"))
+        elif occurred.tzinfo is None or occurred.utcoffset() is None:
+            errors.append(
+                FieldError(
+                    "occurred_at", f"must be timezone-aware, got naive {occurred.isoformat()}"
+                )
+            )
+        else:
+            ahead = occurred - received
+            if ahead > self.max_future:
+                errors.append(
+                    FieldError(
+                        "occurred_at",
+                        f"{occurred.isoformat()} is more than {_duration(self.max_future)} "
+                        f"after the receive time {received.isoformat()}",
+                    )
+                )
+            elif -ahead > self.max_past:
+                errors.append(
+                    FieldError(
+                        "occurred_at",
+                        f"{occurred.isoformat()} is more than {_duration(self.max_past)} "
+                        f"before the receive time {received.isoformat()}",
+                    )
+                )
+
+        props = ev.properties
+        end_reason = None
+        if kind == K_END:
+            end_reason = ev.end_reason
+            if type(end_reason) is not str or end_reason not in CLIENT_END_REASONS:
+                errors.append(
+                    FieldError(
+                        "end_reason",
+                        f"must be 'user_ended' or 'app_closed', got {show(end_reason)}",
+                    )
+                )
+            elif type(props) is dict:
+                props = {**props, "end_reason": end_reason}
+        props_json = (
+            "{}" if type(props) is dict and not props else self._properties_json(props, errors)
+        )
+
+        ip = ev.ip
+        ip_prefix = None
+        if ip is not None:
+            ip_prefix = _ip_prefix(ip) if type(ip) is str else None
+            if ip_prefix is None:
+                errors.append(FieldError("ip", "not a valid IPv4 or IPv6 address"))
+
+        if kind == K_QUESTION:
+            q = ev.question_id
+            info = None
+            if type(q) is not int:
+                errors.append(FieldError("question_id", f"must be an integer, got {show(q)}"))
+            else:
+                info = self._questions.get(q)
+                if info is None:
+                    errors.append(FieldError("question_id", f"unknown question {q}"))
+            sel = ev.selected_answer
+            if sel is not None and (type(sel) is not str or sel not in ANSWERS):
+                errors.append(
+                    FieldError("selected_answer", f"must be one of A-E or null, got {show(sel)}")
+                )
+            attempt = ev.attempt_number
+            if type(attempt) is not int or not 1 <= attempt <= INT4_MAX:
+                errors.append(
+                    FieldError("attempt_number", f"must be a positive integer, got {show(attempt)}")
+                )
+            ms = ev.time_to_answer_ms
+            if type(ms) is not int or not 0 <= ms <= INT4_MAX:
+                errors.append(
+                    FieldError(
+                        "time_to_answer_ms", f"must be a non-negative integer, got {show(ms)}"
+                    )
+                )
+            conf = ev.confidence_level
+            if conf is not None and (type(conf) is not int or not 1 <= conf <= 5):
+                errors.append(
+                    FieldError("confidence_level", f"must be 1-5 or null, got {show(conf)}")
+                )
+            hint = ev.hint_used
+            if type(hint) is not bool:
+                errors.append(FieldError("hint_used", f"must be true or false, got {show(hint)}"))
+            if errors:
+                return errors
+            topic_id, correct = info  # type: ignore[misc]
+            return (
+                idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
+                ip_prefix, q, topic_id, attempt, sel, sel == correct, ms, conf, hint,
+                None, None, None, None, None, None, None, None,
+            )  # fmt: skip
+        if kind == K_MATERIAL:
+            m = ev.material_id
+            if type(m) is not int:
+                errors.append(FieldError("material_id", f"must be an integer, got {show(m)}"))
+            elif m not in self._materials:
+                errors.append(FieldError("material_id", f"unknown material {m}"))
+            itype = ev.interaction_type
+            if type(itype) is not str or itype not in INTERACTION_TYPES:
+                errors.append(
+                    FieldError(
+                        "interaction_type",
+                        f"must be one of {', '.join(sorted(INTERACTION_TYPES))}, got {show(itype)}",
+                    )
+                )
+            prog = ev.progress
+            if prog is not None and (
+                type(prog) not in (int, float) or not 0 <= prog <= 1 or math.isnan(prog)
+            ):
+                errors.append(
+                    FieldError("progress", f"must be between 0 and 1 or null, got {show(prog)}")
+                )
+            secs = ev.active_seconds
+            if type(secs) is not int or not 0 <= secs <= INT4_MAX:
+                errors.append(
+                    FieldError(
+                        "active_seconds", f"must be a non-negative integer, got {show(secs)}"
+                    )
+                )
+            if errors:
+                return errors
+            return (
+                idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
+                ip_prefix, None, None, None, None, None, None, None, None,
+                m, itype, None if prog is None else float(prog), secs, None, None, None, None,
+            )  # fmt: skip
+        if kind == K_EXAM:
+            ek = ev.exam_kind
+            if type(ek) is not str or ek not in EXAM_KINDS:
+                errors.append(
+                    FieldError("exam_kind", f"must be 'practice' or 'board', got {show(ek)}")
+                )
+            score = ev.scaled_score
+            if type(score) is not int or not 1 <= score <= 300:
+                errors.append(
+                    FieldError("scaled_score", f"must be an integer 1-300, got {show(score)}")
+                )
+            passed = ev.passed
+            if type(passed) is not bool:
+                errors.append(FieldError("passed", f"must be true or false, got {show(passed)}"))
+            if errors:
+                return errors
+            return (
+                idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
+                ip_prefix, None, None, None, None, None, None, None, None,
+                None, None, None, None, ek, score, passed, None,
+            )  # fmt: skip
+        if errors:
+            return errors
+        return (
+            idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
+            ip_prefix, None, None, None, None, None, None, None, None,
+            None, None, None, None, None, None, None, end_reason,
+        )  # fmt: skip
+
+    def _process(
+        self, chunk: list[tuple[int, Any]], raw: dict[int, Any] | None
+    ) -> tuple[BatchResult, list[list[FieldError]]]:
+        """Validate and store one chunk (consecutive batch indices) in one transaction. Returns
+        the counts and, in batch order, the errors of each rejected event."""
+        result = BatchResult()
+        self._lookup_missing(chunk)
+        now = datetime.now(UTC)
+
+        rows: list[tuple] = []
+        rejected: list[tuple[int, list[FieldError]]] = []
+        first_seen: dict[UUID, Any] = {}
+        prepare = self._prepare
+        for idx, ev in chunk:
+            out = prepare(idx, ev, now)
+            if type(out) is list:
+                rejected.append((idx, out))
+                continue
+            eid = out[R_EVENT_ID]
+            first = first_seen.get(eid)
+            if first is None:
+                first_seen[eid] = ev
+                rows.append(out)
+            elif _content(first) == _content(ev):
+                result.duplicates += 1
+            else:
+                rejected.append((idx, [_repeat_error()]))
+
+        if rows:
+            occurred = [r[R_OCCURRED] for r in rows]
+            self._ensure_partitions(min(occurred), max(occurred))
+
+        with self._transaction():
+            sessions, rows = self._check_session_owners(rows, rejected)
+            if rows:
+                stored, not_new, repeats = self._write(rows, rejected)
+                result.accepted = stored
+                result.duplicates += repeats
+                self._update_sessions(rows, not_new, sessions)
+            if rejected:
+                rejected.sort(key=lambda item: item[0])
+                base = chunk[0][0]
+                items = []
+                for idx, errs in rejected:
+                    ev = chunk[idx - base][1]
+                    uid = getattr(ev, "user_id", None)
+                    payload = raw[idx] if raw is not None and idx in raw else ev
+                    items.append(
+                        (payload, uid if type(uid) is UUID else None, str(ValidationError(errs)))
+                    )
+                self._insert_rejections(items, now)
+        result.rejected = len(rejected)
+        result.rejections = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
+        return result, [errs for _, errs in rejected]
+
+    def _check_session_owners(
+        self, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]
+    ) -> tuple[dict[UUID, list[Any]], list[tuple]]:
+        """Lock the chunk's existing sessions; refuse events whose session is another learner's."""
+        session_ids = {r[R_SESSION] for r in rows if r[R_SESSION] is not None}
+        sessions: dict[UUID, list[Any]] = {}
+        if not session_ids:
+            return sessions, rows
+        for sid, *state in self.conn.execute(SELECT_SESSIONS, (sorted(session_ids),)):
+            sessions[sid] = state
+        owner = {sid: state[0] for sid, state in sessions.items()}
+        kept = []
+        for r in rows:
+            sid = r[R_SESSION]
+            if sid is not None and owner.setdefault(sid, r[R_USER]) != r[R_USER]:
+                error = FieldError("session_id", f"session {sid} belongs to another learner")
+                rejected.append((r[R_IDX], [error]))
+            else:
+                kept.append(r)
+        return sessions, kept
+
+    def _write(
+        self, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]
+    ) -> tuple[int, set[int], int]:
+        """COPY the rows and insert those whose event_id is new. Returns (how many were stored,
+        batch indices of the rows that were not new, how many of those repeat the stored content).
+        Repeats whose content differs from the stored version are appended to ``rejected``."""
+        not_new: set[int] = set()
+        same = 0
+        with self.conn.cursor() as cur:
+            with cur.copy(COPY_BATCH) as copy:
+                copy.set_types(BATCH_TYPES)
+                write = copy.write_row
+                for r in rows:
+                    write(r)
+            cur.execute(INSERT_RECEIPTS)
+            stored = cur.rowcount
+            if stored < len(rows):
+                cur.execute(FIND_REPEATS)
+                for idx, differs in cur.fetchall():
+                    not_new.add(idx)
+                    if differs:
+                        rejected.append((idx, [_repeat_error()]))
+                    else:
+                        same += 1
+                cur.execute(DROP_REPEATS)
+            if stored:
+                cur.execute(INSERT_EVENTS)
+                kinds = {r[R_TYPE] for r in rows}
+                if "question_attempt" in kinds:
+                    cur.execute(INSERT_QUESTION_ATTEMPTS)
+                if "material_interaction" in kinds:
+                    cur.execute(INSERT_MATERIAL_INTERACTIONS)
+                if "exam_result" in kinds:
+                    cur.execute(INSERT_EXAM_RESULTS)
+        return stored, not_new, same
+
+    def _update_sessions(
+        self, rows: list[tuple], not_new: set[int], sessions: dict[UUID, list[Any]]
+    ) -> None:
+        """Apply the chunk's new events to their sessions in arrival order, and save them."""
+        touched: set[UUID] = set()
+        idle = self.idle_timeout
+        for r in rows:
+            sid = r[R_SESSION]
+            if sid is None or (not_new and r[R_IDX] in not_new):
+                continue
+            state = sessions.get(sid)
+            new = apply_session_event(
+                state, r[R_USER], r[R_OCCURRED], r[R_TYPE], r[R_END_REASON], idle
+            )
+            if state is None:
+                sessions[sid] = new
+            touched.add(sid)
+        if not touched:
+            return
+        with self.conn.cursor() as cur:
+            with cur.copy("copy pg_temp.tracker_sessions from stdin") as copy:
+                for sid in touched:
+                    copy.write_row((sid, *sessions[sid]))
+            cur.execute(UPSERT_SESSIONS)
+
+
+def _repeat_error() -> FieldError:
+    return FieldError(
+        "event_id", "already stored with different content (the first version is kept)"
+    )

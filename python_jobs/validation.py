@@ -1,0 +1,301 @@
+"""Input checks of the event tracker that need no database: errors, payload parsing, IP anonymising.
+
+The tracker (``python_jobs.tracker``) validates every event against the reference data it caches
+(event catalogue, learners, question bank, materials); this module holds what those checks share:
+
+- ``FieldError`` / ``ValidationError``: every problem of one event, each naming its field.
+- ``event_from_payload``: raw JSON from a client -> a typed ``Event`` (or a ValidationError).
+- ``anonymise_ip``: IPv4 -> its /24 network, IPv6 -> its /48 network; the full address never
+  reaches the database.
+- ``rejected_payload``: the text kept in ``app.rejected_events``: the IP replaced by its prefix,
+  anything else that looks like an IP address masked, truncated to ``REJECTED_PAYLOAD_LIMIT`` bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+from python_jobs.events import EVENT_CLASSES, Event, GenericEvent
+
+REJECTED_PAYLOAD_LIMIT = 65536
+"""Bytes of a rejected payload kept in app.rejected_events (payload_bytes keeps the full size)."""
+
+UUID_FIELDS = frozenset({"event_id", "user_id", "session_id"})
+DATETIME_FIELDS = frozenset({"occurred_at", "received_at"})
+INVALID_IP_PLACEHOLDER = "[invalid ip removed]"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field of an event."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class ValidationError(ValueError):
+    """An event was refused. ``errors`` lists every problem found, each naming its field."""
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors: list[FieldError] = list(errors)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "; ".join(str(e) for e in self.errors)
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A short repr of a bad value for an error message (a 10 MB string stays short)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------- IP addresses
+
+
+@lru_cache(maxsize=65536)
+def _prefix(ip: str) -> str | None:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 client
+    bits = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network((addr, bits), strict=False))
+
+
+def anonymise_ip(ip: str) -> str:
+    """The network an address belongs to: IPv4 -> /24, IPv6 -> /48 (IPv4-mapped IPv6 -> /24).
+
+    Raises ValueError for anything that is not a single IPv4 or IPv6 address.
+    """
+    if not isinstance(ip, str):
+        raise ValueError("must be a string")
+    prefix = _prefix(ip)
+    if prefix is None:
+        raise ValueError("not a valid IPv4 or IPv6 address")
+    return prefix
+
+
+_IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_IPV6_RE = re.compile(
+    r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])"
+)
+
+
+def _mask_ipv4(match: re.Match[str]) -> str:
+    if all(int(part) <= 255 for part in match.groups()):
+        return f"{match[1]}.{match[2]}.{match[3]}.0/24"
+    return match[0]
+
+
+def _mask_ipv6(match: re.Match[str]) -> str:
+    try:
+        addr = ipaddress.IPv6Address(match[0])
+    except ValueError:
+        return match[0]
+    return str(ipaddress.ip_network((addr, 48), strict=False))
+
+
+def mask_ip_addresses(text: str) -> str:
+    """Replace everything in ``text`` that parses as an IP address by its /24 or /48 network."""
+    if "." in text:
+        text = _IPV4_RE.sub(_mask_ipv4, text)
+    if "::" in text or text.count(":") >= 7:
+        text = _IPV6_RE.sub(_mask_ipv6, text)
+    return text
+
+
+# --------------------------------------------------------------------------- rejected payloads
+
+
+def _redact_ip_field(data: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    ip = out.get("ip")
+    if ip is not None:
+        prefix = _prefix(ip) if isinstance(ip, str) else None
+        out["ip"] = prefix if prefix is not None else INVALID_IP_PLACEHOLDER
+    return out
+
+
+def event_as_payload(event: Event) -> dict[str, Any]:
+    """An Event as the JSON object a client would have sent (for app.rejected_events)."""
+    data: dict[str, Any] = {"event_type": event.event_type}
+    for f in dataclasses.fields(event):
+        data[f.name] = getattr(event, f.name)
+    return data
+
+
+def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[str, int]:
+    """(text to store, original size in bytes) for app.rejected_events.
+
+    The ``ip`` field is replaced by its network (or a placeholder when it is not an address), any
+    other IP-looking text is masked, and the text is cut to REJECTED_PAYLOAD_LIMIT bytes.
+    """
+    if isinstance(payload, Event):
+        payload = event_as_payload(payload)
+    if isinstance(payload, bytes):
+        text = payload.decode("utf-8", errors="replace")
+        size = len(payload)
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            text = json.dumps(_redact_ip_field(parsed), ensure_ascii=False, default=str)
+    elif isinstance(payload, str):
+        size = len(payload.encode("utf-8", errors="surrogatepass"))
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            text = json.dumps(_redact_ip_field(parsed), ensure_ascii=False, default=str)
+        else:
+            text = payload
+    else:
+        try:
+            text = json.dumps(_redact_ip_field(payload), ensure_ascii=False, default=str)
+        except (ValueError, TypeError, RecursionError):
+            text = show(payload, REJECTED_PAYLOAD_LIMIT)
+        size = len(text.encode("utf-8", errors="surrogatepass"))
+    # Mask a little beyond the cut so an address straddling it is masked before being cut.
+    head = mask_ip_addresses(text[: REJECTED_PAYLOAD_LIMIT + 64])
+    data = head.encode("utf-8", errors="replace")[:REJECTED_PAYLOAD_LIMIT]
+    stored = data.decode("utf-8", errors="ignore").replace("\x00", "\\u0000")
+    return stored, size
+
+
+# --------------------------------------------------------------------------- raw JSON payloads
+
+
+def _init_fields(cls: type[Event]) -> dict[str, bool]:
+    """Field name -> required, for the fields a client may send for this class."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name == "event_type":
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        out[f.name] = required
+    return out
+
+
+_FIELDS = {cls: _init_fields(cls) for cls in (*EVENT_CLASSES.values(), GenericEvent)}
+
+
+def _convert(name: str, value: Any, errors: list[FieldError]) -> Any:
+    if value is None:
+        return None
+    if name in UUID_FIELDS:
+        if not isinstance(value, str):
+            errors.append(FieldError(name, f"must be a UUID string, got {show(value)}"))
+            return None
+        try:
+            return UUID(value)
+        except ValueError:
+            errors.append(FieldError(name, f"must be a UUID, got {show(value)}"))
+            return None
+    if name in DATETIME_FIELDS:
+        if not isinstance(value, str):
+            errors.append(FieldError(name, f"must be an ISO 8601 timestamp, got {show(value)}"))
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            errors.append(FieldError(name, f"must be an ISO 8601 timestamp, got {show(value)}"))
+            return None
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            errors.append(
+                FieldError(
+                    name, f"must include a UTC offset (e.g. 'Z' or '+02:00'), got {show(value)}"
+                )
+            )
+            return None
+        return parsed
+    return value
+
+
+def parse_json(payload: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON object of a payload, or ValidationError naming what is wrong with it."""
+    if isinstance(payload, Mapping):
+        return dict(payload)
+    if not isinstance(payload, str | bytes | bytearray):
+        raise ValidationError(
+            [FieldError("payload", f"must be JSON text, got {type(payload).__name__}")]
+        )
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as err:
+        raise ValidationError(
+            [FieldError("payload", f"malformed JSON: {show(str(err), 120)}")]
+        ) from None
+    if not isinstance(data, dict):
+        raise ValidationError(
+            [FieldError("payload", f"must be a JSON object, got {type(data).__name__}")]
+        )
+    return data
+
+
+def event_from_payload(data: Mapping[str, Any], known_types: Iterable[str]) -> Event:
+    """A typed Event from a parsed JSON object, or ValidationError listing every problem.
+
+    Identifiers are UUID strings, times ISO 8601 with an offset; other fields keep their JSON type
+    and are range-checked by the tracker. Fields the event type does not have are refused (put
+    free-form data in ``properties``).
+    """
+    errors: list[FieldError] = []
+    event_type = data.get("event_type")
+    known = set(known_types)
+    if event_type is None:
+        errors.append(FieldError("event_type", "required"))
+    elif not isinstance(event_type, str):
+        errors.append(FieldError("event_type", f"must be a string, got {show(event_type)}"))
+    elif event_type not in known:
+        errors.append(
+            FieldError(
+                "event_type",
+                f"unknown event type {show(event_type)} (known: {', '.join(sorted(known))})",
+            )
+        )
+    cls: type[Event] = (
+        EVENT_CLASSES.get(event_type, GenericEvent) if isinstance(event_type, str) else GenericEvent
+    )
+    spec = _FIELDS[cls]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "event_type":
+            continue
+        if key not in spec:
+            if event_type in known:  # for an unknown type, the one error above says it all
+                errors.append(
+                    FieldError(show(key, 40).strip("'"), f"unexpected field for {event_type}")
+                )
+            continue
+        kwargs[key] = _convert(key, value, errors)
+    if event_type in known:
+        for name, required in spec.items():
+            if required and name not in data:
+                hint = (
+                    " (null when the learner gave no answer)" if name == "selected_answer" else ""
+                )
+                errors.append(FieldError(name, "required" + hint))
+    if "properties" in kwargs and kwargs["properties"] is None:
+        kwargs["properties"] = {}  # an explicit null means "no properties"
+    if errors:
+        raise ValidationError(errors)
+    if cls is GenericEvent:
+        kwargs["event_type"] = event_type
+    return cls(**kwargs)
