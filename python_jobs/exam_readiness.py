@@ -60,11 +60,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from python_jobs.job_report import JobError, RunReport, query_frame, require_relations
 from python_jobs.paths import PROJECT_ROOT
 from python_jobs.readiness_features import (
+    ALL_COLUMNS,
     FEATURE_COLUMNS,
+    PRIOR_EXAM_COLUMNS,
     FeatureParams,
     MasteryParams,
     compute_features,
@@ -91,6 +94,8 @@ class ReadinessOptions:
     calibration_method: str = "sigmoid"  # sigmoid (Platt) or isotonic
     candidates: tuple[str, ...] = ("logistic", "hgb")
     random_state: int = 0
+    use_prior_exams: bool = True  # earlier exam results (before the as-of day) are features
+    threads: int = 1  # OpenMP threads for model fitting (more oversubscribes a shared 2-core box)
     logistic_c: float = 1.0
     hgb_learning_rate: float = 0.05
     hgb_max_iter: int = 200
@@ -98,6 +103,7 @@ class ReadinessOptions:
     hgb_min_samples_leaf: int = 40
     hgb_l2: float = 1.0
     score_interval: tuple[float, float] = (0.10, 0.90)  # quantiles of the scaled-score interval
+    score_range: tuple[float, float] = (1.0, 300.0)  # scaled-score scale: predictions clipped
     top_factors: int = 3  # factors kept per learner
     calibration_bins: int = 10
     heuristic_mastery_weight: float = 0.7
@@ -178,12 +184,10 @@ def scoring_frame(conn: psycopg.Connection, options: ReadinessOptions, as_of: da
     until = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), UTC)
     active = query_frame(conn, ACTIVE_SQL, {"since": since, "until": until})
     if active.empty:
-        return pd.DataFrame(
-            columns=["user_id", "as_of", "days_to_exam", "is_board", *FEATURE_COLUMNS]
-        )
+        return pd.DataFrame(columns=["user_id", "as_of", "days_to_exam", "is_board", *ALL_COLUMNS])
     horizon_max = max(options.horizons)
     exam_dates = pd.to_datetime(active["exam_date"]).dt.date
-    days = [(d - as_of).days if isinstance(d, date) else None for d in exam_dates]
+    days = [None if pd.isna(d) else (d - as_of).days for d in exam_dates]
     active["days_to_exam"] = [
         horizon_max if d is None or d < 1 else min(d, horizon_max) for d in days
     ]
@@ -251,8 +255,17 @@ def _candidate(name: str, options: ReadinessOptions):
     raise ValueError(f"unknown candidate model {name!r} (use 'logistic' or 'hgb')")
 
 
-def _xy(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return rows[list(FEATURE_COLUMNS)].to_numpy(dtype=float), rows["passed"].to_numpy(dtype=int)
+def model_columns(options: ReadinessOptions) -> tuple[str, ...]:
+    """The features the model sees: all of them, or without earlier exam results."""
+    return FEATURE_COLUMNS + (PRIOR_EXAM_COLUMNS if options.use_prior_exams else ())
+
+
+def _x(rows: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    return rows[list(model_columns(options))].to_numpy(dtype=float)
+
+
+def _xy(rows: pd.DataFrame, options: ReadinessOptions) -> tuple[np.ndarray, np.ndarray]:
+    return _x(rows, options), rows["passed"].to_numpy(dtype=int)
 
 
 def _day_before(rows: pd.DataFrame) -> pd.DataFrame:
@@ -268,7 +281,7 @@ def _both_classes(rows: pd.DataFrame) -> bool:
 
 
 def _calibrated(model, rows: pd.DataFrame, options: ReadinessOptions):
-    x, y = _xy(rows)
+    x, y = _xy(rows, options)
     calibrator = CalibratedClassifierCV(FrozenEstimator(model), method=options.calibration_method)
     return calibrator.fit(x, y)
 
@@ -277,7 +290,7 @@ def fit_recipe(
     name: str, fit_rows: pd.DataFrame, calib_rows: pd.DataFrame, options: ReadinessOptions
 ):
     """Fit candidate `name` on the earlier rows and calibrate it on the later ones."""
-    x, y = _xy(fit_rows)
+    x, y = _xy(fit_rows, options)
     model = clone(_candidate(name, options)).fit(x, y)
     return model, _calibrated(model, calib_rows, options)
 
@@ -325,7 +338,7 @@ class TrainedModel:
 
 
 def _score_models(rows: pd.DataFrame, options: ReadinessOptions) -> dict[str, Any]:
-    x = rows[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+    x = _x(rows, options)
     y = rows["scaled_score"].to_numpy(dtype=float)
     low_q, high_q = options.score_interval
     specs = {
@@ -354,8 +367,8 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
         if part.empty or not _both_classes(_day_before(part)):
             raise ValueError(f"the {name} slice of the time split lacks passes or fails")
 
-    x_val, y_val = _xy(_day_before(split.calibrate))
-    x_test, y_test = _xy(_day_before(split.test))
+    x_val, y_val = _xy(_day_before(split.calibrate), options)
+    x_test, y_test = _xy(_day_before(split.test), options)
     candidates: dict[str, Any] = {}
     for name in options.candidates:
         model, calibrated = fit_recipe(name, split.fit, split.calibrate, options)
@@ -379,9 +392,9 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
 
     # baseline: overall accuracy alone (its AUC ranks by the raw value; Brier via a 1-feature
     # logistic fit on the training rows)
-    base_col = FEATURE_COLUMNS.index("accuracy_overall")
+    base_col = model_columns(options).index("accuracy_overall")
     fit_day_before = _day_before(pd.concat([split.fit, split.calibrate]))
-    xb, yb = _xy(fit_day_before)
+    xb, yb = _xy(fit_day_before, options)
     baseline = LogisticRegression().fit(xb[:, [base_col]], yb)
     baseline_p = baseline.predict_proba(x_test[:, [base_col]])[:, 1]
     baseline_metrics = {
@@ -394,14 +407,14 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
     calibrated_chosen = candidates[chosen]["calibrated"]
     for h in _horizons(split.test):
         part = split.test[split.test["days_to_exam"] == h]
-        xh, yh = _xy(part)
+        xh, yh = _xy(part, options)
         by_horizon[str(int(h))] = _metrics(yh, calibrated_chosen.predict_proba(xh)[:, 1])
 
     # predicted score on the held-out exams (models fit on the training part)
     train_rows = pd.concat([split.fit, split.calibrate])
     eval_scores = _score_models(train_rows, options)
     test_rows = _day_before(split.test)
-    xs = test_rows[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+    xs = _x(test_rows, options)
     actual = test_rows["scaled_score"].to_numpy(dtype=float)
     low = eval_scores["low"].predict(xs)
     high = eval_scores["high"].predict(xs)
@@ -443,7 +456,7 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
         kind=chosen,
         classifier=classifier,
         score_models=score_models,
-        reference=np.median(_day_before(rows)[list(FEATURE_COLUMNS)].to_numpy(dtype=float), axis=0),
+        reference=np.median(_x(_day_before(rows), options), axis=0),
         evaluation=evaluation,
         calibration=calibration_table(y_test, test_p, options.calibration_bins),
         test_y=y_test,
@@ -496,7 +509,8 @@ def model_factors(
     """Per learner: the features whose move to the typical value changes p the most."""
     n, k = x.shape
     effects = np.zeros((n, k))
-    for j, name in enumerate(FEATURE_COLUMNS):
+    columns = model_columns(options)
+    for j, name in enumerate(columns):
         if name == "is_board":
             continue
         moved = x.copy()
@@ -508,7 +522,7 @@ def model_factors(
         factors.append(
             [
                 {
-                    "feature": FEATURE_COLUMNS[j],
+                    "feature": columns[j],
                     "value": round(float(x[i, j]), 4),
                     "typical": round(float(model.reference[j]), 4),
                     "effect": round(float(effects[i, j]), 4),
@@ -634,6 +648,11 @@ def run_exam_readiness(
 ) -> RunReport:
     """Train (or fall back to the heuristic), score every active learner, write ml tables."""
     options = options or ReadinessOptions()
+    with threadpool_limits(limits=options.threads):
+        return _run(conn, options)
+
+
+def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     started = time.monotonic()
     require_relations(
         conn,
@@ -675,7 +694,7 @@ def run_exam_readiness(
     fingerprint = _fingerprint(rows, _options_record(options))
     params: dict[str, Any] = {
         "options": _options_record(options),
-        "features": list(FEATURE_COLUMNS),
+        "features": list(model_columns(options)),
         "n_labels": int(len(labels)),
     }
 
@@ -711,7 +730,7 @@ def run_exam_readiness(
     else:
         version = f"readiness-{model.kind}-{as_of.isoformat()}-{fingerprint}"
         params["evaluation"] = model.evaluation
-        x = scoring[list(FEATURE_COLUMNS)].to_numpy(dtype=float)
+        x = _x(scoring, options)
         if len(scoring):
             probabilities = model.classifier.predict_proba(x)[:, 1]
             predicted = model.score_models["mean"].predict(x)
@@ -734,9 +753,9 @@ def run_exam_readiness(
             {
                 "user_id": scoring["user_id"].to_numpy(),
                 "pass_probability": np.clip(probabilities, 0.0, 1.0),
-                "predicted_score": np.round(predicted, 1),
-                "interval_low": np.round(bounds[:, 0], 1),
-                "interval_high": np.round(bounds[:, 2], 1),
+                "predicted_score": np.round(np.clip(predicted, *options.score_range), 1),
+                "interval_low": np.round(np.clip(bounds[:, 0], *options.score_range), 1),
+                "interval_high": np.round(np.clip(bounds[:, 2], *options.score_range), 1),
                 "top_factors": factors,
             }
         )

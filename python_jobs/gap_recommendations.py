@@ -1,7 +1,11 @@
 """Gap recommendations (DESIGN.md section 4): what each learner should do next, and why.
 
 For each learner's ``top_n`` knowledge gaps by priority (``marts.knowledge_gaps``; ties broken by
-topic id), ranked actions go to ``ml.gap_recommendations``. Per gap, in this order:
+topic id), ranked actions go to ``ml.gap_recommendations``. At most ``max_unstudied_gaps`` (default
+2) of them are 'unstudied' gaps: an unstudied topic has mastery 0 and hence the highest priority its
+weight allows, so by priority alone a learner's top five would all be topics never opened (only
+reading to suggest) and their weak, decaying and prerequisite gaps would never reach the list.
+Per gap, in this order:
 
 1. ``learn_prerequisite`` - each prerequisite of the gap topic whose mastery is lower than the gap
    topic's (mastery from ``marts.topic_mastery_current``; a never-answered prerequisite counts 0, as
@@ -42,6 +46,9 @@ class RecommendationOptions:
 
     as_of: date | None = None  # generated_on; None = today (UTC)
     top_n: int = 5  # gaps per learner, by priority
+    # at most this many of the top_n may be 'unstudied' (None: no cap). Unstudied gaps have mastery
+    # 0, so by priority alone they fill every slot and leave nothing to practise or remediate.
+    max_unstudied_gaps: int | None = 2
     max_prerequisites_per_gap: int = 2
     max_questions_per_gap: int = 3
     max_materials_per_gap: int = 2
@@ -59,9 +66,26 @@ gaps as (
         gap_type,
         priority,
         mastery,
-        row_number() over (partition by user_id order by priority desc, topic_id asc) as gap_rank
+        row_number() over (
+            partition by user_id, gap_type = 'unstudied' order by priority desc, topic_id asc
+        ) as rank_within_kind
     from marts.knowledge_gaps
     where %(all_users)s or user_id = any(%(user_ids)s::uuid[])
+),
+
+eligible_gaps as (
+    select
+        user_id,
+        topic_id,
+        gap_type,
+        priority,
+        mastery,
+        row_number() over (partition by user_id order by priority desc, topic_id asc) as gap_rank
+    from gaps
+    where
+        gap_type <> 'unstudied'
+        or %(max_unstudied)s::integer is null
+        or rank_within_kind <= %(max_unstudied)s::integer
 ),
 
 top_gaps as (
@@ -74,7 +98,7 @@ top_gaps as (
         topics.name as topic_name,
         current_state.is_due,
         current_state.next_review_date
-    from gaps
+    from eligible_gaps as gaps
     inner join app.topics as topics on gaps.topic_id = topics.id
     left join marts.topic_mastery_current as current_state
         on gaps.user_id = current_state.user_id and gaps.topic_id = current_state.topic_id
@@ -144,15 +168,16 @@ question_candidates as (
         case
             when not last_answers.is_correct
                 then format('last answered wrong on %%s (topic "%%s", %%s gap)',
-                    to_char(last_answers.answered_at at time zone 'UTC', 'YYYY-MM-DD'),
+                    to_char(last_answers.answered_at at time zone users.timezone, 'YYYY-MM-DD'),
                     top_gaps.topic_name, top_gaps.gap_type)
             else format('topic "%%s" due for review since %%s; last answered correctly on %%s',
                 top_gaps.topic_name, top_gaps.next_review_date,
-                to_char(last_answers.answered_at at time zone 'UTC', 'YYYY-MM-DD'))
+                to_char(last_answers.answered_at at time zone users.timezone, 'YYYY-MM-DD'))
         end as reason
     from top_gaps
     inner join last_answers
         on top_gaps.user_id = last_answers.user_id and top_gaps.topic_id = last_answers.topic_id
+    inner join app.users as users on top_gaps.user_id = users.id
     where not last_answers.is_correct or coalesce(top_gaps.is_due, false)
 ),
 
@@ -257,6 +282,7 @@ def run_gap_recommendations(
         "all_users": all_users,
         "user_ids": list(options.user_ids or []),
         "top_n": options.top_n,
+        "max_unstudied": options.max_unstudied_gaps,
         "max_prerequisites": options.max_prerequisites_per_gap,
         "max_questions": options.max_questions_per_gap,
         "max_materials": options.max_materials_per_gap,

@@ -68,6 +68,7 @@ class FeatureParams:
     mastered_threshold: float = 0.70  # a topic counts as mastered at or above this mastery
     coverage_min_attempts: int = 1  # a high-weight topic is covered once it has this many attempts
     inactivity_cap_days: int = 90  # days since last activity are capped here (also: never active)
+    history_cap_days: int = 365  # days since the first activity are capped here
     chunk_users: int = 1000  # learners per feature-computation chunk (bounds memory)
 
 
@@ -80,15 +81,29 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "first_attempt_accuracy",
     "accuracy_short",
     "accuracy_long",
+    "first_attempt_accuracy_long",
+    "weighted_accuracy_studied",
+    "weighted_first_attempt_studied",
+    "studied_weight_share",
     "log_attempts_total",
     "log_attempts_long",
     "materials_completed",
     "active_days_share",
     "current_streak",
     "days_since_activity",
+    "history_days",
     "days_to_exam",
     "is_board",
 )
+# Earlier exam results of the learner (practice or board, strictly before the as-of day's end):
+# used when the readiness option use_prior_exams is on.
+PRIOR_EXAM_COLUMNS: tuple[str, ...] = (
+    "prior_exams",
+    "last_exam_score",
+    "mean_exam_score",
+    "days_since_last_exam",
+)
+ALL_COLUMNS: tuple[str, ...] = FEATURE_COLUMNS + PRIOR_EXAM_COLUMNS
 
 
 def day_number(value: date) -> int:
@@ -232,7 +247,9 @@ activity as (
         chunk.user_idx,
         (qa.answered_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
         1 as attempts,
-        qa.is_correct::int as correct
+        qa.is_correct::int as correct,
+        (qa.attempt_number = 1)::int as first_attempts,
+        (qa.attempt_number = 1 and qa.is_correct)::int as first_correct
     from app.question_attempts as qa
     inner join chunk on chunk.user_id = qa.user_id
     where qa.answered_at < %(until)s
@@ -241,16 +258,40 @@ activity as (
         chunk.user_idx,
         (mi.occurred_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
         0 as attempts,
-        0 as correct
+        0 as correct,
+        0 as first_attempts,
+        0 as first_correct
     from app.material_interactions as mi
     inner join chunk on chunk.user_id = mi.user_id
     where mi.occurred_at < %(until)s
 )
-select user_idx, local_day, sum(attempts) as attempts, sum(correct) as correct
+select
+    user_idx,
+    local_day,
+    sum(attempts) as attempts,
+    sum(correct) as correct,
+    sum(first_attempts) as first_attempts,
+    sum(first_correct) as first_correct
 from activity
 where local_day <= %(last_day)s
 group by user_idx, local_day
 order by user_idx, local_day
+"""
+)
+
+EXAMS_SQL = (
+    CHUNK_CTE
+    + """
+select
+    chunk.user_idx,
+    (e.taken_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
+    e.scaled_score
+from app.exam_results as e
+inner join chunk on chunk.user_id = e.user_id
+where
+    e.taken_at < %(until)s
+    and (e.taken_at at time zone chunk.timezone)::date - date '1970-01-01' <= %(last_day)s
+order by chunk.user_idx, local_day, e.taken_at, e.event_id
 """
 )
 
@@ -315,7 +356,7 @@ def topic_mastery(
 
 def _fetch_chunk(
     conn: psycopg.Connection, users: Sequence[str], last_day: int
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     # An upper bound in UTC that is safely after the last local day in any timezone; the exact
     # local-day filter is applied in SQL after conversion.
     until = pd.Timestamp(EPOCH) + pd.Timedelta(days=last_day + 2)
@@ -323,7 +364,8 @@ def _fetch_chunk(
     reviews = query_frame(conn, REVIEWS_SQL, params)
     completions = query_frame(conn, COMPLETIONS_SQL, params)
     daily = query_frame(conn, DAILY_SQL, params)
-    return reviews, completions, daily
+    exams = query_frame(conn, EXAMS_SQL, params)
+    return reviews, completions, daily, exams
 
 
 # --------------------------------------------------------------------------- features
@@ -354,6 +396,7 @@ def chunk_features(
     taxonomy: Taxonomy,
     mastery: MasteryParams,
     features: FeatureParams,
+    exams: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Features of each cutoff (columns user_idx, as_of) of one chunk; index = cutoffs' index."""
     n_cut = len(cutoffs)
@@ -448,6 +491,22 @@ def chunk_features(
     out["first_attempt_accuracy"] = _smooth(
         per_cutoff(first_correct), per_cutoff(first_attempts), mastery
     )
+    studied_weight = per_cutoff(np.where(studied, w, 0.0))
+    out["studied_weight_share"] = studied_weight / taxonomy.total_weight
+    topic_accuracy = _smooth(correct, attempts, mastery)
+    topic_first = _smooth(first_correct, first_attempts, mastery)
+    neutral = _smooth(0.0, 0.0, mastery)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["weighted_accuracy_studied"] = np.where(
+            studied_weight > 0,
+            per_cutoff(np.where(studied, w * topic_accuracy, 0.0)) / studied_weight,
+            neutral,
+        )
+        out["weighted_first_attempt_studied"] = np.where(
+            studied_weight > 0,
+            per_cutoff(np.where(studied, w * topic_first, 0.0)) / studied_weight,
+            neutral,
+        )
     out["log_attempts_total"] = np.log1p(tot_attempts)
     out["materials_completed"] = per_cutoff(done.astype(float))
 
@@ -457,6 +516,8 @@ def chunk_features(
     d_key = d_user * KEY_SPAN + d_day
     d_attempts = np.cumsum(daily["attempts"].to_numpy(dtype=np.int64))
     d_correct = np.cumsum(daily["correct"].to_numpy(dtype=np.int64))
+    d_first = np.cumsum(daily["first_attempts"].to_numpy(dtype=np.int64))
+    d_first_correct = np.cumsum(daily["first_correct"].to_numpy(dtype=np.int64))
     d_active = np.arange(1, len(d_day) + 1)
     consecutive = np.zeros(len(d_day), dtype=bool)
     consecutive[1:] = (d_user[1:] == d_user[:-1]) & (d_day[1:] == d_day[:-1] + 1)
@@ -483,6 +544,11 @@ def chunk_features(
     cor_long = cum_at(d_correct, 0) - cum_at(d_correct, long_)
     out["accuracy_short"] = _smooth(cor_short, att_short, mastery)
     out["accuracy_long"] = _smooth(cor_long, att_long, mastery)
+    out["first_attempt_accuracy_long"] = _smooth(
+        cum_at(d_first_correct, 0) - cum_at(d_first_correct, long_),
+        cum_at(d_first, 0) - cum_at(d_first, long_),
+        mastery,
+    )
     out["log_attempts_long"] = np.log1p(att_long)
     out["active_days_share"] = (cum_at(d_active, 0) - cum_at(d_active, long_)) / long_
 
@@ -491,13 +557,47 @@ def chunk_features(
         last_active >= 0, cut_day - _take(d_day, last_active), features.inactivity_cap_days
     )
     out["days_since_activity"] = np.minimum(gap, features.inactivity_cap_days).astype(float)
+    # days of history seen so far: learners arrive with study done elsewhere (and the data may
+    # start mid-preparation), so volume and coverage mean more with a longer record
+    first_active = np.searchsorted(d_key, cut_user * KEY_SPAN, side="left")
+    has_history = last_active >= 0
+    first_day = _take(d_day, np.where(has_history, first_active, -1))
+    out["history_days"] = np.where(
+        has_history, np.minimum(cut_day - first_day + 1, features.history_cap_days), 0.0
+    )
     out["current_streak"] = np.where(
         (last_active >= 0) & (gap <= 1), _take(streak, last_active), 0.0
     )
 
+    # ---- earlier exam results (strictly before the cutoff's exam: local day <= as-of day) ------
+    if exams is None:
+        exams = pd.DataFrame({"user_idx": [], "local_day": [], "scaled_score": []})
+    e_user = exams["user_idx"].to_numpy(dtype=np.int64)
+    e_key = e_user * KEY_SPAN + exams["local_day"].to_numpy(dtype=np.int64)
+    e_score = exams["scaled_score"].to_numpy(dtype=float)
+    e_cum = np.cumsum(e_score)
+    last_exam = _last_at_or_before(e_key, e_user, cut_user, cut_user * KEY_SPAN + cut_day)
+    first_exam = np.searchsorted(e_key, cut_user * KEY_SPAN, side="left")
+    has_exam = last_exam >= 0
+    n_exams = np.where(has_exam, last_exam - first_exam + 1, 0)
+    score_sum = np.where(
+        has_exam, _take(e_cum, last_exam) - _take(e_cum, np.where(has_exam, first_exam - 1, -1)), 0
+    )
+    out["prior_exams"] = n_exams.astype(float)
+    out["last_exam_score"] = _take(e_score, last_exam)
+    out["mean_exam_score"] = np.where(has_exam, score_sum / np.maximum(n_exams, 1), 0.0)
+    out["days_since_last_exam"] = np.where(
+        has_exam,
+        np.minimum(
+            cut_day - _take(exams["local_day"].to_numpy(dtype=float), last_exam),
+            features.inactivity_cap_days,
+        ),
+        features.inactivity_cap_days,
+    )
+
     out["days_to_exam"] = cutoffs["days_to_exam"].to_numpy(dtype=float)
     out["is_board"] = cutoffs["is_board"].to_numpy(dtype=float)
-    return pd.DataFrame({c: out[c] for c in FEATURE_COLUMNS}, index=cutoffs.index)
+    return pd.DataFrame({c: out[c] for c in ALL_COLUMNS}, index=cutoffs.index)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
@@ -518,7 +618,7 @@ def compute_features(
     """
     taxonomy = taxonomy or load_taxonomy(conn, mastery)
     if cutoffs.empty:
-        return pd.DataFrame(columns=list(FEATURE_COLUMNS), dtype=float)
+        return pd.DataFrame(columns=list(ALL_COLUMNS), dtype=float)
     frame = cutoffs.copy()
     frame["as_of"] = [day_number(d) for d in pd.to_datetime(frame["as_of"]).dt.date]
     users = sorted(frame["user_id"].astype(str).unique())
@@ -529,8 +629,10 @@ def compute_features(
         part = frame[frame["user_id"].astype(str).isin(position)].copy()
         part["user_idx"] = part["user_id"].astype(str).map(position).astype(np.int64)
         part = part.sort_values(["user_idx", "as_of"], kind="stable")
-        reviews, completions, daily = _fetch_chunk(conn, chunk, int(part["as_of"].max()))
-        parts.append(chunk_features(reviews, completions, daily, part, taxonomy, mastery, features))
+        reviews, completions, daily, exams = _fetch_chunk(conn, chunk, int(part["as_of"].max()))
+        parts.append(
+            chunk_features(reviews, completions, daily, part, taxonomy, mastery, features, exams)
+        )
         log.debug(
             "features: chunk %d/%d, %d learners, %d cutoffs, %d reviews",
             i,

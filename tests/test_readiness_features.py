@@ -83,6 +83,8 @@ def test_chunk_features_by_hand() -> None:
             "local_day": [day, day + 1, day + 9],
             "attempts": [7, 2, 0],
             "correct": [4, 1, 0],
+            "first_attempts": [7, 1, 0],
+            "first_correct": [4, 1, 0],
         }
     )
     # as of day + 7 (topic 10: 6 days after its last review on a 6-day interval)
@@ -108,13 +110,24 @@ def test_chunk_features_by_hand() -> None:
     assert math.isclose(first["mastered_share"], 0.6 * (m10 >= 0.7) + 0.4 * (m11 >= 0.7))
     assert math.isclose(first["accuracy_overall"], (5 + 1) / (9 + 2))
     assert math.isclose(first["first_attempt_accuracy"], (5 + 1) / (8 + 2))
+    assert math.isclose(first["first_attempt_accuracy_long"], (5 + 1) / (8 + 2))
+    assert math.isclose(first["studied_weight_share"], 1.0)
+    assert math.isclose(
+        first["weighted_accuracy_studied"], 0.6 * (5 + 1) / (6 + 2) + 0.4 * (0 + 1) / (3 + 2)
+    )
+    assert math.isclose(
+        first["weighted_first_attempt_studied"], 0.6 * (5 + 1) / (5 + 2) + 0.4 * (0 + 1) / (3 + 2)
+    )
     assert math.isclose(first["materials_completed"], 1.0)  # the day+9 completion is later
     assert math.isclose(first["active_days_share"], 2 / 30)
     assert first["days_since_activity"] == 6
+    assert first["history_days"] == 8
     assert first["current_streak"] == 0
     assert math.isclose(first["log_attempts_total"], math.log1p(9))
     # before any activity: nothing studied, inactivity capped
     second = out.iloc[1]
     assert second["weighted_mastery"] == 0 and second["coverage_high_weight"] == 0
+    assert second["studied_weight_share"] == 0 and second["weighted_accuracy_studied"] == 0.5
     assert second["days_since_activity"] == 90 and second["is_board"] == 1
+    assert second["history_days"] == 0
     assert math.isclose(second["accuracy_overall"], 0.5)
