@@ -1,0 +1,853 @@
+"""The event tracker against a real PostgreSQL: append-only log, idempotency, partitions, bad input,
+IP anonymisation, atomicity, the batch path and live sessions.
+
+Every test makes its own learners (fresh UUIDs) so tests sharing the module database never see
+each other's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from python_jobs import migrate
+from python_jobs.events import (
+    Event,
+    ExamResult,
+    GenericEvent,
+    MaterialInteraction,
+    QuestionAttempt,
+    SessionEnd,
+    SessionHeartbeat,
+    SessionStart,
+)
+from python_jobs.tracker import (
+    BatchResult,
+    Tracker,
+    ValidationError,
+    close_idle_sessions,
+)
+from python_jobs.validation import REJECTED_PAYLOAD_LIMIT, anonymise_ip, mask_ip_addresses
+
+# Question bank of the module: question id -> (topic id, correct answer).
+QUESTIONS = {101: (2, "A"), 102: (2, "C"), 103: (3, "E")}
+MATERIALS = (201, 202)
+
+
+@dataclass(frozen=True)
+class Ref:
+    url: str
+
+    def new_user(self) -> uuid.UUID:
+        uid = uuid.uuid4()
+        with psycopg.connect(self.url) as conn:
+            conn.execute(
+                "insert into app.users (id, timezone, cohort, exam_target) "
+                "values (%s, 'Europe/Berlin', '2026-fall', 'step1')",
+                (uid,),
+            )
+        return uid
+
+
+@pytest.fixture(scope="module")
+def ref(migrated_db: str) -> Ref:
+    """A small reference set: two topics under a system, three questions, two materials."""
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute(
+            "insert into app.topics (id, parent_id, level, name, path, board_exam_weight) values "
+            "(1, null, 'system', 'Cardiology', 'cardio', 0.5), "
+            "(2, 1, 'subject', 'Heart failure', 'cardio/hf', 0.3), "
+            "(3, 1, 'subject', 'Arrhythmia', 'cardio/arr', 0.2)"
+        )
+        for qid, (topic, answer) in QUESTIONS.items():
+            conn.execute(
+                "insert into app.questions (id, topic_id, difficulty, correct_answer) "
+                "values (%s, %s, 0.5, %s)",
+                (qid, topic, answer),
+            )
+        for mid in MATERIALS:
+            conn.execute(
+                "insert into app.materials (id, topic_id, kind, est_minutes) "
+                "values (%s, 2, 'chapter', 15)",
+                (mid,),
+            )
+    return Ref(migrated_db)
+
+
+@pytest.fixture
+def tracker(conn: psycopg.Connection, ref: Ref) -> Iterator[Tracker]:
+    yield Tracker(conn)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def question(user: uuid.UUID, **kw) -> QuestionAttempt:
+    fields = {
+        "event_id": uuid.uuid4(),
+        "user_id": user,
+        "occurred_at": _now() - timedelta(minutes=5),
+        "question_id": 101,
+        "selected_answer": "A",
+        "time_to_answer_ms": 42_000,
+        "confidence_level": 4,
+    }
+    return QuestionAttempt(**(fields | kw))
+
+
+def material(user: uuid.UUID, **kw) -> MaterialInteraction:
+    fields = {
+        "event_id": uuid.uuid4(),
+        "user_id": user,
+        "occurred_at": _now() - timedelta(minutes=5),
+        "material_id": 201,
+        "interaction_type": "progress",
+        "progress": 0.5,
+        "active_seconds": 120,
+    }
+    return MaterialInteraction(**(fields | kw))
+
+
+def page_view(user: uuid.UUID, **kw) -> GenericEvent:
+    fields = {
+        "event_type": "page_view",
+        "event_id": uuid.uuid4(),
+        "user_id": user,
+        "occurred_at": _now() - timedelta(minutes=5),
+        "properties": {"page": "qbank"},
+    }
+    return GenericEvent(**(fields | kw))
+
+
+def _count(conn: psycopg.Connection, table: str, event_id: uuid.UUID) -> int:
+    return conn.execute(
+        f"select count(*) from app.{table} where event_id = %s", (event_id,)
+    ).fetchone()[0]
+
+
+def _rejections(conn: psycopg.Connection, user: uuid.UUID | None = None) -> list[tuple]:
+    rows = conn.execute(
+        "select reason, payload, payload_bytes, user_id from app.rejected_events "
+        "where user_id is not distinct from %s order by id",
+        (user,),
+    ).fetchall()
+    return rows
+
+
+# --------------------------------------------------------------------------- append-only log
+
+
+def test_update_delete_and_truncate_of_study_events_are_refused(conn, tracker, ref):
+    user = ref.new_user()
+    event = page_view(user)
+    assert tracker.track(event) is True
+    for statement in (
+        "update app.study_events set properties = '{}' where event_id = %s",
+        "delete from app.study_events where event_id = %s",
+        "truncate app.study_events",
+    ):
+        with pytest.raises(errors.InsufficientPrivilege, match="append-only"):
+            conn.execute(statement, (event.event_id,) if "%s" in statement else None)
+        conn.rollback()
+    stored = conn.execute(
+        "select properties from app.study_events where event_id = %s", (event.event_id,)
+    ).fetchone()
+    assert stored == ({"page": "qbank"},)
+
+
+def test_delete_user_erases_the_learner_everywhere_and_nobody_else(conn, tracker, ref):
+    gone, kept = ref.new_user(), ref.new_user()
+    session = uuid.uuid4()
+    t0 = _now() - timedelta(hours=1)
+    for user in (gone, kept):
+        sid = session if user == gone else uuid.uuid4()
+        tracker.track_batch(
+            [
+                SessionStart(event_id=uuid.uuid4(), user_id=user, occurred_at=t0, session_id=sid),
+                question(user, occurred_at=t0 + timedelta(minutes=1), session_id=sid),
+                material(user, occurred_at=t0 + timedelta(minutes=2), session_id=sid),
+                ExamResult(
+                    event_id=uuid.uuid4(),
+                    user_id=user,
+                    occurred_at=t0 + timedelta(minutes=3),
+                    exam_kind="practice",
+                    scaled_score=210,
+                    passed=True,
+                ),
+            ]
+        )
+        with pytest.raises(ValidationError):
+            tracker.track(question(user, confidence_level=9))
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "select c.table_name from information_schema.columns as c "
+            "join information_schema.tables as t using (table_schema, table_name) "
+            "where c.table_schema = 'app' and c.column_name = 'user_id' "
+            "and t.table_type = 'BASE TABLE' and c.table_name not like 'study_events_%'"
+        )
+    ]
+    assert {"study_events", "event_receipts", "question_attempts", "study_sessions"} <= set(tables)
+
+    def rows_of(user: uuid.UUID) -> dict[str, int]:
+        return {
+            t: conn.execute(f"select count(*) from app.{t} where user_id = %s", (user,)).fetchone()[
+                0
+            ]
+            for t in tables
+        }
+
+    before = rows_of(gone)
+    assert before["study_events"] == 4 and before["question_attempts"] == 1
+    assert before["rejected_events"] == 1 and before["study_sessions"] == 1
+    kept_before = rows_of(kept)
+
+    conn.execute("select app.delete_user(%s)", (gone,))
+    conn.commit()
+    assert all(n == 0 for n in rows_of(gone).values()), rows_of(gone)
+    assert conn.execute("select count(*) from app.users where id = %s", (gone,)).fetchone() == (0,)
+    assert rows_of(kept) == kept_before
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_repeated_event_id_is_stored_once_single_path(conn, tracker, ref):
+    user = ref.new_user()
+    event = question(user)
+    assert tracker.track(event) is True
+    assert tracker.track(event) is False
+    # A retry received later (trusted back-fill with another received_at) is the same event.
+    retry = QuestionAttempt(**(event.__dict__ | {"received_at": _now()}))
+    assert tracker.track(retry) is False
+    for table in ("event_receipts", "study_events", "question_attempts"):
+        assert _count(conn, table, event.event_id) == 1, table
+
+
+def test_repeated_event_id_is_stored_once_batch_path(conn, tracker, ref):
+    user = ref.new_user()
+    stored_before = question(user)
+    tracker.track(stored_before)
+    fresh = [question(user), material(user), page_view(user)]
+    batch = [fresh[0], stored_before, fresh[1], fresh[0], fresh[2], fresh[1]]
+    result = tracker.track_batch(batch, chunk_size=4)  # repeats within and across chunks
+    assert result == BatchResult(accepted=3, duplicates=3, rejected=0, rejections=[])
+    for event in [*fresh, stored_before]:
+        assert _count(conn, "event_receipts", event.event_id) == 1
+        assert _count(conn, "study_events", event.event_id) == 1
+    assert tracker.track_batch(batch) == BatchResult(accepted=0, duplicates=6, rejected=0)
+
+
+def test_repeated_event_id_with_different_content_keeps_the_first_and_rejects_the_rest(
+    conn, tracker, ref
+):
+    user = ref.new_user()
+    first = question(user, selected_answer="A")
+    assert tracker.track(first) is True
+    changed = QuestionAttempt(**(first.__dict__ | {"selected_answer": "B"}))
+    with pytest.raises(ValidationError, match="event_id: already stored with different content"):
+        tracker.track(changed)
+    other = page_view(user)
+    other_changed = GenericEvent(**(other.__dict__ | {"properties": {"page": "stats"}}))
+    result = tracker.track_batch([other, changed, other_changed, other])
+    assert (result.accepted, result.duplicates, result.rejected) == (1, 1, 2)
+    assert [i for i, _ in result.rejections] == [1, 2]
+    assert all(reason.startswith("event_id: already stored") for _, reason in result.rejections)
+    assert conn.execute(
+        "select selected_answer, is_correct from app.question_attempts where event_id = %s",
+        (first.event_id,),
+    ).fetchone() == ("A", True)
+    assert conn.execute(
+        "select properties from app.study_events where event_id = %s", (other.event_id,)
+    ).fetchone() == ({"page": "qbank"},)
+    assert len(_rejections(conn, user)) == 3
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+def test_next_month_partition_exists_after_the_pipeline_partition_step(database_factory):
+    url = database_factory()
+    with psycopg.connect(url) as conn:
+        today = conn.execute("select (now() at time zone 'UTC')::date").fetchone()[0]
+        nxt = date(today.year + today.month // 12, today.month % 12 + 1, 1)
+        name = f"study_events_{nxt:%Y_%m}"
+        conn.execute(f"drop table app.{name}")  # undo what the migration made ahead of time
+        conn.commit()
+        assert conn.execute("select to_regclass(%s)", (f"app.{name}",)).fetchone() == (None,)
+        made = migrate.ensure_partitions(conn)
+        assert made >= 1
+        bounds = conn.execute(
+            "select pg_get_expr(c.relpartbound, c.oid) from pg_class as c "
+            "where c.oid = to_regclass(%s)",
+            (f"app.{name}",),
+        ).fetchone()
+    assert bounds is not None and f"'{nxt:%Y-%m-%d}" in bounds[0]
+
+
+def test_tracker_creates_partitions_for_old_months_it_receives(conn, ref):
+    user = ref.new_user()
+    old = _now() - timedelta(days=400)
+    name = f"app.study_events_{old:%Y_%m}"
+    assert conn.execute("select to_regclass(%s)", (name,)).fetchone() == (None,)
+    assert Tracker(conn).track(page_view(user, occurred_at=old)) is True
+    assert conn.execute("select to_regclass(%s)::text", (name,)).fetchone() == (name,)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _big_properties() -> dict:
+    return {"blob": "x" * (10 * 1024 * 1024)}
+
+
+BAD_INPUT: list[tuple[str, Callable[[uuid.UUID], Event], str, str]] = [
+    (
+        "unknown event type",
+        lambda u: page_view(u, event_type="quiz_taken"),
+        "event_type",
+        "unknown event type 'quiz_taken'",
+    ),
+    ("unknown user", lambda u: question(uuid.uuid4()), "user_id", "unknown user"),
+    (
+        "occurred_at more than a day ahead",
+        lambda u: question(u, occurred_at=_now() + timedelta(days=1, minutes=5)),
+        "occurred_at",
+        "more than 1 day after the receive time",
+    ),
+    (
+        "negative time_to_answer_ms",
+        lambda u: question(u, time_to_answer_ms=-1),
+        "time_to_answer_ms",
+        "must be a non-negative integer, got -1",
+    ),
+    (
+        "negative active_seconds",
+        lambda u: material(u, active_seconds=-30),
+        "active_seconds",
+        "must be a non-negative integer, got -30",
+    ),
+    (
+        "confidence_level 7",
+        lambda u: question(u, confidence_level=7),
+        "confidence_level",
+        "must be 1-5 or null, got 7",
+    ),
+    (
+        "progress 1.5",
+        lambda u: material(u, progress=1.5),
+        "progress",
+        "must be between 0 and 1 or null, got 1.5",
+    ),
+    (
+        "properties not an object",
+        lambda u: page_view(u, properties=["qbank"]),
+        "properties",
+        "must be a JSON object, got array",
+    ),
+    (
+        "10 MB properties",
+        lambda u: page_view(u, properties=_big_properties()),
+        "properties",
+        "over the 65536-byte limit",
+    ),
+    (
+        "naive occurred_at",
+        lambda u: question(u, occurred_at=datetime(2026, 1, 5, 9, 30)),
+        "occurred_at",
+        "must be timezone-aware",
+    ),
+    (
+        "unknown question",
+        lambda u: question(u, question_id=999),
+        "question_id",
+        "unknown question 999",
+    ),
+    (
+        "unknown material",
+        lambda u: material(u, material_id=999),
+        "material_id",
+        "unknown material 999",
+    ),
+    (
+        "bad selected_answer",
+        lambda u: question(u, selected_answer="F"),
+        "selected_answer",
+        "must be one of A-E or null, got 'F'",
+    ),
+    (
+        "bad exam score",
+        lambda u: ExamResult(
+            event_id=uuid.uuid4(),
+            user_id=u,
+            occurred_at=_now(),
+            exam_kind="final",
+            scaled_score=301,
+            passed=True,
+        ),
+        "scaled_score",
+        "must be an integer 1-300, got 301",
+    ),
+    (
+        "invalid ip",
+        lambda u: page_view(u, ip="300.1.2.3"),
+        "ip",
+        "not a valid IPv4 or IPv6 address",
+    ),
+    (
+        "session event without a session",
+        lambda u: SessionHeartbeat(event_id=uuid.uuid4(), user_id=u, occurred_at=_now()),
+        "session_id",
+        "required for session_heartbeat",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "message"), [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT]
+)
+def test_bad_input_raises_a_clear_error_and_leaves_a_rejected_row(
+    conn, tracker, ref, make, field, message
+):
+    user = ref.new_user()
+    event = make(user)
+    with pytest.raises(ValidationError) as caught:
+        tracker.track(event)
+    err = caught.value
+    assert field in {e.field for e in err.errors}
+    assert f"{field}: " in str(err) and message in str(err), str(err)
+    claimed = event.user_id
+    rows = _rejections(conn, claimed)
+    assert len(rows) == 1
+    reason, payload, payload_bytes, _ = rows[0]
+    assert reason == str(err)
+    assert len(payload.encode()) <= REJECTED_PAYLOAD_LIMIT
+    assert str(event.event_id) in payload
+    assert payload_bytes >= len(payload.encode())
+    for table in ("event_receipts", "study_events"):
+        assert _count(conn, table, event.event_id) == 0
+
+
+def test_ten_megabyte_payload_is_kept_truncated_with_its_size(conn, tracker, ref):
+    user = ref.new_user()
+    with pytest.raises(ValidationError, match="properties: 10485771 bytes as JSON"):
+        tracker.track(page_view(user, properties=_big_properties()))
+    ((_, payload, payload_bytes, _),) = _rejections(conn, user)
+    assert payload_bytes > 10 * 1024 * 1024
+    assert len(payload.encode()) == REJECTED_PAYLOAD_LIMIT
+
+
+def test_every_problem_of_an_event_is_reported_at_once(conn, tracker, ref):
+    user = ref.new_user()
+    event = question(user, confidence_level=0, time_to_answer_ms=-5, selected_answer="a")
+    with pytest.raises(ValidationError) as caught:
+        tracker.track(event)
+    assert [e.field for e in caught.value.errors] == [
+        "selected_answer",
+        "time_to_answer_ms",
+        "confidence_level",
+    ]
+    assert str(caught.value) == (
+        "selected_answer: must be one of A-E or null, got 'a'; "
+        "time_to_answer_ms: must be a non-negative integer, got -5; "
+        "confidence_level: must be 1-5 or null, got 0"
+    )
+
+
+PAYLOAD_CASES = [
+    ("malformed JSON", '{"event_type": "page_view", ', "payload", "malformed JSON"),
+    ("not an object", "[1, 2]", "payload", "must be a JSON object, got list"),
+    ("no event type", "{}", "event_type", "required"),
+    ("unknown event type", '{"event_type": "telepathy"}', "event_type", "unknown event type"),
+    ("bad uuid", {"event_id": "not-a-uuid"}, "event_id", "must be a UUID"),
+    ("offset missing", {"occurred_at": "2026-11-20T10:00:00"}, "occurred_at", "UTC offset"),
+    ("string properties", {"properties": "page=qbank"}, "properties", "got string"),
+    ("wrong type", {"confidence_level": "high"}, "confidence_level", "got 'high'"),
+    ("unexpected field", {"colour": "red"}, "colour", "unexpected field"),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [c[1:] for c in PAYLOAD_CASES],
+    ids=[c[0] for c in PAYLOAD_CASES],
+)
+def test_bad_json_payloads_are_rejected_with_the_field_named(
+    conn, tracker, ref, payload, field, message
+):
+    user = ref.new_user()
+    if isinstance(payload, dict):
+        base = {
+            "event_type": "question_attempt",
+            "event_id": str(uuid.uuid4()),
+            "user_id": str(user),
+            "occurred_at": _now().isoformat(),
+            "question_id": 101,
+            "selected_answer": "A",
+        }
+        payload = json.dumps(base | payload)
+    count = "select count(*) from app.rejected_events"
+    before = conn.execute(count).fetchone()[0]
+    with pytest.raises(ValidationError) as caught:
+        tracker.track_payload(payload)
+    err = caught.value
+    assert any(e.field == field and message in e.message for e in err.errors), str(err)
+    assert conn.execute(count).fetchone()[0] == before + 1
+    latest = conn.execute("select reason from app.rejected_events order by id desc limit 1")
+    assert latest.fetchone() == (str(err),)
+
+
+def test_good_json_payload_is_stored_with_derived_fields(conn, tracker, ref):
+    user = ref.new_user()
+    event_id = uuid.uuid4()
+    payload = {
+        "event_type": "question_attempt",
+        "event_id": str(event_id),
+        "user_id": str(user),
+        "occurred_at": "2026-11-20T10:00:00+01:00",
+        "question_id": 102,
+        "selected_answer": "B",
+        "time_to_answer_ms": 31000,
+        "confidence_level": None,
+        "hint_used": True,
+        "properties": {"mode": "tutor"},
+        "ip": "198.51.100.23",
+    }
+    assert tracker.track_payload(json.dumps(payload).encode()) is True
+    assert tracker.track_payload(payload) is False
+    row = conn.execute(
+        "select topic_id, is_correct, hint_used, confidence_level, answered_at "
+        "from app.question_attempts where event_id = %s",
+        (event_id,),
+    ).fetchone()
+    assert row == (2, False, True, None, datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+
+
+# --------------------------------------------------------------------------- the batch path
+
+
+def test_batch_stores_good_events_and_rejects_bad_ones_with_counts(conn, tracker, ref):
+    user = ref.new_user()
+    good = [question(user, question_id=q, selected_answer="C") for q in QUESTIONS]
+    good += [material(user), page_view(user)]
+    bad = {
+        1: question(user, confidence_level=7),
+        4: material(user, progress=1.5),
+        6: page_view(uuid.uuid4()),
+    }
+    batch: list[Event] = []
+    it = iter(good)
+    for i in range(len(good) + len(bad)):
+        batch.append(bad[i] if i in bad else next(it))
+    seen: list[int] = []
+    result = tracker.track_batch(batch, chunk_size=3, progress=seen.append)
+    assert seen == [3, 3, 2]
+    assert (result.accepted, result.duplicates, result.rejected) == (5, 0, 3)
+    assert [i for i, _ in result.rejections] == [1, 4, 6]
+    assert result.rejections[0][1] == "confidence_level: must be 1-5 or null, got 7"
+    assert result.rejections[1][1] == "progress: must be between 0 and 1 or null, got 1.5"
+    assert result.rejections[2][1].startswith("user_id: unknown user")
+    correct = conn.execute(
+        "select question_id, is_correct, topic_id from app.question_attempts "
+        "where user_id = %s order by question_id",
+        (user,),
+    ).fetchall()
+    assert correct == [(101, False, 2), (102, True, 2), (103, False, 3)]
+    assert len(_rejections(conn, user)) == 2
+    for i in bad:
+        assert _count(conn, "study_events", batch[i].event_id) == 0
+
+
+def test_non_event_objects_in_a_batch_are_rejected_not_dropped(conn, tracker, ref):
+    user = ref.new_user()
+    result = tracker.track_batch([page_view(user), {"event_type": "page_view"}, None])
+    assert (result.accepted, result.rejected) == (1, 2)
+    assert "must be an instance of an event class" in result.rejections[0][1]
+
+
+def test_received_at_is_the_server_clock_unless_trusted(conn, ref):
+    user = ref.new_user()
+    claimed = _now() - timedelta(hours=3)
+    plain, trusted = Tracker(conn), Tracker(conn, trust_received_at=True)
+    a = page_view(user, occurred_at=claimed - timedelta(minutes=1), received_at=claimed)
+    b = page_view(user, occurred_at=claimed - timedelta(minutes=1), received_at=claimed)
+    before = datetime.now(UTC)
+    plain.track(a)
+    trusted.track_batch([b])
+    got = dict(
+        conn.execute(
+            "select event_id, received_at from app.study_events where event_id = any(%s)",
+            ([a.event_id, b.event_id],),
+        ).fetchall()
+    )
+    assert got[a.event_id] >= before
+    assert got[b.event_id] == claimed
+    typed = material(user, received_at=claimed, occurred_at=claimed)
+    trusted.track(typed)
+    assert conn.execute(
+        "select received_at from app.material_interactions where event_id = %s", (typed.event_id,)
+    ).fetchone() == (claimed,)
+
+
+# --------------------------------------------------------------------------- IP addresses
+
+
+IPV4, IPV6 = "203.0.113.77", "2001:db8:85a3:8d3:1319:8a2e:370:7348"
+IPV6_FORMS = (IPV6, "2001:0db8:85a3:08d3:1319:8a2e:0370:7348")
+
+
+def test_ip_addresses_are_stored_only_as_24_and_48_prefixes(conn, tracker, ref):
+    user = ref.new_user()
+    v4, v6 = page_view(user, ip=IPV4), question(user, ip=IPV6_FORMS[1])
+    mapped = page_view(user, ip="::ffff:" + IPV4)
+    tracker.track(v4)
+    tracker.track_batch([v6, mapped])
+    # Rejected input keeps only prefixes too, whether typed, raw JSON or unparseable text.
+    with pytest.raises(ValidationError):
+        tracker.track(question(user, ip=IPV4, confidence_level=8))
+    with pytest.raises(ValidationError):
+        tracker.track_payload(json.dumps({"event_type": "page_view", "ip": IPV6, "user_id": 5}))
+    with pytest.raises(ValidationError):
+        tracker.track_payload(f'{{"ip": "{IPV4}", "note": "from {IPV6}" ')
+    stored = dict(
+        conn.execute(
+            "select event_id, ip_prefix::text from app.study_events where event_id = any(%s)",
+            ([v4.event_id, v6.event_id, mapped.event_id],),
+        ).fetchall()
+    )
+    assert stored == {
+        v4.event_id: "203.0.113.0/24",
+        v6.event_id: "2001:db8:85a3::/48",
+        mapped.event_id: "203.0.113.0/24",
+    }
+
+    # No column of any table in app or ml holds a full address, in any text form.
+    columns = conn.execute(
+        "select c.table_schema, c.table_name, c.column_name from information_schema.columns as c "
+        "join information_schema.tables as t using (table_schema, table_name) "
+        "where c.table_schema in ('app', 'ml') and t.table_type = 'BASE TABLE' "
+        "and c.data_type in ('inet', 'cidr', 'text', 'jsonb', 'json', 'character varying', "
+        "'character', 'ARRAY', 'USER-DEFINED')"
+    ).fetchall()
+    assert len(columns) > 20
+
+    def scan(needles: list[str]) -> set[tuple[str, str, str]]:
+        hits = set()
+        for schema, table, column in columns:
+            for needle in needles:
+                found = conn.execute(
+                    f'select count(*) from {schema}."{table}" where "{column}"::text ilike %s',
+                    (f"%{needle}%",),
+                ).fetchone()[0]
+                if found:
+                    hits.add((schema, table, column))
+        return hits
+
+    assert scan([IPV4, *IPV6_FORMS]) == set()
+    # The same scan does find what is stored: the prefixes, in the log and the rejected payloads.
+    assert {("app", "study_events", "ip_prefix"), ("app", "rejected_events", "payload")} <= scan(
+        ["203.0.113.0/24", "2001:db8:85a3::/48"]
+    )
+    payloads = [r[1] for r in _rejections(conn, user)] + [
+        r[0] for r in conn.execute("select payload from app.rejected_events where user_id is null")
+    ]
+    assert any("203.0.113.0/24" in p for p in payloads)
+    assert any("2001:db8:85a3::/48" in p for p in payloads)
+
+
+def test_anonymise_ip_and_masking():
+    assert anonymise_ip("192.168.10.200") == "192.168.10.0/24"
+    assert anonymise_ip("2a00:1450:4001:82b::200e") == "2a00:1450:4001::/48"
+    assert anonymise_ip("::ffff:10.9.8.7") == "10.9.8.0/24"
+    for bad in ("10.0.0.256", "10.0.0.0/8", "localhost", ""):
+        with pytest.raises(ValueError):
+            anonymise_ip(bad)
+    assert mask_ip_addresses("a 10.1.2.3, b 2001:db8::1 c 1.2.3.4.5 v1.2") == (
+        "a 10.1.2.0/24, b 2001:db8::/48 c 1.2.3.4.5 v1.2"
+    )
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+def test_event_and_typed_row_are_written_atomically(conn, ref):
+    """If the typed insert fails, neither the receipt, the event nor the session row remain."""
+    user = ref.new_user()
+    conn.execute(
+        "insert into app.questions (id, topic_id, difficulty, correct_answer) "
+        "values (909, 2, 0.4, 'B')"
+    )
+    conn.commit()
+    tracker = Tracker(conn)
+    with pytest.raises(ValidationError):  # loads question 909 into the tracker's cache
+        tracker.track(question(user, question_id=909, confidence_level=6))
+    conn.execute("delete from app.questions where id = 909")  # now the cache is stale
+    conn.commit()
+    session = uuid.uuid4()
+    event = question(user, question_id=909, session_id=session)
+    with pytest.raises(errors.ForeignKeyViolation, match="question 909"):
+        tracker.track(event)
+    conn.rollback()
+    for table in ("event_receipts", "study_events", "question_attempts"):
+        assert _count(conn, table, event.event_id) == 0, table
+    assert conn.execute(
+        "select count(*) from app.study_sessions where id = %s", (session,)
+    ).fetchone() == (0,)
+    # The tracker is still usable afterwards.
+    assert tracker.track(question(user, question_id=102, session_id=session)) is True
+
+
+def test_the_database_refuses_unknown_references_and_removing_referenced_keys(conn, tracker, ref):
+    user = ref.new_user()
+    with pytest.raises(errors.ForeignKeyViolation, match="is not in app.users"):
+        conn.execute(
+            "insert into app.event_receipts (event_id, user_id, occurred_at, received_at) "
+            "values (gen_random_uuid(), gen_random_uuid(), now(), now())"
+        )
+    conn.rollback()
+    with pytest.raises(errors.ForeignKeyViolation, match="question 101 with topic 3"):
+        conn.execute(
+            "insert into app.question_attempts (event_id, user_id, question_id, topic_id, "
+            "attempt_number, is_correct, time_to_answer_ms, answered_at, received_at) "
+            "values (gen_random_uuid(), %s, 101, 3, 1, false, 0, now(), now())",
+            (user,),
+        )
+    conn.rollback()
+    tracker.track(question(user, question_id=103, selected_answer="E"))
+    with pytest.raises(errors.ForeignKeyViolation, match="question 103"):
+        conn.execute("delete from app.questions where id = 103")
+    conn.rollback()
+    with pytest.raises(errors.ForeignKeyViolation, match="question 103"):
+        conn.execute("update app.questions set topic_id = 2 where id = 103")
+    conn.rollback()
+    conn.execute("update app.questions set difficulty = 0.9 where id = 103")  # not a key change
+    conn.rollback()
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def _session(conn: psycopg.Connection, sid: uuid.UUID) -> tuple | None:
+    return conn.execute(
+        "select started_at, last_activity_at, ended_at, end_reason from app.study_sessions "
+        "where id = %s",
+        (sid,),
+    ).fetchone()
+
+
+def _session_events(user: uuid.UUID, sid: uuid.UUID, t0: datetime) -> list[Event]:
+    """Start, activity, a 40-minute silence, activity again, an end; plus a late event."""
+
+    def at(minutes: float) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    return [
+        SessionHeartbeat(event_id=uuid.uuid4(), user_id=user, occurred_at=at(2), session_id=sid),
+        SessionStart(event_id=uuid.uuid4(), user_id=user, occurred_at=at(0), session_id=sid),
+        question(user, occurred_at=at(5), session_id=sid),
+        material(user, occurred_at=at(20), session_id=sid),
+        question(user, occurred_at=at(12), session_id=sid),  # late, inside the session
+        question(user, occurred_at=at(61), session_id=sid),  # 41 min after the last activity
+        SessionEnd(event_id=uuid.uuid4(), user_id=user, occurred_at=at(62), session_id=sid),
+    ]
+
+
+def test_sessions_follow_the_documented_rules(conn, tracker, ref):
+    user = ref.new_user()
+    t0 = _now() - timedelta(hours=3)
+    sid = uuid.uuid4()
+    events = _session_events(user, sid, t0)
+    tracker.track(events[0])  # a heartbeat before its session_start creates the row
+    assert _session(conn, sid) == (t0 + timedelta(minutes=2), t0 + timedelta(minutes=2), None, None)
+    tracker.track(events[1])  # the start moves started_at back
+    tracker.track(events[2])
+    tracker.track(events[3])
+    tracker.track(events[4])
+    assert _session(conn, sid) == (t0, t0 + timedelta(minutes=20), None, None)
+    tracker.track(events[5])  # idle for more than 30 minutes: closed at its last activity
+    closed = (t0, t0 + timedelta(minutes=20), t0 + timedelta(minutes=20), "idle_timeout")
+    assert _session(conn, sid) == closed
+    tracker.track(events[6])  # a closed session is not reopened
+    assert _session(conn, sid) == closed
+
+    ended = uuid.uuid4()
+    tracker.track_batch(
+        [
+            SessionStart(event_id=uuid.uuid4(), user_id=user, occurred_at=t0, session_id=ended),
+            SessionEnd(
+                event_id=uuid.uuid4(),
+                user_id=user,
+                occurred_at=t0 + timedelta(minutes=9),
+                session_id=ended,
+                end_reason="app_closed",
+            ),
+            question(user, occurred_at=t0 + timedelta(minutes=4), session_id=ended),
+        ]
+    )
+    nine = t0 + timedelta(minutes=9)
+    assert _session(conn, ended) == (t0, nine, nine, "app_closed")
+    stored = conn.execute(
+        "select properties from app.study_events "
+        "where session_id = %s and event_type = 'session_end'",
+        (ended,),
+    ).fetchone()
+    assert stored == ({"end_reason": "app_closed"},)
+
+
+def test_a_batch_updates_sessions_exactly_like_single_calls(conn, tracker, ref):
+    user = ref.new_user()
+    t0 = _now() - timedelta(hours=5)
+    one, many = uuid.uuid4(), uuid.uuid4()
+    for event in _session_events(user, one, t0):
+        tracker.track(event)
+    result = tracker.track_batch(_session_events(user, many, t0), chunk_size=3)
+    assert result.accepted == 7
+    assert _session(conn, many) == _session(conn, one) is not None
+
+
+def test_an_event_may_not_join_another_learners_session(conn, tracker, ref):
+    owner, intruder = ref.new_user(), ref.new_user()
+    sid = uuid.uuid4()
+    tracker.track(
+        SessionStart(event_id=uuid.uuid4(), user_id=owner, occurred_at=_now(), session_id=sid)
+    )
+    with pytest.raises(ValidationError, match="session_id: session .* belongs to another learner"):
+        tracker.track(page_view(intruder, session_id=sid))
+    fresh = uuid.uuid4()
+    result = tracker.track_batch(
+        [page_view(owner, session_id=fresh), page_view(intruder, session_id=fresh)]
+    )
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert len(_rejections(conn, intruder)) == 2
+
+
+def test_close_idle_sessions(conn, tracker, ref):
+    user = ref.new_user()
+    t0 = _now() - timedelta(hours=2)
+    idle, active = uuid.uuid4(), uuid.uuid4()
+    tracker.track_batch(
+        [
+            SessionStart(event_id=uuid.uuid4(), user_id=user, occurred_at=t0, session_id=idle),
+            page_view(user, occurred_at=t0 + timedelta(minutes=7), session_id=idle),
+            SessionStart(
+                event_id=uuid.uuid4(),
+                user_id=user,
+                occurred_at=t0 + timedelta(minutes=100),
+                session_id=active,
+            ),
+        ]
+    )
+    now = t0 + timedelta(minutes=110)
+    assert close_idle_sessions(conn, now) >= 1
+    last = t0 + timedelta(minutes=7)
+    assert _session(conn, idle) == (t0, last, last, "idle_timeout")
+    assert _session(conn, active)[2:] == (None, None)
+    assert close_idle_sessions(conn, now) == 0
