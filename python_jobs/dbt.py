@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from python_jobs.db import database_url, dbt_env
 from python_jobs.paths import PROJECT_ROOT
+
+log = logging.getLogger("studyin.dbt")
 
 PROFILES_EXAMPLE = PROJECT_ROOT / "profiles.yml.example"
 PROFILES = PROJECT_ROOT / "profiles.yml"
@@ -53,6 +56,9 @@ def run_dbt(
         str(PROJECT_ROOT),
     ]
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, text=True, capture_output=capture)
+    summary = [line for line in (result.stdout or "").splitlines() if "Done. PASS=" in line]
+    if summary:
+        log.info("dbt %s: %s", args[0], summary[-1].split("Done. ", 1)[1])
     if check and result.returncode != 0:
         tail = "\n".join(((result.stdout or "") + (result.stderr or "")).splitlines()[-60:])
         raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{tail}")

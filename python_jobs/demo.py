@@ -46,7 +46,7 @@ def headline(url: str) -> list[str]:
         "events stored": "select count(*) from app.study_events",
         "rejected events": "select count(*) from app.rejected_events",
         "daily_user_stats rows": "select count(*) from marts.daily_user_stats",
-        "mean topic mastery": "select round(avg(mastery_score), 3) from marts.topic_mastery",
+        "mean mastery (studied)": "select round(avg(mastery), 3) from marts.topic_mastery_current",
         "knowledge gaps": "select count(*) from marts.knowledge_gaps",
         "recommendations today": (
             "select count(*) from ml.gap_recommendations where generated_on = current_date"

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -66,8 +67,7 @@ def _erase_and_close(ctx: RunContext) -> object:
 
     with psycopg.connect(ctx.url) as conn:
         erased = apply_deletions(conn)
-        closed = close_idle_sessions(conn)
-        conn.commit()
+        closed = close_idle_sessions(conn, datetime.now(UTC))
     return {"erased_learners": len(erased), "sessions_closed": closed}
 
 
