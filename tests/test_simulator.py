@@ -7,9 +7,11 @@ foundation issue), with a fixed ``end`` so every figure is reproducible.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
+import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -555,3 +557,37 @@ def test_simulate_is_idempotent_and_in_flight_events_arrive_later(database_facto
         ).fetchone()[0]
         conn.commit()
         assert left == 0
+
+
+def test_fast_event_builder_makes_the_same_events_as_the_constructors() -> None:
+    from python_jobs import events as ev
+
+    now = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+    rng = random.Random(0)
+    bits = [rng.getrandbits(128) for _ in range(3)]
+    ids = [uuid.UUID(int=b, version=4) for b in bits]
+    assert [simulator._uuid4(b) for b in bits] == ids
+    assert all(simulator._uuid4(b).version == 4 for b in bits)
+    cases = [
+        (ev.SessionStart, {}),
+        (ev.SessionHeartbeat, {}),
+        (ev.SessionEnd, {"end_reason": "app_closed"}),
+        (ev.QuestionAttempt, {"question_id": 11101, "selected_answer": None, "hint_used": True}),
+        (ev.MaterialInteraction, {"material_id": 1111, "interaction_type": "open"}),
+        (ev.ExamResult, {"exam_kind": "board", "scaled_score": 230, "passed": True}),
+        (ev.GenericEvent, {"event_type": "search", "properties": {"topic_id": 111}}),
+    ]
+    for cls, kw in cases:
+        common = (ids[0], ids[1], now, ids[2], "81.2.3.4", now + timedelta(seconds=3))
+        fast = simulator._make_event(cls, dict(kw), *common)
+        slow = cls(
+            event_id=ids[0], user_id=ids[1], occurred_at=now, session_id=ids[2],
+            ip="81.2.3.4", received_at=now + timedelta(seconds=3), **kw,
+        )  # fmt: skip
+        assert fast == slow and repr(fast) == repr(slow)
+        assert fast.event_type == slow.event_type
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.ip = None  # type: ignore[misc]
+    a = simulator._make_event(ev.SessionStart, {}, *common)
+    b = simulator._make_event(ev.SessionStart, {}, *common)
+    assert a.properties is not b.properties, "each event gets its own properties dict"
