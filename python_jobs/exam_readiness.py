@@ -20,11 +20,13 @@ Brier, a calibration table and plot, and the AUC of a baseline that ranks by ove
 For scoring, the same recipe is refit on all labelled exams (fit on the earlier part, calibrate on
 the latest slice), so today's scores use the newest labels.
 
-Predicted score and interval: gradient-boosted regressions of scaled_score (squared error for the
-prediction, quantile loss for ``score_interval`` = 10th and 90th percentiles: an 80% prediction
-interval of the scaled score). top_factors: for each learner, the features whose replacement by the
-typical (median) training value changes the learner's pass probability most, with value, typical
-value and effect (probability difference).
+Predicted score and interval: a gradient-boosted regression of scaled_score fit like the classifier
+(earlier slice), and a split-conformal 80% prediction interval: the prediction plus the 10th and
+90th percentiles (``score_interval``) of its residuals on the later calibration slice.
+
+top_factors: for each learner, the ``top_factors`` features whose replacement by the typical
+(median, day-before rows) training value changes the learner's pass probability most, with value,
+typical value and effect (probability difference; positive = this feature raises the probability).
 
 With fewer than ``min_labels`` labelled exams (or a time split without both outcomes on each side)
 the transparent heuristic is used instead: p = logistic(slope * (0.7 * weighted mastery + 0.3 *
@@ -102,7 +104,7 @@ class ReadinessOptions:
     hgb_max_leaf_nodes: int = 15
     hgb_min_samples_leaf: int = 40
     hgb_l2: float = 1.0
-    score_interval: tuple[float, float] = (0.10, 0.90)  # quantiles of the scaled-score interval
+    score_interval: tuple[float, float] = (0.10, 0.90)  # residual quantiles: an 80% interval
     score_range: tuple[float, float] = (1.0, 300.0)  # scaled-score scale: predictions clipped
     top_factors: int = 3  # factors kept per learner
     calibration_bins: int = 10
@@ -327,7 +329,7 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
 class TrainedModel:
     kind: str  # logistic | hgb
     classifier: Any  # calibrated, for scoring
-    score_models: dict[str, Any]  # 'mean', 'low', 'high' regressors of scaled_score
+    score_model: ScoreModel
     reference: np.ndarray  # typical (median) feature values for top_factors
     evaluation: dict[str, Any]
     calibration: list[dict[str, Any]]
@@ -337,27 +339,42 @@ class TrainedModel:
     n_test: int
 
 
-def _score_models(rows: pd.DataFrame, options: ReadinessOptions) -> dict[str, Any]:
-    x = _x(rows, options)
-    y = rows["scaled_score"].to_numpy(dtype=float)
+@dataclass
+class ScoreModel:
+    """Scaled-score regression with a split-conformal interval: the interval is the prediction
+    plus the low/high quantiles of the residuals on a later (calibration) slice."""
+
+    regressor: Any
+    low_offset: float
+    high_offset: float
+
+    def predict(self, x: np.ndarray, score_range: tuple[float, float]) -> np.ndarray:
+        """Columns: interval low, prediction, interval high (clipped to the score scale)."""
+        mean = self.regressor.predict(x)
+        bounds = np.column_stack([mean + self.low_offset, mean, mean + self.high_offset])
+        return np.clip(bounds, *score_range)
+
+
+def fit_score_model(
+    fit_rows: pd.DataFrame, calib_rows: pd.DataFrame, options: ReadinessOptions
+) -> ScoreModel:
+    regressor = HistGradientBoostingRegressor(
+        max_iter=options.hgb_max_iter,
+        learning_rate=options.hgb_learning_rate,
+        max_leaf_nodes=options.hgb_max_leaf_nodes,
+        min_samples_leaf=options.hgb_min_samples_leaf,
+        l2_regularization=options.hgb_l2,
+        early_stopping=False,
+        random_state=options.random_state,
+    ).fit(_x(fit_rows, options), fit_rows["scaled_score"].to_numpy(dtype=float))
+    calib = _day_before(calib_rows)
+    residuals = calib["scaled_score"].to_numpy(dtype=float) - regressor.predict(_x(calib, options))
     low_q, high_q = options.score_interval
-    specs = {
-        "mean": {"loss": "squared_error"},
-        "low": {"loss": "quantile", "quantile": low_q},
-        "high": {"loss": "quantile", "quantile": high_q},
-    }
-    return {
-        name: HistGradientBoostingRegressor(
-            max_iter=options.hgb_max_iter,
-            learning_rate=options.hgb_learning_rate,
-            max_leaf_nodes=options.hgb_max_leaf_nodes,
-            min_samples_leaf=options.hgb_min_samples_leaf,
-            early_stopping=False,
-            random_state=options.random_state,
-            **spec,
-        ).fit(x, y)
-        for name, spec in specs.items()
-    }
+    return ScoreModel(
+        regressor=regressor,
+        low_offset=min(0.0, float(np.quantile(residuals, low_q))),
+        high_offset=max(0.0, float(np.quantile(residuals, high_q))),
+    )
 
 
 def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
@@ -410,19 +427,16 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
         xh, yh = _xy(part, options)
         by_horizon[str(int(h))] = _metrics(yh, calibrated_chosen.predict_proba(xh)[:, 1])
 
-    # predicted score on the held-out exams (models fit on the training part)
+    # predicted score on the held-out exams (fit and interval from the training part)
     train_rows = pd.concat([split.fit, split.calibrate])
-    eval_scores = _score_models(train_rows, options)
+    eval_score = fit_score_model(split.fit, split.calibrate, options)
     test_rows = _day_before(split.test)
-    xs = _x(test_rows, options)
+    bounds = eval_score.predict(_x(test_rows, options), options.score_range)
     actual = test_rows["scaled_score"].to_numpy(dtype=float)
-    low = eval_scores["low"].predict(xs)
-    high = eval_scores["high"].predict(xs)
     score_eval = {
-        "mae": float(np.mean(np.abs(eval_scores["mean"].predict(xs) - actual))),
-        "interval_coverage": float(
-            np.mean((actual >= np.minimum(low, high)) & (actual <= np.maximum(low, high)))
-        ),
+        "mae": float(np.mean(np.abs(bounds[:, 1] - actual))),
+        "interval_coverage": float(np.mean((actual >= bounds[:, 0]) & (actual <= bounds[:, 2]))),
+        "interval_mean_width": float(np.mean(bounds[:, 2] - bounds[:, 0])),
     }
 
     # scoring refit: the same recipe on all labelled exams
@@ -432,9 +446,10 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
     prod_cal = rows[rows["exam_day"] >= prod_calibrate_from]
     if _both_classes(prod_fit) and _both_classes(prod_cal):
         _, classifier = fit_recipe(chosen, prod_fit, prod_cal, options)
+        score_model = fit_score_model(prod_fit, prod_cal, options)
     else:
         classifier = calibrated_chosen
-    score_models = _score_models(rows, options)
+        score_model = eval_score
 
     evaluation = {
         "chosen": chosen,
@@ -455,7 +470,7 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
     return TrainedModel(
         kind=chosen,
         classifier=classifier,
-        score_models=score_models,
+        score_model=score_model,
         reference=np.median(_x(_day_before(rows), options), axis=0),
         evaluation=evaluation,
         calibration=calibration_table(y_test, test_p, options.calibration_bins),
@@ -733,29 +748,19 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         x = _x(scoring, options)
         if len(scoring):
             probabilities = model.classifier.predict_proba(x)[:, 1]
-            predicted = model.score_models["mean"].predict(x)
-            bounds = np.sort(
-                np.column_stack(
-                    [
-                        model.score_models["low"].predict(x),
-                        model.score_models["high"].predict(x),
-                        predicted,
-                    ]
-                ),
-                axis=1,
-            )
+            bounds = model.score_model.predict(x, options.score_range)
             factors = model_factors(model, x, probabilities, options)
         else:
-            probabilities = predicted = np.array([])
+            probabilities = np.array([])
             bounds = np.zeros((0, 3))
             factors = []
         scores = pd.DataFrame(
             {
                 "user_id": scoring["user_id"].to_numpy(),
                 "pass_probability": np.clip(probabilities, 0.0, 1.0),
-                "predicted_score": np.round(np.clip(predicted, *options.score_range), 1),
-                "interval_low": np.round(np.clip(bounds[:, 0], *options.score_range), 1),
-                "interval_high": np.round(np.clip(bounds[:, 2], *options.score_range), 1),
+                "predicted_score": np.round(bounds[:, 1], 1),
+                "interval_low": np.round(bounds[:, 0], 1),
+                "interval_high": np.round(bounds[:, 2], 1),
                 "top_factors": factors,
             }
         )
