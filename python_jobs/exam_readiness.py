@@ -190,8 +190,10 @@ def scoring_frame(conn: psycopg.Connection, options: ReadinessOptions, as_of: da
     horizon_max = max(options.horizons)
     exam_dates = pd.to_datetime(active["exam_date"]).dt.date
     days = [None if pd.isna(d) else (d - as_of).days for d in exam_dates]
+    # the learner's exam date, seen from today: today or tomorrow -> 1 day; later -> capped at
+    # the longest horizon; none, or already past (the next one is unknown) -> the longest horizon
     active["days_to_exam"] = [
-        horizon_max if d is None or d < 1 else min(d, horizon_max) for d in days
+        horizon_max if d is None or d < 0 else min(max(d, 1), horizon_max) for d in days
     ]
     active["as_of"] = as_of
     active["is_board"] = int(options.score_exam_kind == "board")

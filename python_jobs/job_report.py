@@ -37,6 +37,9 @@ class RunReport:
             head += f", model {self.model_version}"
         return head + f" in {self.seconds:.1f}s"
 
+    def __str__(self) -> str:
+        return self.summary()
+
 
 def require_relations(conn: psycopg.Connection, relations: dict[str, str]) -> None:
     """Raise JobError naming the first missing relation and the command that creates it."""
