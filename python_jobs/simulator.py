@@ -563,10 +563,11 @@ class Simulation:
 
     # ------------------------------------------------------------------ days
     def _local(self, st: _State, d: date, hours: float) -> float:
-        hours = min(max(hours, 0.0), 23.99)
-        h = int(hours)
-        m = int((hours - h) * 60)
-        return datetime(d.year, d.month, d.day, h, m, tzinfo=st.tz).timestamp()
+        """The instant of local wall-clock time ``hours`` after midnight of ``d`` (up to 27:00,
+        i.e. 3 a.m. the next day for night owls), in the learner's timezone."""
+        minutes = int(min(max(hours, 0.0), 27.0) * 60)
+        wall = datetime(d.year, d.month, d.day, tzinfo=st.tz) + timedelta(minutes=minutes)
+        return wall.timestamp()
 
     def _flush_day(self, st: _State, at_ts: float, final: bool) -> None:
         t_days = at_ts / DAY
