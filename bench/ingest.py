@@ -9,6 +9,11 @@ interactions, page views and searches, heartbeats and an end; client IPs, a few 
 random v4 event ids), then times ``track_batch`` over all of it, checks the row counts, and drops
 the database. Event generation is not timed; everything the tracker does is (validation, IP
 anonymising, COPY, the set-based inserts, session upkeep, commits).
+
+Besides the wall-clock figure it prints the CPU the run cost per event: this process (all threads)
+and, when the server runs on this machine and /proc is readable, every PostgreSQL backend the
+tracker used. On a shared machine the wall-clock figure depends on what else is running (the load
+average is printed); the CPU cost does not.
 """
 
 from __future__ import annotations
@@ -165,7 +170,40 @@ def generate_events(ref: Reference, n: int, seed: int = 11, days: int = 45) -> I
         produced += 1
 
 
-def run(events: int, chunk_size: int, users: int, keep: bool) -> float:
+def _backend_cpu(pid: int) -> float | None:
+    """Seconds of CPU a local backend has used, or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MeteredTracker(Tracker):
+    """A Tracker that adds up the CPU its worker backends used (read just before they close)."""
+
+    backend_seconds: float = 0.0
+    metered: bool = True
+
+    def _open_worker(self) -> psycopg.Connection:
+        conn = super()._open_worker()
+        pid = conn.info.backend_pid
+        start = _backend_cpu(pid)
+        close = conn.close
+
+        def metered_close() -> None:
+            end = _backend_cpu(pid)
+            if start is None or end is None:
+                self.metered = False
+            else:
+                self.backend_seconds += end - start
+            close()
+
+        conn.close = metered_close  # type: ignore[method-assign]
+        return conn
+
+
+def run(events: int, chunk_size: int, users: int, connections: int, keep: bool) -> float:
     server = db.with_database(db.ensure_server(), "postgres")
     name = f"studyin_bench_ingest_{os.getpid()}"
     url = db.with_database(server, name)
@@ -181,26 +219,45 @@ def run(events: int, chunk_size: int, users: int, keep: bool) -> float:
             for e in batch:
                 mix[e.event_type] = mix.get(e.event_type, 0) + 1
             print("mix: " + ", ".join(f"{k} {v / len(batch):.1%}" for k, v in sorted(mix.items())))
-            tracker = Tracker(conn)
+            tracker = MeteredTracker(conn, batch_connections=connections)
+            own_pid = conn.info.backend_pid
+            own_start = _backend_cpu(own_pid)
+            load_before = os.getloadavg()[0]
+            cpu_started = time.process_time()
             started = time.perf_counter()
             result = tracker.track_batch(batch, chunk_size=chunk_size)
             elapsed = time.perf_counter() - started
+            client_seconds = time.process_time() - cpu_started
+            own_end = _backend_cpu(own_pid)
+            load_after = os.getloadavg()[0]
             counts = conn.execute(
                 "select (select count(*) from app.study_events), "
                 "(select count(*) from app.question_attempts), "
                 "(select count(*) from app.study_sessions)"
             ).fetchone()
         assert result.accepted == len(batch) == counts[0], (result, counts)
-        rate = len(batch) / elapsed
+        n = len(batch)
+        rate = n / elapsed
         print(
             f"stored {counts[0]:,} events ({counts[1]:,} question attempts, "
             f"{counts[2]:,} sessions); duplicates {result.duplicates}, rejected {result.rejected}"
         )
         print(
             f"TRACKER BATCH THROUGHPUT: {rate:,.0f} events/s "
-            f"({len(batch):,} events in {elapsed:.1f} s, chunk {chunk_size:,}, "
-            f"load average before/after {os.getloadavg()[0]:.2f})"
+            f"({n:,} events in {elapsed:.1f} s; chunk {chunk_size:,}, "
+            f"{connections} worker connection(s); "
+            f"load average {load_before:.2f} -> {load_after:.2f} on {os.cpu_count()} CPUs)"
         )
+        line = f"CPU per event: client {client_seconds / n * 1e6:.1f} us"
+        if tracker.metered and own_start is not None and own_end is not None:
+            server_seconds = tracker.backend_seconds + own_end - own_start
+            line += (
+                f", PostgreSQL backends {server_seconds / n * 1e6:.1f} us "
+                f"(total {(client_seconds + server_seconds) / n * 1e6:.1f} us)"
+            )
+        else:
+            line += " (server CPU not readable from here)"
+        print(line)
         return rate
     finally:
         if keep:
@@ -215,9 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--chunk-size", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument(
+        "--connections", type=int, default=2, help="Tracker(batch_connections=...): 0 = inline"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database for inspection")
     args = parser.parse_args(argv)
-    run(args.events, args.chunk_size, args.users, args.keep)
+    run(args.events, args.chunk_size, args.users, args.connections, args.keep)
     return 0
 
 

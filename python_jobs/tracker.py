@@ -57,10 +57,12 @@ on the same connection is committed with the first call). Give it a connection o
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -203,12 +205,15 @@ BATCH_TYPES = (
     "int4", "text", "float8", "int4", "text", "int4", "bool", "text",
 )  # fmt: skip
 
-INSERT_RECEIPTS = """
+# Receipts first go in with a plain INSERT inside a savepoint: ON CONFLICT's speculative insertion
+# costs ~3 us of server CPU per row, and repeats are rare. On a unique violation the savepoint is
+# rolled back and the batch goes in again with ON CONFLICT DO NOTHING.
+INSERT_RECEIPTS_FAST = """
 insert into app.event_receipts (event_id, user_id, occurred_at, received_at)
 select event_id, user_id, occurred_at, received_at
 from pg_temp.tracker_batch
-on conflict (event_id) do nothing
 """
+INSERT_RECEIPTS = INSERT_RECEIPTS_FAST + "on conflict (event_id) do nothing\n"
 
 # Rows of this batch whose event_id was already stored (the receipt was not written by this
 # transaction: only run when the receipts insert stored fewer rows than the batch holds), and
@@ -442,7 +447,10 @@ class Tracker:
         max_future: timedelta = timedelta(days=1),
         max_past: timedelta = timedelta(days=3 * 366),
         idle_timeout: timedelta = IDLE_TIMEOUT,
+        batch_connections: int = 2,
     ) -> None:
+        if batch_connections < 0:
+            raise ValueError("batch_connections must be >= 0")
         if not 0 < max_properties_bytes <= DB_MAX_PROPERTIES_BYTES:
             raise ValueError(
                 f"max_properties_bytes must be 1-{DB_MAX_PROPERTIES_BYTES} (the schema's limit)"
@@ -453,9 +461,17 @@ class Tracker:
         self.max_future = max_future
         self.max_past = max_past
         self.idle_timeout = idle_timeout
-        self._users: set[UUID] = set()
+        self.batch_connections = batch_connections
+        # Reference caches. Learners are kept as UUID.int: UUID hashing is pure Python.
+        self._users: set[int] = set()
         self._questions: dict[int, tuple[int, str]] = {}  # id -> (topic_id, correct_answer)
         self._materials: set[int] = set()
+        # References _prepare did not find in the caches (it then returns _MISS), fetched in bulk
+        # by _lookup_missing before those events are checked again with misses as errors.
+        self._defer_misses = True
+        self._want_users: set[UUID] = set()
+        self._want_questions: set[int] = set()
+        self._want_materials: set[int] = set()
         self._covered: tuple[date, date] | None = None  # months known to have partitions
         with self._transaction():
             conn.execute(CREATE_TEMP_TABLES)
@@ -504,80 +520,160 @@ class Tracker:
     ) -> BatchResult:
         """The fast path. Validates in Python, COPYs each chunk into a temporary table and inserts
         set-based; commits per chunk. Every event is accepted, a duplicate or rejected (with a
-        row in app.rejected_events). ``progress(n)`` is called after each chunk with the number of
-        events that chunk held (an increment, as ``tqdm.update`` expects)."""
+        row in app.rejected_events). ``progress(n)`` is called after each chunk is committed with
+        the number of events that chunk held (an increment, as ``tqdm.update`` expects).
+
+        With ``batch_connections=N`` (default 2) the chunk's rows are stored by N worker threads,
+        each on a connection of its own (same server and credentials as the Tracker's), while
+        this thread validates the next chunk. A chunk's rows are split by session (events without
+        one: by learner), so each session's events are applied in arrival order by one worker;
+        each worker commits its share of a chunk on its own.
+        """
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
+        # Objects that exist before the batch (a list of a million events, a simulator's state)
+        # go to the garbage collector's permanent generation for its duration: otherwise every
+        # full collection walks them again, which cost about a third of the client's CPU.
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
+        try:
+            return self._track_batch(events, chunk_size, progress)
+        finally:
+            if freeze:
+                gc.unfreeze()
+
+    def _track_batch(
+        self,
+        events: Iterable[Event],
+        chunk_size: int,
+        progress: Callable[[int], None] | None,
+    ) -> BatchResult:
         total = BatchResult()
         numbered = enumerate(events)
-        while chunk := list(itertools.islice(numbered, chunk_size)):
-            result, _ = self._process(chunk, raw=None)
-            total.add(result)
-            if progress is not None:
-                progress(len(chunk))
-        return total
+        self._commit_pending()
+        if self.batch_connections == 0:
+            while chunk := list(itertools.islice(numbered, chunk_size)):
+                result, _ = self._process(chunk, raw=None)
+                total.add(result)
+                if progress is not None:
+                    progress(len(chunk))
+            return _sorted(total)
+
+        n = self.batch_connections
+        conns = [self._open_worker() for _ in range(n)]
+        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tracker")
+        pending: list[Future[BatchResult]] = []
+        pending_size = 0
+
+        def collect() -> None:
+            nonlocal pending, pending_size
+            try:
+                for future in pending:
+                    total.add(future.result())
+            finally:
+                for future in pending:  # let every worker finish before raising
+                    future.exception()
+            if pending and progress is not None:
+                progress(pending_size)
+            pending, pending_size = [], 0
+
+        try:
+            while chunk := list(itertools.islice(numbered, chunk_size)):
+                checked = self._validate(chunk)
+                collect()
+                total.duplicates += checked.duplicates
+                parts: list[list[tuple]] = [[] for _ in range(n)]
+                for row in checked.rows:
+                    key = row[R_SESSION] or row[R_USER]
+                    parts[hash(key) % n].append(row)
+                for i, conn in enumerate(conns):
+                    rejected = checked.rejected if i == 0 else []
+                    if parts[i] or rejected:
+                        pending.append(
+                            pool.submit(
+                                self._store_in_transaction,
+                                conn, parts[i], rejected, chunk, None, checked.now,
+                            )
+                        )  # fmt: skip
+                pending_size = len(chunk)
+            collect()
+        finally:
+            for future in pending:
+                future.exception()
+            pool.shutdown(wait=True)
+            for conn in conns:
+                conn.close()
+        return _sorted(total)
 
     # ------------------------------------------------------------------ internals
 
-    def _transaction(self) -> psycopg.Transaction:
-        """A top-level transaction (commits on success) whatever state the caller left."""
+    def _commit_pending(self) -> None:
+        """Commit what the caller left open on the connection (the Tracker owns its commits)."""
         status = self.conn.info.transaction_status
         if status == TransactionStatus.INTRANS:
             self.conn.commit()
         elif status == TransactionStatus.INERROR:
             self.conn.rollback()
-        return self.conn.transaction()
+
+    def _transaction(self, conn: psycopg.Connection | None = None) -> psycopg.Transaction:
+        """A top-level transaction (commits on success) whatever state the caller left."""
+        conn = conn or self.conn
+        status = conn.info.transaction_status
+        if status == TransactionStatus.INTRANS:
+            conn.commit()
+        elif status == TransactionStatus.INERROR:
+            conn.rollback()
+        return conn.transaction()
+
+    def _open_worker(self) -> psycopg.Connection:
+        info = self.conn.info
+        conn = psycopg.connect(info.dsn, password=info.password or None)
+        with conn.transaction():
+            conn.execute(CREATE_TEMP_TABLES)
+        return conn
 
     def _reject_now(self, items: list[tuple[Any, UUID | None, str]]) -> None:
         with self._transaction():
-            self._insert_rejections(items, datetime.now(UTC))
+            _insert_rejections(self.conn, items, datetime.now(UTC))
 
-    def _insert_rejections(self, items: list[tuple[Any, UUID | None, str]], now: datetime) -> None:
-        params = []
-        for payload, user_id, reason in items:
-            text, size = rejected_payload(payload)
-            params.append((now, user_id, text, size, reason))
-        with self.conn.cursor() as cur:
-            cur.executemany(INSERT_REJECTED, params)
-
-    def _lookup_missing(self, chunk: list[tuple[int, Any]]) -> None:
-        """Load into the caches the learners, questions and materials of ``chunk`` not seen yet."""
-        users, questions, materials = self._users, self._questions, self._materials
-        want_users: set[UUID] = set()
-        want_questions: set[int] = set()
-        want_materials: set[int] = set()
-        for _, ev in chunk:
-            uid = getattr(ev, "user_id", None)
-            if type(uid) is UUID and uid not in users:
-                want_users.add(uid)
-            cls = type(ev)
-            if cls is QuestionAttempt:
-                q = ev.question_id
-                if type(q) is int and q not in questions and -INT4_MAX <= q <= INT4_MAX:
-                    want_questions.add(q)
-            elif cls is MaterialInteraction:
-                m = ev.material_id
-                if type(m) is int and m not in materials and -INT4_MAX <= m <= INT4_MAX:
-                    want_materials.add(m)
+    def _lookup_missing(self) -> bool:
+        """Fetch the learners, questions and materials ``_prepare`` missed in the caches.
+        Returns whether any of them exists (so the events that missed should be checked again)."""
+        want_users, want_questions, want_materials = (
+            self._want_users,
+            self._want_questions,
+            self._want_materials,
+        )
         if not (want_users or want_questions or want_materials):
-            return
+            return False
+        found = 0
         with self._transaction():
             if want_users:
                 rows = self.conn.execute(
                     "select id from app.users where id = any(%s)", (list(want_users),)
-                )
-                users.update(r[0] for r in rows)
-            if want_questions:
+                ).fetchall()
+                self._users.update(r[0].int for r in rows)
+                found += len(rows)
+            questions = [q for q in want_questions if -INT4_MAX <= q <= INT4_MAX]
+            if questions:
                 rows = self.conn.execute(
                     "select id, topic_id, correct_answer from app.questions where id = any(%s)",
-                    (list(want_questions),),
-                )
-                questions.update((r[0], (r[1], r[2])) for r in rows)
-            if want_materials:
+                    (questions,),
+                ).fetchall()
+                self._questions.update((r[0], (r[1], r[2])) for r in rows)
+                found += len(rows)
+            materials = [m for m in want_materials if -INT4_MAX <= m <= INT4_MAX]
+            if materials:
                 rows = self.conn.execute(
-                    "select id from app.materials where id = any(%s)", (list(want_materials),)
-                )
-                materials.update(r[0] for r in rows)
+                    "select id from app.materials where id = any(%s)", (materials,)
+                ).fetchall()
+                self._materials.update(r[0] for r in rows)
+                found += len(rows)
+        want_users.clear()
+        want_questions.clear()
+        want_materials.clear()
+        return found > 0
 
     def _ensure_partitions(self, earliest: datetime, latest: datetime) -> None:
         lo, hi = _month(earliest), _month(latest)
@@ -641,7 +737,8 @@ class Tracker:
         return text
 
     def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
-        """The batch-table row of one event, or every problem it has."""
+        """The batch-table row of one event, or every problem it has (or ``_MISS`` when a
+        reference is not in the caches yet and ``_defer_misses`` is set)."""
         kind = _KIND.get(type(ev))
         if kind is None:
             return [
@@ -652,6 +749,7 @@ class Tracker:
                 )
             ]
         errors: list[FieldError] = []
+        missed = False  # a reference not in the caches (with _defer_misses)
         event_type = ev.event_type
         if kind == K_GENERIC:
             if type(event_type) is not str or event_type not in self._generic_types:
@@ -677,8 +775,12 @@ class Tracker:
         user_id = ev.user_id
         if type(user_id) is not UUID:
             errors.append(FieldError("user_id", f"must be a UUID, got {show(user_id)}"))
-        elif user_id not in self._users:
-            errors.append(FieldError("user_id", f"unknown user {user_id}"))
+        elif user_id.int not in self._users:
+            if self._defer_misses:
+                self._want_users.add(user_id)
+                missed = True
+            else:
+                errors.append(FieldError("user_id", f"unknown user {user_id}"))
         session_id = ev.session_id
         if session_id is None:
             if K_START <= kind <= K_END:
@@ -757,7 +859,11 @@ class Tracker:
             else:
                 info = self._questions.get(q)
                 if info is None:
-                    errors.append(FieldError("question_id", f"unknown question {q}"))
+                    if self._defer_misses:
+                        self._want_questions.add(q)
+                        missed = True
+                    else:
+                        errors.append(FieldError("question_id", f"unknown question {q}"))
             sel = ev.selected_answer
             if sel is not None and (type(sel) is not str or sel not in ANSWERS):
                 errors.append(
@@ -783,6 +889,8 @@ class Tracker:
             hint = ev.hint_used
             if type(hint) is not bool:
                 errors.append(FieldError("hint_used", f"must be true or false, got {show(hint)}"))
+            if missed:
+                return _MISS
             if errors:
                 return errors
             topic_id, correct = info  # type: ignore[misc]
@@ -796,7 +904,11 @@ class Tracker:
             if type(m) is not int:
                 errors.append(FieldError("material_id", f"must be an integer, got {show(m)}"))
             elif m not in self._materials:
-                errors.append(FieldError("material_id", f"unknown material {m}"))
+                if self._defer_misses:
+                    self._want_materials.add(m)
+                    missed = True
+                else:
+                    errors.append(FieldError("material_id", f"unknown material {m}"))
             itype = ev.interaction_type
             if type(itype) is not str or itype not in INTERACTION_TYPES:
                 errors.append(
@@ -819,6 +931,8 @@ class Tracker:
                         "active_seconds", f"must be a non-negative integer, got {show(secs)}"
                     )
                 )
+            if missed:
+                return _MISS
             if errors:
                 return errors
             return (
@@ -840,6 +954,8 @@ class Tracker:
             passed = ev.passed
             if type(passed) is not bool:
                 errors.append(FieldError("passed", f"must be true or false, got {show(passed)}"))
+            if missed:
+                return _MISS
             if errors:
                 return errors
             return (
@@ -847,6 +963,8 @@ class Tracker:
                 ip_prefix, None, None, None, None, None, None, None, None,
                 None, None, None, None, ek, score, passed, None,
             )  # fmt: skip
+        if missed:
+            return _MISS
         if errors:
             return errors
         return (
@@ -855,45 +973,96 @@ class Tracker:
             None, None, None, None, None, None, None, end_reason,
         )  # fmt: skip
 
-    def _process(
-        self, chunk: list[tuple[int, Any]], raw: dict[int, Any] | None
-    ) -> tuple[BatchResult, list[list[FieldError]]]:
-        """Validate and store one chunk (consecutive batch indices) in one transaction. Returns
-        the counts and, in batch order, the errors of each rejected event."""
-        result = BatchResult()
-        self._lookup_missing(chunk)
-        now = datetime.now(UTC)
-
-        rows: list[tuple] = []
-        rejected: list[tuple[int, list[FieldError]]] = []
-        first_seen: dict[UUID, Any] = {}
+    def _validate(self, chunk: list[tuple[int, Any]]) -> _Checked:
+        """Validate every event, drop repeats inside the chunk and make sure the partitions
+        exist. Touches the database only for cache misses and for months not seen yet."""
+        checked = _Checked(now=datetime.now(UTC))
+        now = checked.now
         prepare = self._prepare
+        prepared: list[tuple] = []
+        rejected = checked.rejected
+        missed: list[tuple[int, Any]] = []
+        self._defer_misses = True
         for idx, ev in chunk:
             out = prepare(idx, ev, now)
-            if type(out) is list:
-                rejected.append((idx, out))
-                continue
-            eid = out[R_EVENT_ID]
-            first = first_seen.get(eid)
-            if first is None:
-                first_seen[eid] = ev
-                rows.append(out)
-            elif _content(first) == _content(ev):
-                result.duplicates += 1
+            if type(out) is tuple:
+                prepared.append(out)
+            elif out is _MISS:
+                missed.append((idx, ev))
             else:
-                rejected.append((idx, [_repeat_error()]))
+                rejected.append((idx, out))
+        if missed:
+            # Look the missing references up in one go, then check those events again, this
+            # time reporting what is still unknown.
+            self._lookup_missing()
+            self._defer_misses = False
+            for idx, ev in missed:
+                out = prepare(idx, ev, now)
+                if type(out) is tuple:
+                    prepared.append(out)
+                else:
+                    rejected.append((idx, out))
+            prepared.sort(key=_first)
+            self._want_users.clear()
+            self._want_questions.clear()
+            self._want_materials.clear()
 
+        # Repeats inside the chunk: the first occurrence is kept.
+        rows = checked.rows
+        first_seen: dict[int, tuple] = {}
+        base = chunk[0][0]
+        for row in prepared:
+            key = row[R_EVENT_ID].int
+            first = first_seen.get(key)
+            if first is None:
+                first_seen[key] = row
+                rows.append(row)
+            elif _content(chunk[first[R_IDX] - base][1]) == _content(chunk[row[R_IDX] - base][1]):
+                checked.duplicates += 1
+            else:
+                rejected.append((row[R_IDX], [_repeat_error()]))
         if rows:
             occurred = [r[R_OCCURRED] for r in rows]
             self._ensure_partitions(min(occurred), max(occurred))
+        return checked
 
-        with self._transaction():
-            sessions, rows = self._check_session_owners(rows, rejected)
+    def _process(
+        self, chunk: list[tuple[int, Any]], raw: dict[int, Any] | None
+    ) -> tuple[BatchResult, list[list[FieldError]]]:
+        """Validate and store one chunk on the Tracker's own connection, in one transaction.
+        Returns the counts and, in batch order, the errors of each rejected event."""
+        checked = self._validate(chunk)
+        self._commit_pending()
+        result = self._store_in_transaction(
+            self.conn, checked.rows, checked.rejected, chunk, raw, checked.now
+        )
+        result.duplicates += checked.duplicates
+        return result, [errs for _, errs in sorted(checked.rejected, key=lambda r: r[0])]
+
+    def _store_in_transaction(
+        self,
+        conn: psycopg.Connection,
+        rows: list[tuple],
+        rejected: list[tuple[int, list[FieldError]]],
+        chunk: list[tuple[int, Any]],
+        raw: dict[int, Any] | None,
+        now: datetime,
+    ) -> BatchResult:
+        """Store validated rows and record rejections, in one transaction on ``conn``. Events
+        refused here (session of another learner, repeat with other content) are appended to
+        ``rejected``."""
+        result = BatchResult()
+        with conn.transaction():
+            sessions = _Sessions(conn, rows, self.idle_timeout)
+            rows = sessions.apply(rows, rejected)
             if rows:
-                stored, not_new, repeats = self._write(rows, rejected)
+                stored, not_new, repeats = _write(conn, rows, rejected)
                 result.accepted = stored
-                result.duplicates += repeats
-                self._update_sessions(rows, not_new, sessions)
+                result.duplicates = repeats
+                if not_new:  # rare: replay the sessions without the rows already stored
+                    sessions.reset()
+                    sessions.apply([r for r in rows if r[R_IDX] not in not_new], [])
+            sessions.save()
             if rejected:
                 rejected.sort(key=lambda item: item[0])
                 base = chunk[0][0]
@@ -905,92 +1074,141 @@ class Tracker:
                     items.append(
                         (payload, uid if type(uid) is UUID else None, str(ValidationError(errs)))
                     )
-                self._insert_rejections(items, now)
+                _insert_rejections(conn, items, now)
         result.rejected = len(rejected)
         result.rejections = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
-        return result, [errs for _, errs in rejected]
+        return result
 
-    def _check_session_owners(
-        self, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]
-    ) -> tuple[dict[UUID, list[Any]], list[tuple]]:
-        """Lock the chunk's existing sessions; refuse events whose session is another learner's."""
-        session_ids = {r[R_SESSION] for r in rows if r[R_SESSION] is not None}
-        sessions: dict[UUID, list[Any]] = {}
-        if not session_ids:
-            return sessions, rows
-        for sid, *state in self.conn.execute(SELECT_SESSIONS, (sorted(session_ids),)):
-            sessions[sid] = state
-        owner = {sid: state[0] for sid, state in sessions.items()}
+
+@dataclass
+class _Checked:
+    """One validated chunk: rows for the batch table, rejections, repeats within the chunk."""
+
+    now: datetime
+    rows: list[tuple] = field(default_factory=list)
+    rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+_MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
+
+
+def _first(row: tuple) -> int:
+    return row[0]
+
+
+def _sorted(result: BatchResult) -> BatchResult:
+    result.rejections.sort(key=lambda r: r[0])
+    return result
+
+
+def _insert_rejections(
+    conn: psycopg.Connection, items: list[tuple[Any, UUID | None, str]], now: datetime
+) -> None:
+    params = []
+    for payload, user_id, reason in items:
+        text, size = rejected_payload(payload)
+        params.append((now, user_id, text, size, reason))
+    with conn.cursor() as cur:
+        cur.executemany(INSERT_REJECTED, params)
+
+
+class _Sessions:
+    """The study_sessions rows a set of rows touches: fetched (and locked) once, updated in
+    arrival order by ``apply_session_event``, saved with one COPY and one upsert."""
+
+    def __init__(self, conn: psycopg.Connection, rows: list[tuple], idle_timeout: timedelta):
+        self.conn = conn
+        self.idle_timeout = idle_timeout
+        ids = {sid.int: sid for r in rows if (sid := r[R_SESSION]) is not None}
+        self.ids = ids
+        self.fetched: dict[int, list[Any]] = {}
+        if ids:
+            for sid, *state in conn.execute(SELECT_SESSIONS, (sorted(ids.values()),)):
+                self.fetched[sid.int] = state
+        self.reset()
+
+    def reset(self) -> None:
+        self.states: dict[int, list[Any]] = {k: list(v) for k, v in self.fetched.items()}
+
+    def apply(self, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]) -> list[tuple]:
+        """Apply the rows' events; refuse (into ``rejected``) events whose session belongs to
+        another learner. Returns the rows kept."""
+        if not self.ids:
+            return rows
+        states = self.states
+        idle = self.idle_timeout
         kept = []
         for r in rows:
             sid = r[R_SESSION]
-            if sid is not None and owner.setdefault(sid, r[R_USER]) != r[R_USER]:
+            if sid is None:
+                kept.append(r)
+                continue
+            key = sid.int
+            state = states.get(key)
+            if state is not None and state[0].int != r[R_USER].int:
                 error = FieldError("session_id", f"session {sid} belongs to another learner")
                 rejected.append((r[R_IDX], [error]))
-            else:
-                kept.append(r)
-        return sessions, kept
-
-    def _write(
-        self, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]
-    ) -> tuple[int, set[int], int]:
-        """COPY the rows and insert those whose event_id is new. Returns (how many were stored,
-        batch indices of the rows that were not new, how many of those repeat the stored content).
-        Repeats whose content differs from the stored version are appended to ``rejected``."""
-        not_new: set[int] = set()
-        same = 0
-        with self.conn.cursor() as cur:
-            with cur.copy(COPY_BATCH) as copy:
-                copy.set_types(BATCH_TYPES)
-                write = copy.write_row
-                for r in rows:
-                    write(r)
-            cur.execute(INSERT_RECEIPTS)
-            stored = cur.rowcount
-            if stored < len(rows):
-                cur.execute(FIND_REPEATS)
-                for idx, differs in cur.fetchall():
-                    not_new.add(idx)
-                    if differs:
-                        rejected.append((idx, [_repeat_error()]))
-                    else:
-                        same += 1
-                cur.execute(DROP_REPEATS)
-            if stored:
-                cur.execute(INSERT_EVENTS)
-                kinds = {r[R_TYPE] for r in rows}
-                if "question_attempt" in kinds:
-                    cur.execute(INSERT_QUESTION_ATTEMPTS)
-                if "material_interaction" in kinds:
-                    cur.execute(INSERT_MATERIAL_INTERACTIONS)
-                if "exam_result" in kinds:
-                    cur.execute(INSERT_EXAM_RESULTS)
-        return stored, not_new, same
-
-    def _update_sessions(
-        self, rows: list[tuple], not_new: set[int], sessions: dict[UUID, list[Any]]
-    ) -> None:
-        """Apply the chunk's new events to their sessions in arrival order, and save them."""
-        touched: set[UUID] = set()
-        idle = self.idle_timeout
-        for r in rows:
-            sid = r[R_SESSION]
-            if sid is None or (not_new and r[R_IDX] in not_new):
                 continue
-            state = sessions.get(sid)
             new = apply_session_event(
                 state, r[R_USER], r[R_OCCURRED], r[R_TYPE], r[R_END_REASON], idle
             )
             if state is None:
-                sessions[sid] = new
-            touched.add(sid)
-        if not touched:
+                states[key] = new
+            kept.append(r)
+        return kept
+
+    def save(self) -> None:
+        if not self.states:
             return
+        ids = self.ids
         with self.conn.cursor() as cur:
             with cur.copy("copy pg_temp.tracker_sessions from stdin") as copy:
-                for sid in touched:
-                    copy.write_row((sid, *sessions[sid]))
+                for key, state in self.states.items():
+                    copy.write_row((ids[key], *state))
             cur.execute(UPSERT_SESSIONS)
+
+
+def _write(
+    conn: psycopg.Connection, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]
+) -> tuple[int, set[int], int]:
+    """COPY the rows and insert those whose event_id is new. Returns (how many were stored,
+    batch indices of the rows that were not new, how many of those repeat the stored content).
+    Repeats whose content differs from the stored version are appended to ``rejected``."""
+    not_new: set[int] = set()
+    same = 0
+    with conn.cursor() as cur:
+        with cur.copy(COPY_BATCH) as copy:
+            copy.set_types(BATCH_TYPES)
+            write = copy.write_row
+            for r in rows:
+                write(r)
+        try:
+            with conn.transaction():  # a savepoint
+                cur.execute(INSERT_RECEIPTS_FAST)
+        except psycopg.errors.UniqueViolation:
+            cur.execute(INSERT_RECEIPTS)
+        stored = cur.rowcount
+        if stored < len(rows):
+            # Only after the fallback (top-level inserts), so xmin tells this transaction's rows.
+            cur.execute(FIND_REPEATS)
+            for idx, differs in cur.fetchall():
+                not_new.add(idx)
+                if differs:
+                    rejected.append((idx, [_repeat_error()]))
+                else:
+                    same += 1
+            cur.execute(DROP_REPEATS)
+        if stored:
+            cur.execute(INSERT_EVENTS)
+            kinds = {r[R_TYPE] for r in rows}
+            if "question_attempt" in kinds:
+                cur.execute(INSERT_QUESTION_ATTEMPTS)
+            if "material_interaction" in kinds:
+                cur.execute(INSERT_MATERIAL_INTERACTIONS)
+            if "exam_result" in kinds:
+                cur.execute(INSERT_EXAM_RESULTS)
+    return stored, not_new, same
 
 
 def _repeat_error() -> FieldError:
