@@ -31,7 +31,8 @@ The model (constants below, each documented):
   Confidence ratings follow that probability (and the outcome) with a per-learner bias and noise.
 * Practice exams (every 1-2 weeks for most learners) and board exams (on exam_date when it falls in
   the window) sample 200 questions by board-exam weight from the learner's current latent knowledge;
-  the scaled score (1-300) follows the share correct, with form-to-form noise; pass = score >= 196.
+  the scaled score (1-300) follows the share correct (board forms are harder), with form-to-form
+  noise; pass = score >= 196.
 * Delivery: each session is, with probability ``late_share``, uploaded late (phone offline): all
   its events are received together between 1 hour and 10 days after they occurred; the others
   arrive seconds (sometimes minutes) after they occurred.
@@ -102,7 +103,8 @@ MASSED_GAP_DAYS = 0.3  # a review sooner than this after the last one is massed:
 PREREQ_BASE = 0.5  # learning-rate multiplier = PREREQ_BASE + mean knowledge of prerequisites
 EXAM_QUESTIONS = 200  # questions in a practice or board exam
 EXAM_PASS_SCORE = 196  # scaled score needed to pass
-EXAM_CUT_SHARE = 0.44  # share correct that maps to the pass score
+EXAM_CUT_SHARE = 0.44  # share correct that maps to the pass score (practice exams)
+BOARD_CUT_SHARE = 0.52  # the same for board exams (harder than the practice forms)
 EXAM_POINTS_PER_SHARE = 400.0  # scaled points per unit of share correct
 EXAM_FORM_NOISE = 5.0  # sd of scaled points from form to form / exam-day condition
 HEARTBEAT_SECONDS = 120.0  # the app sends a heartbeat after this long without another event
@@ -710,7 +712,8 @@ class Simulation:
             if rng.random() < GUESS + (1 - GUESS) / (1 + math.exp(-x)):
                 correct += 1
         share = correct / EXAM_QUESTIONS
-        score = EXAM_PASS_SCORE + (share - EXAM_CUT_SHARE) * EXAM_POINTS_PER_SHARE
+        cut = BOARD_CUT_SHARE if kind == "board" else EXAM_CUT_SHARE
+        score = EXAM_PASS_SCORE + (share - cut) * EXAM_POINTS_PER_SHARE
         score = int(round(min(300.0, max(1.0, score + rng.gauss(0.0, EXAM_FORM_NOISE)))))
         passed = score >= EXAM_PASS_SCORE
         sid, ip = self._new_session(st)
