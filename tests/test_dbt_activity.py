@@ -33,6 +33,7 @@ import pytest
 from psycopg import sql
 
 from python_jobs.dbt import DbtError, run_dbt
+from python_jobs.deletion import apply_deletions, request_deletion
 from python_jobs.events import Event, QuestionAttempt
 from python_jobs.simulator import generate, prepare
 from python_jobs.tracker import Tracker
@@ -102,6 +103,9 @@ TZ_EXPECTED_CELLS = {
     "los_angeles": {(23, 6): 1, (0, 1): 1, (16, 7): 1, (17, 7): 1},
 }
 COHORT_PROBES = {"probe-nine": 9, "probe-ten": 10}  # learner i answers i questions
+# A learner erased at the end: alone on 2026-02-15 (before the simulated window), with others on
+# 2026-03-20; every UTC date in between must be recomputed in topic_daily_stats.
+ERASED_INSTANTS = ["2026-02-15T12:00:00Z", "2026-03-20T12:00:00Z"]
 
 
 @dataclass
@@ -202,6 +206,8 @@ def probe_users(conn: psycopg.Connection) -> dict[str, uuid.UUID]:
             label = f"{cohort}-{i}"
             ids[label] = uuid.uuid5(uuid.NAMESPACE_URL, f"studyin-test/{label}")
             rows.append((ids[label], "UTC", cohort))
+    ids["erased"] = uuid.uuid5(uuid.NAMESPACE_URL, "studyin-test/erased")
+    rows.append((ids["erased"], "UTC", "probe-erased"))
     with conn.cursor() as cur:
         cur.executemany(
             "insert into app.users (id, created_at, timezone, cohort, exam_target)"
@@ -234,6 +240,9 @@ def probe_events(conn: psycopg.Connection, ids: dict[str, uuid.UUID]) -> list[Ev
         for instant in instants:
             at = datetime.fromisoformat(instant.replace("Z", "+00:00"))
             events.append(attempt(ids[label], at, uuid.uuid4()))
+    for instant in ERASED_INSTANTS:
+        at = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+        events.append(attempt(ids["erased"], at, uuid.uuid4()))
     for cohort, size in COHORT_PROBES.items():
         for i in range(1, size + 1):
             session = uuid.uuid4()
@@ -680,6 +689,45 @@ def test_events_committed_during_a_build_are_in_the_marts_after_the_next_run(bui
         ).fetchone()[0]
     assert in_daily == len(sent)
     assert sessions == len({e.session_id for e in sent})
+
+
+def _topic_days(conn: psycopg.Connection, query: str) -> dict[tuple, tuple]:
+    span = (date(2026, 2, 15), date(2026, 3, 20))
+    return {(r[0], r[1]): tuple(r[2:]) for r in conn.execute(query, span)}
+
+
+def test_erasure_recomputes_every_day_of_cross_learner_marts(built: Built):
+    user = built.probes["erased"]
+    with psycopg.connect(built.url) as conn:
+        alone_before = conn.execute(
+            "select count(*) from marts.topic_daily_stats where activity_date = '2026-02-15'"
+        ).fetchone()[0]
+        request_deletion(conn, user)
+        erased = apply_deletions(conn)
+    assert alone_before == 1
+    assert [e.affected_from.date() for e in erased] == [date(2026, 2, 15)]
+
+    dbt_run(built.url, built.target)
+    with psycopg.connect(built.url) as conn:
+        actual = _topic_days(
+            conn,
+            "select topic_id, activity_date, attempts, correct_attempts, learners"
+            " from marts.topic_daily_stats where activity_date between %s and %s",
+        )
+        expected = _topic_days(
+            conn,
+            "select topic_id, (answered_at at time zone 'UTC')::date as day, count(*),"
+            " count(*) filter (where is_correct), count(distinct user_id)"
+            " from app.question_attempts group by 1, 2 having"
+            " (answered_at at time zone 'UTC')::date between %s and %s",
+        )
+        remaining = conn.execute(
+            "select count(*) from marts.daily_user_stats where user_id = %s", (user,)
+        ).fetchone()[0]
+    assert not [k for k in actual if k[1] == date(2026, 2, 15)]
+    assert len(expected) > 20
+    assert actual == expected
+    assert remaining == 0
 
 
 def test_data_test_fails_when_a_small_cohort_shows_a_percentile(built: Built):
