@@ -81,6 +81,12 @@ class GenericEvent(Event):
 
 EVENT_CLASSES: dict[str, type[Event]] = {
     cls.event_type: cls
-    for cls in (SessionStart, SessionHeartbeat, SessionEnd, QuestionAttempt, MaterialInteraction,
-                ExamResult)
+    for cls in (
+        SessionStart,
+        SessionHeartbeat,
+        SessionEnd,
+        QuestionAttempt,
+        MaterialInteraction,
+        ExamResult,
+    )
 }
