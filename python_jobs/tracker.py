@@ -86,12 +86,10 @@ from python_jobs.validation import (
     FieldError,
     ValidationError,
     event_from_payload,
+    ip_prefix,
     parse_json,
     rejected_payload,
     show,
-)
-from python_jobs.validation import (
-    _prefix as _ip_prefix,
 )
 
 __all__ = [
@@ -107,6 +105,10 @@ __all__ = [
 IDLE_TIMEOUT = timedelta(minutes=30)
 DB_MAX_PROPERTIES_BYTES = 65536
 """The largest ``max_properties_bytes`` accepted (the schema's check on study_events.properties)."""
+JSONB_GROWTH_BOUND = 8
+"""JSONB is at most ~6x its compact JSON text (arrays of one-digit numbers); properties under
+``max_properties_bytes / 8`` bytes of text cannot reach the limit as JSONB, larger ones are
+measured by the server."""
 
 INT4_MAX = 2**31 - 1
 ANSWERS = frozenset("ABCDE")
@@ -158,6 +160,7 @@ BATCH_COLUMNS = (
 )
 # Row positions used by the session logic.
 R_IDX, R_EVENT_ID, R_USER, R_SESSION, R_TYPE, R_OCCURRED = 0, 1, 2, 3, 4, 5
+R_PROPERTIES = 7
 R_END_REASON = len(BATCH_COLUMNS) - 1
 
 CREATE_TEMP_TABLES = """
@@ -469,6 +472,7 @@ class Tracker:
         # References _prepare did not find in the caches (it then returns _MISS), fetched in bulk
         # by _lookup_missing before those events are checked again with misses as errors.
         self._defer_misses = True
+        self._large_properties = False  # set by _properties_json, read by _validate
         self._want_users: set[UUID] = set()
         self._want_questions: set[int] = set()
         self._want_materials: set[int] = set()
@@ -561,7 +565,7 @@ class Tracker:
             return _sorted(total)
 
         n = self.batch_connections
-        conns = [self._open_worker() for _ in range(n)]
+        conns: list[psycopg.Connection] = []  # opened with the first chunk
         pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tracker")
         pending: list[Future[BatchResult]] = []
         pending_size = 0
@@ -581,6 +585,8 @@ class Tracker:
         try:
             while chunk := list(itertools.islice(numbered, chunk_size)):
                 checked = self._validate(chunk)
+                if not conns:
+                    conns.extend(self._open_worker() for _ in range(n))
                 collect()
                 total.duplicates += checked.duplicates
                 parts: list[list[tuple]] = [[] for _ in range(n)]
@@ -734,6 +740,8 @@ class Tracker:
         if "\\u0000" in text and _has_nul(props):
             errors.append(FieldError("properties", "contains a NUL character (\\u0000)"))
             return None
+        if size > self.max_properties_bytes // JSONB_GROWTH_BOUND:
+            self._large_properties = True  # _validate asks the server for its JSONB size
         return text
 
     def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
@@ -845,10 +853,10 @@ class Tracker:
         )
 
         ip = ev.ip
-        ip_prefix = None
+        network = None
         if ip is not None:
-            ip_prefix = _ip_prefix(ip) if type(ip) is str else None
-            if ip_prefix is None:
+            network = ip_prefix(ip) if type(ip) is str else None
+            if network is None:
                 errors.append(FieldError("ip", "not a valid IPv4 or IPv6 address"))
 
         if kind == K_QUESTION:
@@ -896,7 +904,7 @@ class Tracker:
             topic_id, correct = info  # type: ignore[misc]
             return (
                 idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-                ip_prefix, q, topic_id, attempt, sel, sel == correct, ms, conf, hint,
+                network, q, topic_id, attempt, sel, sel == correct, ms, conf, hint,
                 None, None, None, None, None, None, None, None,
             )  # fmt: skip
         if kind == K_MATERIAL:
@@ -937,7 +945,7 @@ class Tracker:
                 return errors
             return (
                 idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-                ip_prefix, None, None, None, None, None, None, None, None,
+                network, None, None, None, None, None, None, None, None,
                 m, itype, None if prog is None else float(prog), secs, None, None, None, None,
             )  # fmt: skip
         if kind == K_EXAM:
@@ -960,7 +968,7 @@ class Tracker:
                 return errors
             return (
                 idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-                ip_prefix, None, None, None, None, None, None, None, None,
+                network, None, None, None, None, None, None, None, None,
                 None, None, None, None, ek, score, passed, None,
             )  # fmt: skip
         if missed:
@@ -969,7 +977,7 @@ class Tracker:
             return errors
         return (
             idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-            ip_prefix, None, None, None, None, None, None, None, None,
+            network, None, None, None, None, None, None, None, None,
             None, None, None, None, None, None, None, end_reason,
         )  # fmt: skip
 
@@ -1006,6 +1014,9 @@ class Tracker:
             self._want_users.clear()
             self._want_questions.clear()
             self._want_materials.clear()
+        if self._large_properties:
+            self._large_properties = False
+            prepared = self._check_stored_sizes(prepared, rejected)
 
         # Repeats inside the chunk: the first occurrence is kept.
         rows = checked.rows
@@ -1025,6 +1036,40 @@ class Tracker:
             occurred = [r[R_OCCURRED] for r in rows]
             self._ensure_partitions(min(occurred), max(occurred))
         return checked
+
+    def _check_stored_sizes(
+        self, prepared: list[tuple], rejected: list[tuple[int, list[FieldError]]]
+    ) -> list[tuple]:
+        """Refuse rows whose properties would exceed ``max_properties_bytes`` as stored JSONB
+        (what the schema's check measures); only large properties are sent to the server."""
+        limit = self.max_properties_bytes
+        large = [
+            i
+            for i, row in enumerate(prepared)
+            if len(row[R_PROPERTIES].encode()) > limit // JSONB_GROWTH_BOUND
+        ]
+        if not large:
+            return prepared
+        with self._transaction():
+            sizes = self.conn.execute(
+                "select pg_column_size(p::jsonb) "
+                "from unnest(%s::text[]) with ordinality as t (p, n) order by n",
+                ([prepared[i][R_PROPERTIES] for i in large],),
+            ).fetchall()
+        too_big = {}
+        for i, (size,) in zip(large, sizes, strict=True):
+            if size > limit:
+                too_big[i] = size
+        if not too_big:
+            return prepared
+        kept = []
+        for i, row in enumerate(prepared):
+            if i in too_big:
+                message = f"{too_big[i]} bytes as stored JSONB, over the {limit}-byte limit"
+                rejected.append((row[R_IDX], [FieldError("properties", message)]))
+            else:
+                kept.append(row)
+        return kept
 
     def _process(
         self, chunk: list[tuple[int, Any]], raw: dict[int, Any] | None

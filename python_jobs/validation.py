@@ -66,7 +66,9 @@ def show(value: Any, limit: int = 60) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _prefix(ip: str) -> str | None:
+def ip_prefix(ip: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of an address as text, or None if ``ip`` is not one
+    (cached: clients repeat their address)."""
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -84,7 +86,7 @@ def anonymise_ip(ip: str) -> str:
     """
     if not isinstance(ip, str):
         raise ValueError("must be a string")
-    prefix = _prefix(ip)
+    prefix = ip_prefix(ip)
     if prefix is None:
         raise ValueError("not a valid IPv4 or IPv6 address")
     return prefix
@@ -126,7 +128,7 @@ def _redact_ip_field(data: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(data)
     ip = out.get("ip")
     if ip is not None:
-        prefix = _prefix(ip) if isinstance(ip, str) else None
+        prefix = ip_prefix(ip) if isinstance(ip, str) else None
         out["ip"] = prefix if prefix is not None else INVALID_IP_PLACEHOLDER
     return out
 

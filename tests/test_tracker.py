@@ -445,6 +445,22 @@ def test_ten_megabyte_payload_is_kept_truncated_with_its_size(conn, tracker, ref
     assert len(payload.encode()) == REJECTED_PAYLOAD_LIMIT
 
 
+def test_properties_are_measured_as_the_database_stores_them(conn, tracker, ref):
+    """Under the limit as JSON text, but six times larger as JSONB: refused with its stored size,
+    without failing the rest of the batch."""
+    user = ref.new_user()
+    digits = page_view(user, properties={"sequence": [7] * 12_000})  # ~24 KB of text
+    fine = page_view(user, properties={"sequence": [7] * 1_000})
+    result = tracker.track_batch([fine, digits, page_view(user)])
+    assert (result.accepted, result.rejected) == (2, 1)
+    index, reason = result.rejections[0]
+    assert index == 1 and reason.startswith("properties: ")
+    stored = int(reason.split()[1])
+    assert stored > 65536 and reason.endswith("bytes as stored JSONB, over the 65536-byte limit")
+    assert _count(conn, "study_events", digits.event_id) == 0
+    assert _count(conn, "study_events", fine.event_id) == 1
+
+
 def test_every_problem_of_an_event_is_reported_at_once(conn, tracker, ref):
     user = ref.new_user()
     event = question(user, confidence_level=0, time_to_answer_ms=-5, selected_answer="a")
