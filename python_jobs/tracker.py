@@ -9,16 +9,25 @@ set-based inserts). Every path runs the same steps:
    question and material ids against the bank; ``occurred_at`` tz-aware, at most ``max_future``
    after and at most ``max_past`` before the receive time; ranges (durations >= 0, confidence
    1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object of at most
-   ``max_properties_bytes`` bytes as compact UTF-8 JSON; ``ip`` a valid address. Reference ids
-   are cached per Tracker; misses are looked up in one query per chunk.
+   ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
+   schema's check measures; asked of the server only for large ones); ``ip`` a valid address.
+   Reference ids are cached per Tracker; misses are looked up in one query per chunk.
 2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
 3. Make sure the monthly partitions of ``app.study_events`` exist for the months seen
    (``app.ensure_study_event_partitions``, in its own short transaction, only for unseen months).
-4. In ONE transaction: insert the ``app.event_receipts`` rows ``on conflict do nothing`` (the
-   idempotency ledger), then the ``app.study_events`` rows and the typed rows
-   (``question_attempts`` with ``topic_id``/``is_correct`` derived from the question bank,
-   ``material_interactions``, ``exam_results``) of the events that were new, keep
-   ``app.study_sessions`` current, and record refused input in ``app.rejected_events``; commit.
+4. In ONE transaction: binary-COPY the rows into a temporary table; insert the
+   ``app.event_receipts`` rows (the idempotency ledger: a plain insert in a savepoint, redone
+   ``on conflict do nothing`` only if an event_id was already there); then the
+   ``app.study_events`` rows and the typed rows (``question_attempts`` with ``topic_id`` and
+   ``is_correct`` derived from the question bank, ``material_interactions``, ``exam_results``)
+   of the events that were new; keep ``app.study_sessions`` current; record refused input in
+   ``app.rejected_events``; commit. The schema checks the references of these rows once per
+   statement (see the migration) and refuses UPDATE/DELETE/TRUNCATE of ``study_events``.
+
+``track_batch`` runs step 4 for each chunk on ``batch_connections`` (default 2) connections of
+its own, in worker threads, while it validates the next chunk; a chunk's rows are split by session
+(by learner for events without one), so every session's events are applied in order by one
+worker. Server CPU is what limits throughput (``bench/ingest.py`` prints both sides' cost).
 
 Decisions (documented for the analytics side):
 
