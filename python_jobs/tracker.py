@@ -67,6 +67,7 @@ on the same connection is committed with the first call). Give it a connection o
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import json
 import math
@@ -112,6 +113,7 @@ __all__ = [
 ]
 
 IDLE_TIMEOUT = timedelta(minutes=30)
+ERASED_MESSAGE = "the learner was erased: the event is refused and its content not kept"
 DB_MAX_PROPERTIES_BYTES = 65536
 """The largest ``max_properties_bytes`` accepted (the schema's check on study_events.properties)."""
 JSONB_GROWTH_BOUND = 8
@@ -296,6 +298,8 @@ select event_id, user_id, exam_kind, occurred_at, scaled_score, passed, received
 from pg_temp.tracker_batch
 where event_type = 'exam_result'
 """
+
+SELECT_LEARNERS = "select id from app.users where id = any(%s) order by id for key share"
 
 SELECT_SESSIONS = """
 select id, user_id, started_at, last_activity_at, ended_at, end_reason
@@ -1107,6 +1111,7 @@ class Tracker:
         ``rejected``."""
         result = BatchResult()
         with conn.transaction():
+            rows = self._lock_learners(conn, rows, rejected)
             sessions = _Sessions(conn, rows, self.idle_timeout)
             rows = sessions.apply(rows, rejected)
             if rows:
@@ -1120,10 +1125,21 @@ class Tracker:
             if rejected:
                 rejected.sort(key=lambda item: item[0])
                 base = chunk[0][0]
+                erased = _erased_learners(conn, rejected)
                 items = []
-                for idx, errs in rejected:
+                for n, (idx, errs) in enumerate(rejected):
                     ev = chunk[idx - base][1]
                     uid = getattr(ev, "user_id", None)
+                    if type(uid) is UUID and uid.int in erased:
+                        # Keep no data about an erased learner: not even who the event claimed.
+                        errs = [FieldError("user_id", ERASED_MESSAGE)]
+                        rejected[n] = (idx, errs)
+                        payload = {
+                            "event_id": str(getattr(ev, "event_id", "")),
+                            "event_type": getattr(ev, "event_type", None),
+                        }
+                        items.append((payload, None, str(ValidationError(errs))))
+                        continue
                     payload = raw[idx] if raw is not None and idx in raw else ev
                     items.append(
                         (payload, uid if type(uid) is UUID else None, str(ValidationError(errs)))
@@ -1132,6 +1148,33 @@ class Tracker:
         result.rejected = len(rejected)
         result.rejections = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
         return result
+
+    def _lock_learners(
+        self,
+        conn: psycopg.Connection,
+        rows: list[tuple],
+        rejected: list[tuple[int, list[FieldError]]],
+    ) -> list[tuple]:
+        """Lock the rows' learners until commit (FOR KEY SHARE, as the schema's check will) and
+        refuse the events of learners erased since the cache saw them."""
+        if not rows:
+            return rows
+        learners = {r[R_USER].int: r[R_USER] for r in rows}
+        present = {
+            r[0].int for r in conn.execute(SELECT_LEARNERS, (sorted(learners.values()),)).fetchall()
+        }
+        if len(present) == len(learners):
+            return rows
+        gone = learners.keys() - present
+        self._users.difference_update(gone)
+        kept = []
+        for r in rows:
+            if r[R_USER].int in gone:
+                error = FieldError("user_id", f"unknown user {r[R_USER]} (erased)")
+                rejected.append((r[R_IDX], [error]))
+            else:
+                kept.append(r)
+        return kept
 
 
 @dataclass
@@ -1154,6 +1197,26 @@ def _first(row: tuple) -> int:
 def _sorted(result: BatchResult) -> BatchResult:
     result.rejections.sort(key=lambda r: r[0])
     return result
+
+
+def _erased_learners(
+    conn: psycopg.Connection, rejected: list[tuple[int, list[FieldError]]]
+) -> set[int]:
+    """UUID.int of the unknown learners among ``rejected`` that were erased (a completed
+    deletion request keeps only the SHA-256 of the id, see python_jobs.deletion)."""
+    claimed: dict[str, int] = {}
+    for _, errs in rejected:
+        for e in errs:
+            if e.field == "user_id" and e.message.startswith("unknown user "):
+                uid = UUID(e.message.split()[2])
+                claimed[hashlib.sha256(str(uid).encode()).hexdigest()] = uid.int
+    if not claimed:
+        return set()
+    rows = conn.execute(
+        "select subject_sha256 from app.deletion_requests where subject_sha256 = any(%s)",
+        (list(claimed),),
+    ).fetchall()
+    return {claimed[r[0]] for r in rows}
 
 
 def _insert_rejections(

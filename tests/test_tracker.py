@@ -18,6 +18,7 @@ import pytest
 from psycopg import errors
 
 from python_jobs import migrate
+from python_jobs.deletion import apply_deletions, request_deletion
 from python_jobs.events import (
     Event,
     ExamResult,
@@ -719,6 +720,54 @@ def test_event_and_typed_row_are_written_atomically(conn, ref):
     ).fetchone() == (0,)
     # The tracker is still usable afterwards.
     assert tracker.track(question(user, question_id=102, session_id=session)) is True
+
+
+def test_events_of_a_learner_erased_while_cached_are_rejected_not_fatal(conn, ref):
+    """A long-lived tracker still has the learner in its cache when the erasure runs; late
+    uploads for them are refused with a reason and the rest of the batch is stored."""
+    erased, other = ref.new_user(), ref.new_user()
+    tracker = Tracker(conn)
+    assert tracker.track(page_view(erased)) is True
+    conn.execute("select app.delete_user(%s)", (erased,))
+    conn.commit()
+    late = [question(erased), page_view(other), material(erased)]
+    result = tracker.track_batch(late)
+    assert (result.accepted, result.rejected) == (1, 2)
+    assert [i for i, _ in result.rejections] == [0, 2]
+    assert all("user_id: unknown user" in reason for _, reason in result.rejections)
+    with pytest.raises(ValidationError, match="user_id: unknown user"):
+        tracker.track(page_view(erased))
+    assert _count(conn, "study_events", late[1].event_id) == 1
+
+
+def test_events_of_an_erased_learner_leave_no_trace_of_them(conn, ref):
+    """After the pipeline's erasure (a completed deletion request keeps only a hash), late events
+    are still refused with a row in rejected_events, but that row names nobody."""
+    user = ref.new_user()
+    tracker = Tracker(conn)
+    tracker.track(page_view(user, ip=IPV4))
+    request_deletion(conn, user)
+    apply_deletions(conn)
+    late = page_view(user, ip=IPV4, properties={"page": "secret-notes"})
+    result = tracker.track_batch([late, page_view(user)])
+    assert result.rejected == 2
+    assert all("the learner was erased" in reason for _, reason in result.rejections)
+    with pytest.raises(ValidationError, match="user_id: the learner was erased"):
+        tracker.track_payload(
+            {
+                "event_type": "page_view",
+                "event_id": str(uuid.uuid4()),
+                "user_id": str(user),
+                "occurred_at": _now().isoformat(),
+            }
+        )
+    rows = conn.execute(
+        "select user_id, payload from app.rejected_events where reason like '%%was erased%%'"
+    ).fetchall()
+    assert len(rows) == 3
+    assert all(uid is None and str(user) not in payload for uid, payload in rows)
+    assert all("secret-notes" not in payload for _, payload in rows)
+    assert str(late.event_id) in rows[0][1]
 
 
 def test_the_database_refuses_unknown_references_and_removing_referenced_keys(conn, tracker, ref):
