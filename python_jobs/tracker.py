@@ -521,7 +521,10 @@ class Tracker:
                     user_id = UUID(claimed) if isinstance(claimed, str) else None
                 except (ValidationError, ValueError):
                     user_id = None
-            self._reject_now([(payload, user_id, str(err))])
+            if user_id is not None and self._was_erased(user_id):
+                self._reject_now([({"event_id": None}, None, str(err))])
+            else:
+                self._reject_now([(payload, user_id, str(err))])
             raise
         result, errors = self._process([(0, event)], raw={0: payload})
         if errors:
@@ -651,6 +654,11 @@ class Tracker:
         with conn.transaction():
             conn.execute(CREATE_TEMP_TABLES)
         return conn
+
+    def _was_erased(self, user_id: UUID) -> bool:
+        with self._transaction():
+            claim = [(0, [FieldError("user_id", f"unknown user {user_id}")])]
+            return bool(_erased_learners(self.conn, claim))
 
     def _reject_now(self, items: list[tuple[Any, UUID | None, str]]) -> None:
         with self._transaction():

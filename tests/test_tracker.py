@@ -761,6 +761,12 @@ def test_events_of_an_erased_learner_leave_no_trace_of_them(conn, ref):
                 "occurred_at": _now().isoformat(),
             }
         )
+    with pytest.raises(ValidationError, match="occurred_at: required"):  # fails to parse
+        tracker.track_payload({"event_type": "page_view", "user_id": str(user), "colour": "x"})
+    assert conn.execute(
+        "select count(*) from app.rejected_events where payload like %s or user_id = %s",
+        (f"%{user}%", user),
+    ).fetchone() == (0,)
     rows = conn.execute(
         "select user_id, payload from app.rejected_events where reason like '%%was erased%%'"
     ).fetchall()
