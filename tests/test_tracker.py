@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import errors
 
 from python_jobs import migrate
@@ -922,3 +924,74 @@ def test_close_idle_sessions(conn, tracker, ref):
     assert _session(conn, idle) == (t0, last, last, "idle_timeout")
     assert _session(conn, active)[2:] == (None, None)
     assert close_idle_sessions(conn, now) == 0
+
+
+SESSION_KINDS = ("start", "heartbeat", "question", "end")
+
+
+def _session_event(kind: str, user: uuid.UUID, sid: uuid.UUID, at: datetime) -> Event:
+    common = {"event_id": uuid.uuid4(), "user_id": user, "occurred_at": at, "session_id": sid}
+    if kind == "start":
+        return SessionStart(**common)
+    if kind == "heartbeat":
+        return SessionHeartbeat(**common)
+    if kind == "end":
+        return SessionEnd(**common, end_reason="app_closed")
+    return QuestionAttempt(**common, question_id=102, selected_answer="C")
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 2), st.sampled_from(SESSION_KINDS), st.integers(0, 150)),
+        min_size=1,
+        max_size=14,
+    ),
+    chunk_size=st.integers(1, 6),
+)
+def test_any_arrival_order_gives_the_same_sessions_batched_or_one_by_one(
+    conn, ref, steps, chunk_size
+):
+    user = ref.new_user()
+    t0 = _now() - timedelta(hours=6)
+    one_by_one = [uuid.uuid4() for _ in range(3)]
+    batched = [uuid.uuid4() for _ in range(3)]
+    single = Tracker(conn)
+    for s, kind, minute in steps:
+        single.track(_session_event(kind, user, one_by_one[s], t0 + timedelta(minutes=minute)))
+    events = [
+        _session_event(kind, user, batched[s], t0 + timedelta(minutes=minute))
+        for s, kind, minute in steps
+    ]
+    result = Tracker(conn, batch_connections=2).track_batch(events, chunk_size=chunk_size)
+    assert result.accepted == len(steps)
+    for a, b in zip(one_by_one, batched, strict=True):
+        assert _session(conn, a) == _session(conn, b)
+
+
+def test_an_autocommit_connection_works_too(migrated_db, ref):
+    user = ref.new_user()
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        tracker = Tracker(conn)
+        assert tracker.track(question(user)) is True
+        assert tracker.track_batch([page_view(user), material(user)]).accepted == 2
+        with pytest.raises(ValidationError):
+            tracker.track(question(user, confidence_level=7))
+        assert conn.execute(
+            "select count(*) from app.study_events where user_id = %s", (user,)
+        ).fetchone() == (3,)
+
+
+def test_future_check_is_relative_to_the_trusted_receive_time(conn, ref):
+    user = ref.new_user()
+    received = _now() - timedelta(days=5)
+    tracker = Tracker(conn, trust_received_at=True)
+    ahead = page_view(user, occurred_at=received + timedelta(days=2), received_at=received)
+    with pytest.raises(ValidationError, match="occurred_at: .* more than 1 day after the receive"):
+        tracker.track(ahead)  # three days ago by our clock, but two days after its receipt
+    fine = page_view(user, occurred_at=received + timedelta(hours=20), received_at=received)
+    assert tracker.track(fine) is True
