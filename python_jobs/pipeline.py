@@ -27,6 +27,9 @@ log = logging.getLogger("studyin.run")
 LOCK_KEY = 0x5354_5544  # "STUD": pg_advisory_lock key shared by every studyin run
 # Models that read the ml tables (and everything downstream of them) build after the jobs.
 AFTER_JOBS_SELECTOR = "source:ml+"
+# dbt unit tests check SQL logic on fixed inputs: they run in the test suite (make test), not
+# against production data every night.
+NIGHTLY_EXCLUDES = ["--exclude-resource-type", "unit_test"]
 
 
 class PipelineError(RuntimeError):
@@ -73,7 +76,7 @@ def _erase_and_close(ctx: RunContext) -> object:
 
 def _dbt_build(selector_args: list[str]) -> Callable[[RunContext], object]:
     def step(ctx: RunContext) -> object:
-        args = ["build", *selector_args]
+        args = ["build", *selector_args, *NIGHTLY_EXCLUDES]
         if ctx.full_refresh:
             args.append("--full-refresh")
         run_dbt(args, url=ctx.url, target_path=ctx.target_path)
