@@ -7,6 +7,9 @@
 --   decaying > prerequisite > weak > unstudied
 -- (decaying first: the learner knew the topic, time is the cause and a review is the cure;
 -- prerequisite before weak: it names the cause of the weakness). unstudied excludes the others.
+{%- set top_share = var('gap_unstudied_top_weight_share') | float %}
+{%- set top_share_words = 'top half' if top_share == 0.5 else 'top ' ~ (top_share * 100) | round(1) ~ '%' %}
+
 with
 
 current_mastery as (
@@ -289,7 +292,8 @@ final as (
                 when 'weak'
                     then 'weak: mastery ' || to_char(mastery, 'FM0.00') || '; ' || study_record
                 else 'unstudied: no attempts yet; board-exam weight '
-                    || to_char(board_exam_weight, 'FM0.0000') || ', in the top half of leaf topics'
+                    || to_char(board_exam_weight, 'FM0.0000')
+                    || ', in the {{ top_share_words }} of leaf topics by weight'
             end || exam_note
         )::text as evidence
     from described_gaps
