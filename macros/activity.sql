@@ -104,7 +104,7 @@
   (user_id, local_date) keys a per-learner-day mart must recompute: every local day with an
   event, attempt or material interaction received since the model's watermark, and every local
   day of a session such an event belongs to (a late event changes the idle gap of the activity
-  after it, which may fall on the next local day). Reads int_session_activities_gapped as already
+  after it, which may fall on the next local day). Reads int_session_days_aggregated as already
   updated by this run. `since` is a condition on an unqualified received_at column: pass
   received_since_watermark('received_at') (macros/incremental.sql).
 -#}
@@ -130,7 +130,7 @@
     select
         session_days.user_id,
         session_days.local_date
-    from {{ ref('int_session_activities_gapped') }} as session_days
+    from {{ ref('int_session_days_aggregated') }} as session_days
     where session_days.session_id in (
         select new_session_events.session_id
         from {{ ref('stg_app__study_events') }} as new_session_events

@@ -358,7 +358,7 @@ def test_delivery_was_batched_shuffled_and_late(built: Built):
 
 def test_incremental_tables_equal_a_full_refresh(built: Built):
     assert {f"marts.{m}" for m in MARTS_ACTIVITY} <= set(built.compared_tables)
-    assert "intermediate.int_session_activities_gapped" in built.compared_tables
+    assert "intermediate.int_session_days_aggregated" in built.compared_tables
     with psycopg.connect(built.url) as conn:
         for mart in MARTS_ACTIVITY:
             rows = conn.execute(

@@ -1,32 +1,11 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='session_id',
-        on_schema_change='fail',
-        indexes=[
-            {'columns': ['session_id']},
-            {'columns': ['user_id', 'local_date']},
-        ],
-        post_hook="{{ advance_watermark(['stg_app__study_events']) }}",
-    )
-}}
+{{ config(materialized='view') }}
 
 -- One row per event that belongs to a session, with the gap since the session's previous activity
 -- split into active and idle seconds: a gap longer than var('idle_gap_seconds') is idle as a whole.
 -- Each gap is attributed to the activity that ends it (and so to that activity's local day).
--- Incremental: every session with an event received since the watermark is recomputed whole.
+-- A view: the window is partitioned by session_id, so a filter on session_id (one session looked
+-- up by int_session_days_aggregated) is pushed below it to the event log's session index.
 with
-
-{% if is_incremental() %}
-    touched_sessions as (
-        select distinct session_id
-        from {{ ref('stg_app__study_events') }}
-        where
-            session_id is not null
-            and {{ received_since_watermark('received_at') }}
-    ),
-{% endif %}
 
 session_events as (
     select
@@ -35,11 +14,11 @@ session_events as (
         events.session_id,
         events.event_type,
         events.occurred_at,
-        events.local_date
-    from {{ from_touched(
-        ref('int_study_events_localized'), 'events', 'touched_sessions',
-        'keyed.session_id = touched_sessions.session_id'
-    ) }}
+        events.local_date,
+        attempts.is_correct as attempt_is_correct
+    from {{ ref('int_study_events_localized') }} as events
+    left join {{ ref('stg_app__question_attempts') }} as attempts
+        on events.event_id = attempts.event_id
     where events.session_id is not null
 ),
 
@@ -51,6 +30,7 @@ ordered as (
         event_type,
         occurred_at,
         local_date,
+        attempt_is_correct,
         row_number() over session_order as activity_number,
         lag(occurred_at) over session_order as previous_occurred_at
     from session_events
@@ -65,6 +45,7 @@ measured as (
         event_type,
         occurred_at,
         local_date,
+        attempt_is_correct,
         activity_number,
         previous_occurred_at,
         extract(epoch from occurred_at - previous_occurred_at)::numeric(14, 3) as gap_seconds
@@ -79,6 +60,8 @@ final as (
         event_type,
         occurred_at,
         local_date,
+        attempt_is_correct is not null as is_question_attempt,
+        coalesce(attempt_is_correct, false) as is_correct_attempt,
         activity_number::integer as activity_number,
         previous_occurred_at,
         gap_seconds,

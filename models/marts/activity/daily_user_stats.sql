@@ -28,12 +28,12 @@ events as (
     from {{ from_touched_user_days(ref('int_study_events_localized'), 'events', 'occurred_at') }}
 ),
 
-gaps as (
+session_days as (
     select
-        gaps.user_id,
-        gaps.local_date,
-        gaps.active_seconds
-    from {{ from_touched_user_days(ref('int_session_activities_gapped'), 'gaps', 'occurred_at') }}
+        session_days.user_id,
+        session_days.local_date,
+        session_days.active_seconds
+    from {{ from_touched_user_days(ref('int_session_days_aggregated'), 'session_days', 'first_activity_at') }}
 ),
 
 attempts as (
@@ -73,7 +73,7 @@ gap_stats as (
         user_id,
         local_date,
         sum(active_seconds) as active_seconds
-    from gaps
+    from session_days
     group by user_id, local_date
 ),
 

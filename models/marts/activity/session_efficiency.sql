@@ -15,7 +15,7 @@
 -- Grain: one row per study session (session_id as the events carry it).
 -- Active time is the sum of gaps between consecutive activities up to var('idle_gap_seconds');
 -- longer gaps are idle. Incremental: a session with an event received since the watermark is
--- recomputed whole from int_session_activities_gapped.
+-- recomputed whole from int_session_days_aggregated.
 with
 
 {% if is_incremental() %}
@@ -28,54 +28,40 @@ with
     ),
 {% endif %}
 
-session_activities as (
+session_days as (
     select
-        gaps.session_id,
-        gaps.user_id,
-        gaps.occurred_at,
-        gaps.local_date,
-        gaps.activity_number,
-        gaps.is_idle_gap,
-        gaps.active_seconds,
-        gaps.idle_seconds,
-        gaps.event_id
+        days.session_id,
+        days.user_id,
+        days.local_date,
+        days.is_start_day,
+        days.first_activity_at,
+        days.last_activity_at,
+        days.activities,
+        days.active_seconds,
+        days.idle_seconds,
+        days.idle_gaps,
+        days.questions_attempted,
+        days.questions_correct
     from {{ from_touched(
-        ref('int_session_activities_gapped'), 'gaps', 'touched_sessions',
+        ref('int_session_days_aggregated'), 'days', 'touched_sessions',
         'keyed.session_id = touched_sessions.session_id'
     ) }}
-),
-
-activities as (
-    select
-        session_activities.session_id,
-        session_activities.user_id,
-        session_activities.occurred_at,
-        session_activities.local_date,
-        session_activities.activity_number,
-        session_activities.is_idle_gap,
-        session_activities.active_seconds,
-        session_activities.idle_seconds,
-        attempts.event_id is not null as is_question_attempt,
-        coalesce(attempts.is_correct, false) as is_correct_attempt
-    from session_activities
-    left join {{ ref('stg_app__question_attempts') }} as attempts
-        on session_activities.event_id = attempts.event_id
 ),
 
 aggregated as (
     select
         session_id,
         user_id,
-        min(local_date) filter (where activity_number = 1) as local_date,
-        min(occurred_at) as started_at,
-        max(occurred_at) as last_activity_at,
-        count(*) as activities,
+        min(local_date) filter (where is_start_day) as local_date,
+        min(first_activity_at) as started_at,
+        max(last_activity_at) as last_activity_at,
+        sum(activities) as activities,
         sum(active_seconds) as active_seconds,
         sum(idle_seconds) as idle_seconds,
-        count(*) filter (where is_idle_gap) as idle_gaps,
-        count(*) filter (where is_question_attempt) as questions_attempted,
-        count(*) filter (where is_correct_attempt) as questions_correct
-    from activities
+        sum(idle_gaps) as idle_gaps,
+        sum(questions_attempted) as questions_attempted,
+        sum(questions_correct) as questions_correct
+    from session_days
     group by session_id, user_id
 ),
 

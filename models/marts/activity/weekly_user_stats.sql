@@ -12,7 +12,7 @@
 -- depends_on: {{ ref('int_study_events_localized') }}
 -- depends_on: {{ ref('int_question_attempts_localized') }}
 -- depends_on: {{ ref('int_material_interactions_localized') }}
--- depends_on: {{ ref('int_session_activities_gapped') }}
+-- depends_on: {{ ref('int_session_days_aggregated') }}
 -- (read only on incremental runs, to find the touched weeks)
 
 -- Grain: one row per learner and local ISO week (starting Monday) with any activity.
