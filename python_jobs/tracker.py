@@ -228,6 +228,7 @@ select event_id, user_id, occurred_at, received_at
 from pg_temp.tracker_batch
 """
 INSERT_RECEIPTS = INSERT_RECEIPTS_FAST + "on conflict (event_id) do nothing\n"
+SMALL_BATCH = 1000
 
 # Rows of this batch whose event_id was already stored (the receipt was not written by this
 # transaction: only run when the receipts insert stored fewer rows than the batch holds), and
@@ -1308,11 +1309,14 @@ def _write(
             write = copy.write_row
             for r in rows:
                 write(r)
-        try:
-            with conn.transaction():  # a savepoint
-                cur.execute(INSERT_RECEIPTS_FAST)
-        except psycopg.errors.UniqueViolation:
+        if len(rows) < SMALL_BATCH:  # the savepoint's round trips cost more than it saves
             cur.execute(INSERT_RECEIPTS)
+        else:
+            try:
+                with conn.transaction():  # a savepoint
+                    cur.execute(INSERT_RECEIPTS_FAST)
+            except psycopg.errors.UniqueViolation:
+                cur.execute(INSERT_RECEIPTS)
         stored = cur.rowcount
         if stored < len(rows):
             # Only after the fallback (top-level inserts), so xmin tells this transaction's rows.

@@ -249,6 +249,23 @@ def test_repeated_event_id_is_stored_once_batch_path(conn, tracker, ref):
     assert tracker.track_batch(batch) == BatchResult(accepted=0, duplicates=6, rejected=0)
 
 
+def test_repeats_in_a_large_batch_take_the_fallback_path(conn, ref):
+    """Large batches insert receipts without ON CONFLICT first; a repeat makes the batch go in
+    again with it, and the counts are the same."""
+    user = ref.new_user()
+    tracker = Tracker(conn)
+    stored = [page_view(user), page_view(user)]
+    tracker.track_batch(stored)
+    changed = GenericEvent(**(stored[1].__dict__ | {"properties": {"page": "other"}}))
+    fresh = [page_view(user) for _ in range(1200)]
+    result = tracker.track_batch([*fresh[:600], stored[0], changed, *fresh[600:]])
+    assert (result.accepted, result.duplicates, result.rejected) == (1200, 1, 1)
+    assert [i for i, _ in result.rejections] == [601]
+    assert conn.execute(
+        "select count(*) from app.study_events where user_id = %s", (user,)
+    ).fetchone() == (1202,)
+
+
 def test_repeated_event_id_with_different_content_keeps_the_first_and_rejects_the_rest(
     conn, tracker, ref
 ):
