@@ -465,6 +465,7 @@ class Tracker:
         max_past: timedelta = timedelta(days=3 * 366),
         idle_timeout: timedelta = IDLE_TIMEOUT,
         batch_connections: int = 2,
+        parallel_from: int = 10_000,
     ) -> None:
         if batch_connections < 0:
             raise ValueError("batch_connections must be >= 0")
@@ -479,6 +480,7 @@ class Tracker:
         self.max_past = max_past
         self.idle_timeout = idle_timeout
         self.batch_connections = batch_connections
+        self.parallel_from = parallel_from
         # Reference caches. Learners are kept as UUID.int: UUID hashing is pure Python.
         self._users: set[int] = set()
         self._questions: dict[int, tuple[int, str]] = {}  # id -> (topic_id, correct_answer)
@@ -544,9 +546,10 @@ class Tracker:
         row in app.rejected_events). ``progress(n)`` is called after each chunk is committed with
         the number of events that chunk held (an increment, as ``tqdm.update`` expects).
 
-        With ``batch_connections=N`` (default 2) the chunk's rows are stored by N worker threads,
-        each on a connection of its own (same server and credentials as the Tracker's), while
-        this thread validates the next chunk. A chunk's rows are split by session (events without
+        With ``batch_connections=N`` (default 2) and chunks of at least ``parallel_from`` events
+        (default 10,000), the chunk's rows are stored by N worker threads, each on a connection of
+        its own (same server and credentials as the Tracker's), while this thread validates the
+        next chunk. A chunk's rows are split by session (events without
         one: by learner), so each session's events are applied in arrival order by one worker;
         each worker commits its share of a chunk on its own.
         """
@@ -573,8 +576,15 @@ class Tracker:
         total = BatchResult()
         numbered = enumerate(events)
         self._commit_pending()
-        if self.batch_connections == 0:
-            while chunk := list(itertools.islice(numbered, chunk_size)):
+        first = list(itertools.islice(numbered, chunk_size))
+        if not first:
+            return total
+        chunks = itertools.chain(
+            [first], iter(lambda: list(itertools.islice(numbered, chunk_size)), [])
+        )
+        if self.batch_connections == 0 or len(first) < self.parallel_from:
+            # Small batches or chunks: worker connections would cost more than they save.
+            for chunk in chunks:
                 result, _ = self._process(chunk, raw=None)
                 total.add(result)
                 if progress is not None:
@@ -600,7 +610,7 @@ class Tracker:
             pending, pending_size = [], 0
 
         try:
-            while chunk := list(itertools.islice(numbered, chunk_size)):
+            for chunk in chunks:
                 checked = self._validate(chunk)
                 if not conns:
                     conns.extend(self._open_worker() for _ in range(n))

@@ -86,7 +86,9 @@ def ref(migrated_db: str) -> Ref:
 
 @pytest.fixture
 def tracker(conn: psycopg.Connection, ref: Ref) -> Iterator[Tracker]:
-    yield Tracker(conn)
+    """Batches of any size go through the worker connections (the default needs 10,000 events);
+    single events and the Trackers tests make themselves run inline."""
+    yield Tracker(conn, parallel_from=1)
 
 
 def _now() -> datetime:
@@ -249,11 +251,12 @@ def test_repeated_event_id_is_stored_once_batch_path(conn, tracker, ref):
     assert tracker.track_batch(batch) == BatchResult(accepted=0, duplicates=6, rejected=0)
 
 
-def test_repeats_in_a_large_batch_take_the_fallback_path(conn, ref):
+@pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
+def test_repeats_in_a_large_batch_take_the_fallback_path(conn, ref, parallel_from):
     """Large batches insert receipts without ON CONFLICT first; a repeat makes the batch go in
     again with it, and the counts are the same."""
     user = ref.new_user()
-    tracker = Tracker(conn)
+    tracker = Tracker(conn, parallel_from=parallel_from)
     stored = [page_view(user), page_view(user)]
     tracker.track_batch(stored)
     changed = GenericEvent(**(stored[1].__dict__ | {"properties": {"page": "other"}}))
@@ -984,7 +987,8 @@ def test_any_arrival_order_gives_the_same_sessions_batched_or_one_by_one(
         _session_event(kind, user, batched[s], t0 + timedelta(minutes=minute))
         for s, kind, minute in steps
     ]
-    result = Tracker(conn, batch_connections=2).track_batch(events, chunk_size=chunk_size)
+    batched_tracker = Tracker(conn, batch_connections=2, parallel_from=1)
+    result = batched_tracker.track_batch(events, chunk_size=chunk_size)
     assert result.accepted == len(steps)
     for a, b in zip(one_by_one, batched, strict=True):
         assert _session(conn, a) == _session(conn, b)
