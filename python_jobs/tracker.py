@@ -503,8 +503,8 @@ class Tracker:
 
     def track(self, event: Event) -> bool:
         """Store one event in one transaction. True if stored, False if its event_id was already
-        stored with the same content. Bad input: a row in app.rejected_events (committed), then
-        ValidationError."""
+        stored with the same content. Bad input (including an event_id already stored with other
+        content): a row in app.rejected_events (committed), then ValidationError."""
         result, errors = self._process([(0, event)], raw=None)
         if errors:
             raise ValidationError(errors[0])
@@ -549,9 +549,9 @@ class Tracker:
         With ``batch_connections=N`` (default 2) and chunks of at least ``parallel_from`` events
         (default 10,000), the chunk's rows are stored by N worker threads, each on a connection of
         its own (same server and credentials as the Tracker's), while this thread validates the
-        next chunk. A chunk's rows are split by session (events without
-        one: by learner), so each session's events are applied in arrival order by one worker;
-        each worker commits its share of a chunk on its own.
+        next chunk. A chunk's rows are split by session (events without one: by learner), so each
+        session's events are applied in arrival order by one worker; each worker commits its share
+        of a chunk on its own.
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
