@@ -2,7 +2,7 @@
 -- quality and the schedule after it (DESIGN.md section 4, "SM-2 at topic level").
 --
 -- Incremental (DESIGN.md section 5): attempts received since the watermark touch (user, topic) pairs;
--- each touched pair is replayed from its earliest touched day. The replay starts from the stored
+-- each touched pair is replayed from its learner's earliest touched day, starting from the stored
 -- state of the review just before that day (the fold is deterministic, so the stored prefix is what
 -- a replay from the first review would give) and rewrites every review on or after it. An arrival
 -- after the last review day folds forward from the stored last state; a late one, on or before the
@@ -17,7 +17,7 @@
             {'columns': ['user_id', 'topic_id', 'review_date'], 'unique': True},
             {'columns': ['state_received_at']},
         ],
-        post_hook=["{{ advance_watermark(['int_question_attempts_scored']) }}"],
+        post_hook=["{{ advance_watermark(['stg_app__question_attempts']) }}"],
     )
 }}
 
@@ -46,17 +46,28 @@ history_attempts as (
         where {{ received_since_watermark('received_at') }}
     ),
 
-    replay_starts as (
+    replay_learners as (
+        -- every learner with arrivals replays each topic they touched from their earliest touched
+        -- day (replaying a pair from an earlier day than needed gives the same rows)
         select
             user_id,
-            topic_id,
-            min(local_date) as replay_from
+            min(local_date) as replay_from,
+            array_agg(distinct topic_id) as topic_ids
         from arrived_attempts
-        group by user_id, topic_id
+        group by user_id
     ),
 
-    prior_states as (
-    -- the stored review just before each replay: the state the replay folds forward from
+    replay_starts as (
+        select
+            replay_learners.user_id,
+            touched.topic_id,
+            replay_learners.replay_from
+        from replay_learners
+        cross join unnest(replay_learners.topic_ids) as touched (topic_id)
+    ),
+
+    prior_states as materialized (
+        -- the stored review just before each replay: the state the replay folds forward from
         select
             replay_starts.user_id,
             replay_starts.topic_id,
@@ -93,24 +104,37 @@ history_attempts as (
         ) as stored_review
     ),
 
-    replayed_attempts as (
+    replayed_attempts as materialized (
+        -- each learner's attempts in their touched topics since the replay day, looked up once
+        -- per learner through the (user_id, answered_at) index: a lateral behind an offset-0
+        -- fence, materialized, as PostgreSQL would otherwise fold the lookups into one scan of
+        -- the whole history
         select
-            history_attempts.user_id,
-            history_attempts.topic_id,
-            history_attempts.local_date,
-            history_attempts.is_first_attempt,
-            history_attempts.is_correct,
-            history_attempts.quality,
-            history_attempts.received_at
-        from history_attempts
-        inner join replay_starts
-            on
-                history_attempts.user_id = replay_starts.user_id
-                and history_attempts.topic_id = replay_starts.topic_id
-                and history_attempts.local_date >= replay_starts.replay_from
-                -- a local day starts at most 14 hours before UTC midnight: lets the index on
-                -- (user_id, answered_at) skip the history before the replay
-                and history_attempts.answered_at >= ((replay_starts.replay_from - 1)::timestamp at time zone 'UTC')
+            replay_learners.user_id,
+            learner_history.topic_id,
+            learner_history.local_date,
+            learner_history.is_first_attempt,
+            learner_history.is_correct,
+            learner_history.quality,
+            learner_history.received_at
+        from replay_learners
+        cross join lateral (
+            select
+                history_attempts.topic_id,
+                history_attempts.local_date,
+                history_attempts.is_first_attempt,
+                history_attempts.is_correct,
+                history_attempts.quality,
+                history_attempts.received_at
+            from history_attempts
+            where
+                history_attempts.user_id = replay_learners.user_id
+                and history_attempts.topic_id = any(replay_learners.topic_ids)
+                and history_attempts.local_date >= replay_learners.replay_from
+                -- a local day starts at most 14 hours before its UTC midnight
+                and history_attempts.answered_at >= ((replay_learners.replay_from - 1)::timestamp at time zone 'UTC')
+            offset 0  -- noqa: AM09
+        ) as learner_history
     ),
 {% else %}
 prior_states as (
