@@ -20,12 +20,17 @@ with
     ),
 {% endif %}
 
-events as (
+-- Events inside sessions are counted through int_session_days_aggregated (one row per session and
+-- local day); the log itself is read only for the rare events outside any session.
+sessionless_events as (
     select
         events.user_id,
-        events.local_date,
-        events.session_id
-    from {{ from_touched_user_days(ref('int_study_events_localized'), 'events', 'occurred_at') }}
+        events.local_date
+    from {{ from_touched(
+        ref('int_study_events_localized'), 'events', 'touched_user_days',
+        on_touched_user_day('keyed', 'occurred_at') ~ ' and keyed.session_id is null'
+    ) }}
+    where events.session_id is null
 ),
 
 session_days as (
@@ -59,19 +64,11 @@ interactions as (
     from {{ from_touched_user_days(ref('int_material_interactions_localized'), 'interactions', 'occurred_at') }}
 ),
 
-event_stats as (
+session_stats as (
     select
         user_id,
         local_date,
-        count(distinct session_id) as sessions
-    from events
-    group by user_id, local_date
-),
-
-gap_stats as (
-    select
-        user_id,
-        local_date,
+        count(*) as sessions,
         sum(active_seconds) as active_seconds
     from session_days
     group by user_id, local_date
@@ -107,7 +104,12 @@ user_days as (
     select
         user_id,
         local_date
-    from event_stats
+    from session_stats
+    union
+    select
+        user_id,
+        local_date
+    from sessionless_events
     union
     select
         user_id,
@@ -124,8 +126,8 @@ joined as (
     select
         user_days.user_id,
         user_days.local_date,
-        coalesce(event_stats.sessions, 0) as sessions,
-        coalesce(gap_stats.active_seconds, 0) as active_seconds,
+        coalesce(session_stats.sessions, 0) as sessions,
+        coalesce(session_stats.active_seconds, 0) as active_seconds,
         coalesce(attempt_stats.questions_attempted, 0) as questions_attempted,
         coalesce(attempt_stats.questions_correct, 0) as questions_correct,
         coalesce(attempt_stats.first_attempts, 0) as first_attempts,
@@ -141,10 +143,8 @@ joined as (
             ) as studied (topic_id)
         ) as distinct_topics
     from user_days
-    left join event_stats
-        on user_days.user_id = event_stats.user_id and user_days.local_date = event_stats.local_date
-    left join gap_stats
-        on user_days.user_id = gap_stats.user_id and user_days.local_date = gap_stats.local_date
+    left join session_stats
+        on user_days.user_id = session_stats.user_id and user_days.local_date = session_stats.local_date
     left join attempt_stats
         on user_days.user_id = attempt_stats.user_id and user_days.local_date = attempt_stats.local_date
     left join interaction_stats

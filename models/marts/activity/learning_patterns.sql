@@ -46,54 +46,70 @@ cells as (
     group by user_id, local_hour, local_iso_dow
 ),
 
-hour_totals as (
+-- Window functions only (no self-join): each learner's rows are ranked in one sorted pass.
+with_hours as (
     select
         user_id,
         local_hour,
-        sum(attempts) as hour_attempts,
-        sum(correct_attempts) as hour_correct_attempts
+        local_iso_dow,
+        attempts,
+        correct_attempts,
+        sum(attempts) over user_hour as hour_attempts,
+        sum(correct_attempts) over user_hour as hour_correct_attempts
     from cells
-    group by user_id, local_hour
+    window user_hour as (partition by user_id, local_hour)
 ),
 
-ranked_hours as (
+ranked as (
     select
         user_id,
         local_hour,
-        row_number() over (
+        local_iso_dow,
+        attempts,
+        correct_attempts,
+        hour_attempts,
+        hour_correct_attempts,
+        hour_attempts >= {{ var('best_hour_min_attempts') }} as is_eligible_hour,
+        -- Hours never tie (local_hour is the last key), so rank 1 is exactly one hour.
+        dense_rank() over (
             partition by user_id
-            order by hour_correct_attempts::numeric / hour_attempts desc, hour_attempts desc, local_hour asc
+            order by
+                hour_attempts >= {{ var('best_hour_min_attempts') }} desc,
+                hour_correct_attempts::numeric / hour_attempts desc,
+                hour_attempts desc,
+                local_hour asc
         ) as hour_rank
-    from hour_totals
-    where hour_attempts >= {{ var('best_hour_min_attempts') }}
+    from with_hours
 ),
 
-best_hours as (
+best as (
     select
         user_id,
-        local_hour as best_local_hour
-    from ranked_hours
-    where hour_rank = 1
+        local_hour,
+        local_iso_dow,
+        attempts,
+        correct_attempts,
+        hour_attempts,
+        hour_correct_attempts,
+        max(local_hour) filter (where hour_rank = 1 and is_eligible_hour) over (
+            partition by user_id
+        ) as best_local_hour
+    from ranked
 ),
 
 final as (
     select
-        cells.user_id,
-        cells.local_hour::integer as local_hour,
-        cells.local_iso_dow::integer as local_iso_dow,
-        cells.attempts::integer as attempts,
-        cells.correct_attempts::integer as correct_attempts,
-        round(cells.correct_attempts::numeric / cells.attempts, 4)::numeric(5, 4) as accuracy,
-        hour_totals.hour_attempts::integer as hour_attempts,
-        round(hour_totals.hour_correct_attempts::numeric / hour_totals.hour_attempts, 4)::numeric(5, 4)
-            as hour_accuracy,
-        best_hours.best_local_hour::integer as best_local_hour,
-        coalesce(cells.local_hour = best_hours.best_local_hour, false) as is_best_hour
-    from cells
-    inner join hour_totals
-        on cells.user_id = hour_totals.user_id and cells.local_hour = hour_totals.local_hour
-    left join best_hours
-        on cells.user_id = best_hours.user_id
+        user_id,
+        local_hour::integer as local_hour,
+        local_iso_dow::integer as local_iso_dow,
+        attempts::integer as attempts,
+        correct_attempts::integer as correct_attempts,
+        round(correct_attempts::numeric / attempts, 4)::numeric(5, 4) as accuracy,
+        hour_attempts::integer as hour_attempts,
+        round(hour_correct_attempts::numeric / hour_attempts, 4)::numeric(5, 4) as hour_accuracy,
+        best_local_hour::integer as best_local_hour,
+        coalesce(local_hour = best_local_hour, false) as is_best_hour
+    from best
 )
 
 select * from final
