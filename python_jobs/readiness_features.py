@@ -26,7 +26,6 @@ fold is a plain Python loop (sequential by nature), over reviews, not attempts.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -69,7 +68,8 @@ class FeatureParams:
     coverage_min_attempts: int = 1  # a high-weight topic is covered once it has this many attempts
     inactivity_cap_days: int = 90  # days since last activity are capped here (also: never active)
     history_cap_days: int = 365  # days since the first activity are capped here
-    chunk_users: int = 1000  # learners per feature-computation chunk (bounds memory)
+    chunk_users: int = 1000  # at most this many learners per feature-computation chunk ...
+    chunk_cutoffs: int = 8000  # ... and this many cutoffs (learner x as-of day): bounds memory
 
 
 FEATURE_COLUMNS: tuple[str, ...] = (
@@ -600,9 +600,22 @@ def chunk_features(
     return pd.DataFrame({c: out[c] for c in ALL_COLUMNS}, index=cutoffs.index)
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+def _chunks(
+    users: Sequence[str], cutoffs_per_user: pd.Series, max_users: int, max_cutoffs: int
+) -> Iterator[list[str]]:
+    """Consecutive groups of learners: at most max_users, and at most max_cutoffs cutoffs unless
+    a single learner has more (memory grows with cutoffs x the learners' studied topics)."""
+    chunk: list[str] = []
+    cutoffs = 0
+    for user in users:
+        n = int(cutoffs_per_user[user])
+        if chunk and (len(chunk) >= max_users or cutoffs + n > max_cutoffs):
+            yield chunk
+            chunk, cutoffs = [], 0
+        chunk.append(user)
+        cutoffs += n
+    if chunk:
+        yield chunk
 
 
 def compute_features(
@@ -621,13 +634,15 @@ def compute_features(
         return pd.DataFrame(columns=list(ALL_COLUMNS), dtype=float)
     frame = cutoffs.copy()
     frame["as_of"] = [day_number(d) for d in pd.to_datetime(frame["as_of"]).dt.date]
-    users = sorted(frame["user_id"].astype(str).unique())
+    frame["user_id"] = frame["user_id"].astype(str)
+    per_user = frame["user_id"].value_counts()
+    users = sorted(per_user.index)
     parts = []
-    n_chunks = math.ceil(len(users) / features.chunk_users)
-    for i, chunk in enumerate(_chunks(users, features.chunk_users), start=1):
+    chunks = list(_chunks(users, per_user, features.chunk_users, features.chunk_cutoffs))
+    for i, chunk in enumerate(chunks, start=1):
         position = {u: k for k, u in enumerate(chunk)}
-        part = frame[frame["user_id"].astype(str).isin(position)].copy()
-        part["user_idx"] = part["user_id"].astype(str).map(position).astype(np.int64)
+        part = frame[frame["user_id"].isin(position)].copy()
+        part["user_idx"] = part["user_id"].map(position).astype(np.int64)
         part = part.sort_values(["user_idx", "as_of"], kind="stable")
         reviews, completions, daily, exams = _fetch_chunk(conn, chunk, int(part["as_of"].max()))
         parts.append(
@@ -636,7 +651,7 @@ def compute_features(
         log.debug(
             "features: chunk %d/%d, %d learners, %d cutoffs, %d reviews",
             i,
-            n_chunks,
+            len(chunks),
             len(chunk),
             len(part),
             len(reviews),
