@@ -8,6 +8,7 @@
 -- (decaying first: the learner knew the topic, time is the cause and a review is the cure;
 -- prerequisite before weak: it names the cause of the weakness). unstudied excludes the others.
 {%- set top_share = var('gap_unstudied_top_weight_share') | float %}
+{%- set exam_near_multiplier = var('gap_exam_near_multiplier') | float %}
 {%- set top_share_words = 'top half' if top_share == 0.5 else 'top ' ~ (top_share * 100) | round(1) ~ '%' %}
 
 with
@@ -30,12 +31,12 @@ current_mastery as (
     from {{ ref('topic_mastery_current') }}
 ),
 
-parent_mastery as (
+ancestors as (
     select
-        user_id,
-        topic_id,
-        mastery_including_unstudied
-    from {{ ref('topic_mastery_rollup') }}
+        leaf_topic_id,
+        leaf_board_exam_weight,
+        ancestor_topic_id
+    from {{ ref('int_topic_ancestors_flattened') }}
 ),
 
 users as (
@@ -99,6 +100,32 @@ unstudied as (
                 current_mastery.user_id = users_dated.user_id
                 and current_mastery.topic_id = leaf_topics.topic_id
         )
+),
+
+parent_prerequisites as (
+    -- prerequisites that are parent topics (none in the seed taxonomy), with their leaf weight
+    select
+        ancestors.ancestor_topic_id as topic_id,
+        sum(ancestors.leaf_board_exam_weight) as leaf_weight
+    from ancestors
+    where ancestors.ancestor_topic_id in (select prerequisites.prerequisite_topic_id from prerequisites)
+    group by ancestors.ancestor_topic_id
+),
+
+parent_mastery as (
+    -- a parent prerequisite's mastery: weighted over all its leaves, unstudied ones counting 0
+    -- (topic_mastery_rollup.mastery_including_unstudied, computed for these parents only)
+    select
+        current_mastery.user_id,
+        parent_prerequisites.topic_id,
+        sum(ancestors.leaf_board_exam_weight * current_mastery.mastery)
+        / nullif(max(parent_prerequisites.leaf_weight), 0) as mastery_including_unstudied
+    from parent_prerequisites
+    inner join ancestors
+        on parent_prerequisites.topic_id = ancestors.ancestor_topic_id
+    inner join current_mastery
+        on ancestors.leaf_topic_id = current_mastery.topic_id
+    group by current_mastery.user_id, parent_prerequisites.topic_id
 ),
 
 prerequisite_mastery as (
@@ -235,7 +262,8 @@ described_gaps as (
     select
         typed_gaps.*,
         (1 - typed_gaps.mastery) * typed_gaps.board_exam_weight
-        * case when typed_gaps.is_exam_near then {{ var('gap_exam_near_multiplier') }} else 1 end as priority,
+        * case when typed_gaps.is_exam_near then {{ exam_near_multiplier }} else 1 end
+            as priority,
         concat_ws(
             ', ',
             typed_gaps.attempts || ' attempts',
@@ -248,7 +276,7 @@ described_gaps as (
         case
             when typed_gaps.is_exam_near
                 then '; exam in ' || typed_gaps.days_until_exam || ' days (priority x'
-                    || {{ var('gap_exam_near_multiplier') }} || ')'
+                    || {{ exam_near_multiplier }} || ')'
             else ''
         end as exam_note
     from typed_gaps

@@ -87,30 +87,65 @@ completions as (
     ),
 {% endif %}
 
-latest_reviews as (
-    select distinct on (reviews.user_id, reviews.topic_id)
-        reviews.user_id,
-        reviews.topic_id,
-        reviews.review_date,
-        reviews.review_number,
-        reviews.quality,
-        reviews.easiness,
-        reviews.repetitions,
-        reviews.interval_days,
-        reviews.next_review_date,
-        reviews.cumulative_attempts,
-        reviews.cumulative_correct_attempts,
-        reviews.cumulative_first_attempts,
-        reviews.cumulative_first_attempts_correct
-    from reviews
-    {% if is_incremental() %}
-        inner join touched_pairs
-            on
+{% if is_incremental() %}
+    latest_reviews as (
+        -- the last review of each touched pair, one index lookup each
+        select
+            touched_pairs.user_id,
+            touched_pairs.topic_id,
+            last_review.review_date,
+            last_review.review_number,
+            last_review.quality,
+            last_review.easiness,
+            last_review.repetitions,
+            last_review.interval_days,
+            last_review.next_review_date,
+            last_review.cumulative_attempts,
+            last_review.cumulative_correct_attempts,
+            last_review.cumulative_first_attempts,
+            last_review.cumulative_first_attempts_correct
+        from touched_pairs
+        cross join lateral (
+            select
+                reviews.review_date,
+                reviews.review_number,
+                reviews.quality,
+                reviews.easiness,
+                reviews.repetitions,
+                reviews.interval_days,
+                reviews.next_review_date,
+                reviews.cumulative_attempts,
+                reviews.cumulative_correct_attempts,
+                reviews.cumulative_first_attempts,
+                reviews.cumulative_first_attempts_correct
+            from reviews
+            where
                 reviews.user_id = touched_pairs.user_id
                 and reviews.topic_id = touched_pairs.topic_id
-    {% endif %}
-    order by reviews.user_id asc, reviews.topic_id asc, reviews.review_date desc
-),
+            order by reviews.review_date desc
+            limit 1
+        ) as last_review
+    ),
+{% else %}
+    latest_reviews as (
+        select distinct on (reviews.user_id, reviews.topic_id)
+            reviews.user_id,
+            reviews.topic_id,
+            reviews.review_date,
+            reviews.review_number,
+            reviews.quality,
+            reviews.easiness,
+            reviews.repetitions,
+            reviews.interval_days,
+            reviews.next_review_date,
+            reviews.cumulative_attempts,
+            reviews.cumulative_correct_attempts,
+            reviews.cumulative_first_attempts,
+            reviews.cumulative_first_attempts_correct
+        from reviews
+        order by reviews.user_id asc, reviews.topic_id asc, reviews.review_date desc
+    ),
+{% endif %}
 
 topic_materials as (
     select
