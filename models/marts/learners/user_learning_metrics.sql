@@ -42,6 +42,22 @@ topic_mastery as (
     from {{ ref('topic_mastery_current') }}
 ),
 
+readiness_scores as (
+    select
+        user_id,
+        scored_at,
+        pass_probability
+    from {{ ref('stg_ml__exam_readiness_scores') }}
+),
+
+latest_readiness as (
+    select distinct on (user_id)
+        user_id,
+        pass_probability
+    from readiness_scores
+    order by user_id asc, scored_at desc
+),
+
 dated_users as (
     select
         user_id,
@@ -203,8 +219,7 @@ final as (
         metrics.longest_streak_days::integer as longest_streak_days,
         metrics.studied_topics::integer as studied_topics,
         metrics.mean_mastery::numeric(5, 4) as mean_mastery,
-        -- Joined from ml.exam_readiness_scores by the python-jobs work; null until then.
-        null::double precision as latest_exam_readiness,
+        latest_readiness.pass_probability::double precision as latest_exam_readiness,
         (case
             when metrics.accuracy_30d is not null and ranked.accuracy_30d_peers >= {{ var('cohort_min_learners') }}
                 then round(100 * ranked.accuracy_30d_rank::numeric, 2)
@@ -216,6 +231,8 @@ final as (
     from metrics
     inner join ranked
         on metrics.user_id = ranked.user_id
+    left join latest_readiness
+        on metrics.user_id = latest_readiness.user_id
 )
 
 select * from final
