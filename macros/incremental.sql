@@ -11,7 +11,9 @@
   Usage in a model:
     {{ config(materialized='incremental', incremental_strategy='delete+insert',
               unique_key=['user_id', 'local_date'],
-              post_hook=[advance_watermark(['stg_app__question_attempts', ...])]) }}
+              post_hook="{{ advance_watermark(['stg_app__question_attempts', ...]) }}") }}
+  (the hook must be a string: called directly in config() its refs resolve at parse time, to the
+  wrong schema)
     ... where {{ received_since_watermark('received_at') }}
 -#}
 
