@@ -67,7 +67,6 @@ from threadpoolctl import threadpool_limits
 from python_jobs.job_report import JobError, RunReport, query_frame, require_relations
 from python_jobs.paths import PROJECT_ROOT
 from python_jobs.readiness_features import (
-    ALL_COLUMNS,
     FEATURE_COLUMNS,
     PRIOR_EXAM_COLUMNS,
     FeatureParams,
@@ -174,19 +173,22 @@ def exam_features(
     conn: psycopg.Connection, labels: pd.DataFrame, options: ReadinessOptions
 ) -> pd.DataFrame:
     """Labelled rows: one per (exam, horizon) with its point-in-time features."""
-    cutoffs = training_cutoffs(labels, options.horizons)
-    features = compute_features(conn, cutoffs, options.mastery, options.features)
-    return pd.concat([cutoffs.drop(columns=["days_to_exam", "is_board"]), features], axis=1)
+    rows, _ = labelled_and_scoring_features(conn, labels, _no_learners(), options)
+    return rows
 
 
-def scoring_frame(conn: psycopg.Connection, options: ReadinessOptions, as_of: date) -> pd.DataFrame:
+def active_learners(
+    conn: psycopg.Connection, options: ReadinessOptions, as_of: date
+) -> pd.DataFrame:
+    """Scoring cutoffs: every learner with an event in the last ``active_days`` days, as of today,
+    for an exam of kind ``score_exam_kind`` on their exam date (see days_to_exam below)."""
     since = datetime.combine(
         as_of - timedelta(days=options.active_days - 1), datetime.min.time(), UTC
     )
     until = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), UTC)
     active = query_frame(conn, ACTIVE_SQL, {"since": since, "until": until})
     if active.empty:
-        return pd.DataFrame(columns=["user_id", "as_of", "days_to_exam", "is_board", *ALL_COLUMNS])
+        return _no_learners()
     horizon_max = max(options.horizons)
     exam_dates = pd.to_datetime(active["exam_date"]).dt.date
     days = [None if pd.isna(d) else (d - as_of).days for d in exam_dates]
@@ -197,13 +199,49 @@ def scoring_frame(conn: psycopg.Connection, options: ReadinessOptions, as_of: da
     ]
     active["as_of"] = as_of
     active["is_board"] = int(options.score_exam_kind == "board")
-    features = compute_features(
-        conn,
-        active[["user_id", "as_of", "days_to_exam", "is_board"]],
-        options.mastery,
-        options.features,
+    return active[list(CUTOFF_COLUMNS)]
+
+
+CUTOFF_COLUMNS = ("user_id", "as_of", "days_to_exam", "is_board")
+
+
+def _no_learners() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in CUTOFF_COLUMNS})
+
+
+def labelled_and_scoring_features(
+    conn: psycopg.Connection, labels: pd.DataFrame, active: pd.DataFrame, options: ReadinessOptions
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of the labelled exams (one row per exam and horizon) and of today's learners, in
+    one pass over the history (each learner's events are read once)."""
+    train = training_cutoffs(labels, options.horizons) if not labels.empty else None
+    parts = [active[list(CUTOFF_COLUMNS)]]
+    if train is not None:
+        parts.insert(0, train[list(CUTOFF_COLUMNS)])
+    cutoffs = pd.concat(parts, ignore_index=True)
+    features = compute_features(conn, cutoffs, options.mastery, options.features)
+    n_train = 0 if train is None else len(train)
+    rows = pd.DataFrame()
+    if train is not None:
+        rows = pd.concat(
+            [train.drop(columns=["days_to_exam", "is_board"]), features.iloc[:n_train]], axis=1
+        )
+    scoring = pd.concat(
+        [
+            active[["user_id", "as_of"]].reset_index(drop=True),
+            features.iloc[n_train:].reset_index(drop=True),
+        ],
+        axis=1,
     )
-    return pd.concat([active[["user_id", "as_of"]], features], axis=1)
+    return rows, scoring
+
+
+def scoring_frame(conn: psycopg.Connection, options: ReadinessOptions, as_of: date) -> pd.DataFrame:
+    """Today's learners with their features (no labelled exams)."""
+    _, scoring = labelled_and_scoring_features(
+        conn, labels=pd.DataFrame(), active=active_learners(conn, options, as_of), options=options
+    )
+    return scoring
 
 
 # --------------------------------------------------------------------------- split and models
@@ -692,8 +730,9 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
 
     labels = load_labels(conn, options, as_of)
     log.info("readiness: %d labelled exams up to %s", len(labels), as_of)
-    rows = exam_features(conn, labels, options) if not labels.empty else pd.DataFrame()
-    scoring = scoring_frame(conn, options, as_of)
+    rows, scoring = labelled_and_scoring_features(
+        conn, labels, active_learners(conn, options, as_of), options
+    )
     log.info("readiness: %d active learners to score", len(scoring))
 
     model: TrainedModel | None = None

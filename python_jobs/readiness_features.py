@@ -167,7 +167,7 @@ order by t.id
 # The chunk's learners are numbered 0..n-1 (their position in the array) so that every frame
 # carries small integers, not UUIDs. Local days are day numbers since 1970-01-01.
 CHUNK_CTE = """
-with chunk as (
+with chunk as not materialized (
     select c.user_id, (c.ord - 1)::int as user_idx, u.timezone
     from unnest(%(users)s::uuid[]) with ordinality as c (user_id, ord)
     inner join app.users as u on u.id = c.user_id
@@ -359,7 +359,7 @@ def _fetch_chunk(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     # An upper bound in UTC that is safely after the last local day in any timezone; the exact
     # local-day filter is applied in SQL after conversion.
-    until = pd.Timestamp(EPOCH) + pd.Timedelta(days=last_day + 2)
+    until = pd.Timestamp(EPOCH, tz="UTC") + pd.Timedelta(days=last_day + 2)
     params = {"users": list(users), "until": until.to_pydatetime(), "last_day": last_day}
     reviews = query_frame(conn, REVIEWS_SQL, params)
     completions = query_frame(conn, COMPLETIONS_SQL, params)

@@ -230,16 +230,17 @@ def test_features_ignore_events_after_the_exam(
     pd.testing.assert_frame_equal(before, after)
     # the control moves, so the added events are visible to the feature engine
     day_before = later_after["days_to_exam"] == 1
-    grew = (
-        later_after.loc[day_before, "log_attempts_total"].to_numpy()
-        > later_before.loc[day_before, "log_attempts_total"].to_numpy()
-    )
-    assert grew.all()
+    for column in ("log_attempts_total", "prior_exams"):
+        grew = (
+            later_after.loc[day_before, column].to_numpy()
+            > later_before.loc[day_before, column].to_numpy()
+        )
+        assert grew.all(), column
 
 
 def _add_events_after_exams(conn: psycopg.Connection, exam_ids: list[str]) -> int:
-    """For each exam: 12 correct answers and a material completion, from 1 minute to 5 days after
-    it, on the learner's own questions and materials (typed rows + events + receipts)."""
+    """For each exam: 12 correct answers, a material completion and a perfect practice exam, from
+    1 minute to 5 days after it, on the learner's own questions (typed rows, events, receipts)."""
     exams = conn.execute(
         """
         select e.user_id, e.taken_at,
@@ -258,7 +259,8 @@ def _add_events_after_exams(conn: psycopg.Connection, exam_ids: list[str]) -> in
             _insert_attempt(conn, user_id, question_id, at)
             rows += 1
         _insert_completion(conn, user_id, material_id, taken_at + timedelta(hours=2))
-        rows += 1
+        _insert_exam(conn, user_id, taken_at + timedelta(days=1))
+        rows += 2
     return rows
 
 
@@ -289,6 +291,15 @@ def _insert_attempt(conn: psycopg.Connection, user_id, question_id: int, at: dat
         from app.questions q where q.id = %(q)s
         """,
         {"e": event_id, "u": user_id, "q": question_id, "at": at},
+    )
+
+
+def _insert_exam(conn: psycopg.Connection, user_id, at: datetime) -> None:
+    event_id = _receipt(conn, user_id, at, "exam_result")
+    conn.execute(
+        "insert into app.exam_results (event_id, user_id, exam_kind, taken_at, scaled_score,"
+        " passed, received_at) values (%s, %s, 'practice', %s, 300, true, %s)",
+        (event_id, user_id, at, at),
     )
 
 
