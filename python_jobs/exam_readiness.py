@@ -4,7 +4,9 @@ Labels are ``app.exam_results`` (practice and board). For each labelled exam tak
 the features are computed point-in-time as of day X - h for every horizon h in ``horizons``
 (default 1, 7, 14, 28 days) from the raw history (``readiness_features``): board-weighted mastery
 (DESIGN's formula recomputed as of that day), coverage of the high-weight topics, recent accuracy,
-retrieval strength, volume, consistency, days to the exam (= h) and the exam kind. The h = 1 rows
+retrieval strength, volume, consistency, length of the record, days to the exam (= h), the exam
+kind and (option ``use_prior_exams``, on by default) the learner's earlier exam results, i.e. those
+taken on or before day X - h: count, last and mean scaled score, days since the last. The h = 1 rows
 are DESIGN's "as of the day before the exam" and are the rows every reported metric is computed
 on; the longer horizons teach the model what "N days before the exam" looks like, so that a learner
 whose exam is weeks away is scored for *their* exam date, not for tomorrow. Practice and board
