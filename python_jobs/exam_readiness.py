@@ -749,7 +749,13 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     window = (
         (labels["exam_day"].min(), labels["exam_day"].max()) if not labels.empty else (None, None)
     )
-    fingerprint = _fingerprint(rows, _options_record(options))
+    # the version depends on the data and on what shapes the model, not on speed/memory knobs
+    shaping = _options_record(options)
+    shaping.pop("threads")
+    shaping["features"] = {
+        k: v for k, v in shaping["features"].items() if k not in ("chunk_users", "chunk_cutoffs")
+    }
+    fingerprint = _fingerprint(rows, shaping)
     params: dict[str, Any] = {
         "options": _options_record(options),
         "features": list(model_columns(options)),
