@@ -69,7 +69,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from python_jobs.pipeline import PipelineError, PipelineLocked, RunContext, run_pipeline
 
     _configure_logging()
-    ctx = RunContext(url=db.ensure_server(), full_refresh=args.full_refresh)
+    ctx = RunContext(
+        url=db.ensure_server(), full_refresh=args.full_refresh, full_checks=args.full_checks
+    )
     try:
         durations = run_pipeline(ctx)
     except PipelineLocked as err:
@@ -157,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the nightly pipeline: migrate, erase, dbt build, jobs, docs")
     p.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model")
+    p.add_argument(
+        "--full-checks",
+        action="store_true",
+        help="also run the data tests that scan the whole event log (e.g. weekly)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
