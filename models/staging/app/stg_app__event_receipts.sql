@@ -1,0 +1,7 @@
+-- One select, no CTE, like every staging view (see the overview).
+select
+    event_id,
+    user_id,
+    occurred_at,
+    received_at
+from {{ source('app', 'event_receipts') }}
