@@ -4,17 +4,23 @@
     .venv/bin/python -m bench.run --profile large            # 10,000 learners x 90 days
     .venv/bin/python -m bench.run --profile large --only nightly,dashboards
 
-Figures (issue 6), each the median of ``--repeat`` runs where it is cheap enough to repeat:
+Figures (issue 6):
   ingest       tracker batch path, events/s                        target >= 50,000
   nightly      `studyin run` after one new day of events, s        target < 60
-  cost_ratio   the same increment on `days` vs `short_days` history target <= 1.3
+  cost_ratio   the same increments on `days` vs `short_days` history target <= 1.3
   full_rebuild `dbt build --full-refresh` of everything, s          target < 900 (and events/s)
   dashboards   analyses/ queries, 8 concurrent clients, p95 ms      target < 20 per query
   job_memory   peak RSS of each python job, MB                       target < 2,048
 
-History databases are built once per profile (the simulator through the tracker, then a first
-full pipeline run) and kept as templates; each nightly measurement copies the template and
-delivers the held-back last day into the copy, so every repeat measures the same increment.
+One simulation of `days + nightly_days` days builds the history databases (through the tracker,
+then a first full pipeline run): `bench_<profile>_<days>d` and, for the cost ratio,
+`bench_<profile>_<short_days>d` holding only the last `short_days` days of the same events. The
+`nightly_days` held-back days are then delivered one at a time into each history, in place, and
+`studyin run` is timed after each: the nightly figure is the median over those days, and both
+histories get exactly the same increments. (Copying a history per measurement, as a template,
+would need about 30 GB per copy at the large profile.) Histories are reused by a later run while
+no increment has been delivered to them; after a nightly measurement they are rebuilt.
+Full rebuild, dashboards and job memory run in place on the long history.
 Results go to bench/results/<profile>-<time>.json and .md (git-ignored).
 """
 
@@ -23,12 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import pickle
 import platform
+import queue
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +48,9 @@ import psycopg
 
 from python_jobs import db, migrate
 from python_jobs.dbt import run_dbt
+from python_jobs.events import Event
 from python_jobs.pipeline import RunContext, run_pipeline
+from python_jobs.tracker import BatchResult, Tracker
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -53,6 +65,7 @@ class Profile:
     short_days: int
     ingest_events: int
     dashboard_calls: int  # per client per query
+    nightly_days: int = 3  # held-back days, each delivered and timed: the nightly median
 
 
 PROFILES = {
@@ -85,83 +98,175 @@ def _exists(name: str) -> bool:
         )
 
 
-def _copy_database(template: str, name: str) -> str:
-    with psycopg.connect(_admin(), autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}" template "{template}"')
-    return db.with_database(_admin(), name)
-
-
 def _drop_database(name: str) -> None:
     with psycopg.connect(_admin(), autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-def _cache_file(name: str) -> Path:
-    return RESULTS / "cache" / f"{name}.increment.pickle"
+def _state_file(name: str) -> Path:
+    return RESULTS / "cache" / f"{name}.json"
 
 
-def build_history(profile: Profile, days: int, target: Path) -> str:
-    """Template database with `days` of history built, plus the held-back next day on disk."""
-    from python_jobs.simulator import generate, prepare
-    from python_jobs.tracker import Tracker
+def _increments_file(profile: Profile) -> Path:
+    return RESULTS / "cache" / f"bench_{profile.name}.increments.pickle"
 
-    name = f"bench_{profile.name}_{days}d"
-    if _exists(name) and _cache_file(name).exists():
-        log.info("history %s: reusing the template database", name)
-        return name
+
+def _create_database(name: str) -> str:
     _drop_database(name)
     with psycopg.connect(_admin(), autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     url = db.with_database(_admin(), name)
     migrate.upgrade(url)
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
-    cutoff = end - timedelta(days=1)
-    sim = generate(profile.users, days + 1, SEED, end=end)
-    held_back = []
+    return url
 
-    def history():
+
+class _Feed:
+    """Events handed from the simulator's thread to a tracker running in a thread of its own."""
+
+    def __init__(self, url: str) -> None:
+        self._queue: queue.Queue[list[Event] | None] = queue.Queue(maxsize=16)
+        self._buffer: list[Event] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed")
+        self._future = self._pool.submit(self._load, url)
+
+    def _load(self, url: str) -> BatchResult:
+        def events() -> Iterator[Event]:
+            while (chunk := self._queue.get()) is not None:
+                yield from chunk
+
+        with psycopg.connect(url) as conn:
+            return Tracker(conn, trust_received_at=True).track_batch(events())
+
+    def _put(self, item: list[Event] | None) -> None:
+        while True:
+            if self._future.done():  # the loader failed: surface its error here
+                self._future.result()
+                raise RuntimeError("the history loader stopped early")
+            try:
+                self._queue.put(item, timeout=1)
+                return
+            except queue.Full:
+                continue
+
+    def add(self, event: Event) -> None:
+        self._buffer.append(event)
+        if len(self._buffer) >= 10_000:
+            self._put(self._buffer)
+            self._buffer = []
+
+    def close(self) -> BatchResult:
+        self._put(self._buffer)
+        self._put(None)
+        try:
+            return self._future.result()
+        finally:
+            self._pool.shutdown()
+
+
+def build_histories(profile: Profile, target: Path, short: bool) -> tuple[str, str | None]:
+    """History databases of `days` (and `short_days`) before the held-back nightly days.
+
+    One simulation of `days + nightly_days` days feeds both: events received before the cutoff
+    go through the tracker into the long history (and, for the last `short_days` days, into the
+    short one too); events of each held-back day are kept on disk to be delivered one day at a
+    time, so both histories receive exactly the same increments. Each history then gets its
+    first full pipeline run. Reused while no increment has been delivered yet.
+    """
+    from tqdm import tqdm
+
+    from python_jobs.simulator import generate, prepare
+
+    long_name = f"bench_{profile.name}_{profile.days}d"
+    short_name = f"bench_{profile.name}_{profile.short_days}d" if short else None
+    names = [n for n in (long_name, short_name) if n]
+    if all(_exists(n) and _state(n).get("delivered") == 0 for n in names) and (
+        _increments_file(profile).exists()
+    ):
+        log.info("histories %s: reusing, no increment delivered yet", ", ".join(names))
+        return long_name, short_name
+
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    cutoff = end - timedelta(days=profile.nightly_days)
+    short_from = cutoff - timedelta(days=profile.short_days)
+    sim = generate(profile.users, profile.days + profile.nightly_days, SEED, end=end)
+    long_url = _create_database(long_name)
+    short_url = _create_database(short_name) if short_name else None
+    for url in (long_url, short_url):
+        if url:
+            with psycopg.connect(url) as conn:
+                prepare(conn, sim)
+    increments: list[list[Event]] = [[] for _ in range(profile.nightly_days)]
+    feed = _Feed(short_url) if short_url else None
+    bar = tqdm(desc="history: events", unit="ev", unit_scale=True)
+
+    def history() -> Iterator[Event]:
         for event in sim.events():
             if event.received_at <= cutoff:
+                if feed and event.received_at > short_from:
+                    feed.add(event)
                 yield event
             elif event.received_at <= end:
-                held_back.append(event)
+                day = math.ceil((event.received_at - cutoff) / timedelta(days=1)) - 1
+                increments[day].append(event)
 
     started = time.monotonic()
-    with psycopg.connect(url) as conn:
-        prepare(conn, sim)
-        result = Tracker(conn, trust_received_at=True).track_batch(history())
-    log.info("history %s: %s events in %.0fs", name, result.accepted, time.monotonic() - started)
-    _cache_file(name).parent.mkdir(parents=True, exist_ok=True)
-    _cache_file(name).write_bytes(pickle.dumps(held_back))
-    started = time.monotonic()
-    run_pipeline(RunContext(url=url, target_path=target))
-    log.info("history %s: first full pipeline in %.0fs", name, time.monotonic() - started)
-    return name
-
-
-def measure_nightly(template: str, target: Path, repeat: int) -> dict[str, Any]:
-    from python_jobs.tracker import Tracker
-
-    increment = pickle.loads(_cache_file(template).read_bytes())
-    seconds = []
-    for i in range(repeat):
-        url = _copy_database(template, f"{template}_run{i}")
-        with psycopg.connect(url) as conn:
-            Tracker(conn, trust_received_at=True).track_batch(increment)
+    try:
+        with psycopg.connect(long_url) as conn:
+            result = Tracker(conn, trust_received_at=True).track_batch(
+                history(), progress=bar.update
+            )
+    finally:
+        bar.close()
+        short_result = feed.close() if feed else None
+    log.info(
+        "history %s: %s events in %.0fs%s",
+        long_name,
+        f"{result.accepted:,}",
+        time.monotonic() - started,
+        f"; {short_name}: {short_result.accepted:,}" if short_result else "",
+    )
+    _increments_file(profile).write_bytes(pickle.dumps(increments))
+    for name in names:
         started = time.monotonic()
-        run_pipeline(RunContext(url=url, target_path=target))
-        seconds.append(time.monotonic() - started)
-        _drop_database(f"{template}_run{i}")
+        run_pipeline(RunContext(url=db.with_database(_admin(), name), target_path=target))
+        seconds = time.monotonic() - started
+        log.info("history %s: first full pipeline in %.0fs", name, seconds)
+        _state_file(name).write_text(json.dumps({"delivered": 0, "first_run_s": seconds}))
+    return long_name, short_name
+
+
+def _state(name: str) -> dict[str, Any]:
+    path = _state_file(name)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def measure_nightly(names: list[str], profile: Profile, target: Path) -> dict[str, Any]:
+    """Deliver each held-back day into every history in turn and time `studyin run` after it."""
+    increments = pickle.loads(_increments_file(profile).read_bytes())
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for day, events in enumerate(increments, start=1):
+        for name in names:
+            url = db.with_database(_admin(), name)
+            with psycopg.connect(url) as conn:
+                Tracker(conn, trust_received_at=True).track_batch(events)
+            started = time.monotonic()
+            run_pipeline(RunContext(url=url, target_path=target))
+            runs[name].append(time.monotonic() - started)
+            _state_file(name).write_text(json.dumps({**_state(name), "delivered": day}))
+            log.info("nightly %s day %d: %s events, %.1fs", name, day, len(events), runs[name][-1])
     return {
-        "increment_events": len(increment),
-        "runs_s": seconds,
-        "median_s": statistics.median(seconds),
+        name: {
+            "increment_events": [len(e) for e in increments],
+            "runs_s": seconds,
+            "median_s": statistics.median(seconds),
+        }
+        for name, seconds in runs.items()
     }
 
 
-def measure_full_rebuild(template: str, target: Path, repeat: int) -> dict[str, Any]:
-    url = _copy_database(template, f"{template}_full")
+def measure_full_rebuild(name: str, target: Path, repeat: int) -> dict[str, Any]:
+    """`dbt build --full-refresh` of everything, in place (it rebuilds the same rows)."""
+    url = db.with_database(_admin(), name)
     with psycopg.connect(url) as conn:
         events = conn.execute("select count(*) from app.study_events").fetchone()[0]
     seconds = []
@@ -169,7 +274,7 @@ def measure_full_rebuild(template: str, target: Path, repeat: int) -> dict[str, 
         started = time.monotonic()
         run_dbt(["build", "--full-refresh"], url=url, target_path=target)
         seconds.append(time.monotonic() - started)
-    _drop_database(f"{template}_full")
+        log.info("full rebuild %s: %.0fs", name, seconds[-1])
     median = statistics.median(seconds)
     return {
         "events": events,
@@ -187,14 +292,11 @@ def measure_dashboards(template: str, target: Path, calls: int) -> list[dict[str
     return [asdict(q) for q in measure(url, queries, clients=8, calls_per_client=calls)]
 
 
-def measure_jobs(template: str, target: Path) -> list[dict[str, Any]]:
+def measure_jobs(name: str, target: Path) -> list[dict[str, Any]]:
     from bench.jobs import run_job
 
-    url = _copy_database(template, f"{template}_jobs")
-    try:
-        return [run_job(job, url, target / "plots") for job in ("readiness", "gaps")]
-    finally:
-        _drop_database(f"{template}_jobs")
+    url = db.with_database(_admin(), name)
+    return [run_job(job, url, target / "plots") for job in ("readiness", "gaps")]
 
 
 def machine() -> dict[str, Any]:
@@ -281,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs per median (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="full rebuilds per median (default 1)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"
@@ -304,21 +408,20 @@ def main(argv: list[str] | None = None) -> int:
         figures["ingest"] = {"events": profile.ingest_events, "events_per_s": rate}
     needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory"}
     if needs_long & set(wanted):
-        long_history = build_history(profile, profile.days, target)
+        long_history, short_history = build_histories(profile, target, "cost_ratio" in wanted)
         if "nightly" in wanted or "cost_ratio" in wanted:
-            figures["nightly"] = measure_nightly(long_history, target, args.repeat)
-        if "cost_ratio" in wanted:
-            short_history = build_history(profile, profile.short_days, target)
-            short = measure_nightly(short_history, target, args.repeat)
-            figures["cost_ratio"] = {
-                "long_median_s": figures["nightly"]["median_s"],
-                "short_median_s": short["median_s"],
-                "ratio": figures["nightly"]["median_s"] / short["median_s"],
-            }
-        if "full_rebuild" in wanted:
-            figures["full_rebuild"] = measure_full_rebuild(
-                long_history, target, max(1, args.repeat // 2)
+            nightly = measure_nightly(
+                [n for n in (long_history, short_history) if n], profile, target
             )
+            figures["nightly"] = nightly[long_history]
+            if short_history:
+                figures["cost_ratio"] = {
+                    "long_median_s": nightly[long_history]["median_s"],
+                    "short_median_s": nightly[short_history]["median_s"],
+                    "ratio": nightly[long_history]["median_s"] / nightly[short_history]["median_s"],
+                }
+        if "full_rebuild" in wanted:
+            figures["full_rebuild"] = measure_full_rebuild(long_history, target, args.repeat)
         if "dashboards" in wanted:
             figures["dashboards"] = measure_dashboards(
                 long_history, target, profile.dashboard_calls
