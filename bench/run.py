@@ -12,14 +12,14 @@ Figures (issue 6):
   dashboards   analyses/ queries, 8 concurrent clients, p95 ms      target < 20 per query
   job_memory   peak RSS of each python job, MB                       target < 2,048
 
-One simulation of `days + nightly_days` days builds the history databases (through the tracker,
-then a first full pipeline run): `bench_<profile>_<days>d` and, for the cost ratio,
+One simulation of `days + held_back_days` days builds the history databases (through the
+tracker, then a first full pipeline run): `bench_<profile>_<days>d` and, for the cost ratio,
 `bench_<profile>_<short_days>d` holding only the last `short_days` days of the same events. The
-`nightly_days` held-back days are then delivered one at a time into each history, in place, and
-`studyin run` is timed after each: the nightly figure is the median over those days, and both
+held-back days are then delivered one at a time into each history, in place, and `studyin run`
+is timed after each: the nightly figure is the median over `--nightly-runs` days, and both
 histories get exactly the same increments. (Copying a history per measurement, as a template,
-would need about 30 GB per copy at the large profile.) Histories are reused by a later run while
-no increment has been delivered to them; after a nightly measurement they are rebuilt.
+would need about 30 GB per copy at the large profile.) A later run reuses the histories and
+delivers the next held-back days; when too few are left, the histories are built again.
 Full rebuild, dashboards and job memory run in place on the long history.
 Results go to bench/results/<profile>-<time>.json and .md (git-ignored).
 """
@@ -65,15 +65,27 @@ class Profile:
     short_days: int
     ingest_events: int
     dashboard_calls: int  # per client per query
-    nightly_days: int = 3  # held-back days, each delivered and timed: the nightly median
+    held_back_days: int  # days simulated after the history, delivered one per nightly run
 
 
 PROFILES = {
     "small": Profile(
-        "small", users=200, days=30, short_days=10, ingest_events=200_000, dashboard_calls=50
+        "small",
+        users=200,
+        days=30,
+        short_days=10,
+        ingest_events=200_000,
+        dashboard_calls=50,
+        held_back_days=6,
     ),
     "large": Profile(
-        "large", users=10_000, days=90, short_days=30, ingest_events=1_000_000, dashboard_calls=200
+        "large",
+        users=10_000,
+        days=90,
+        short_days=30,
+        ingest_events=1_000_000,
+        dashboard_calls=200,
+        held_back_days=9,
     ),
 }
 
@@ -163,14 +175,17 @@ class _Feed:
             self._pool.shutdown()
 
 
-def build_histories(profile: Profile, target: Path, short: bool) -> tuple[str, str | None]:
-    """History databases of `days` (and `short_days`) before the held-back nightly days.
+def build_histories(
+    profile: Profile, target: Path, short: bool, nightly_runs: int
+) -> tuple[str, str | None]:
+    """History databases of `days` (and `short_days`) before the held-back days.
 
-    One simulation of `days + nightly_days` days feeds both: events received before the cutoff
+    One simulation of `days + held_back_days` days feeds both: events received before the cutoff
     go through the tracker into the long history (and, for the last `short_days` days, into the
     short one too); events of each held-back day are kept on disk to be delivered one day at a
     time, so both histories receive exactly the same increments. Each history then gets its
-    first full pipeline run. Reused while no increment has been delivered yet.
+    first full pipeline run. Reused while both have received the same held-back days and
+    `nightly_runs` more are left.
     """
     from tqdm import tqdm
 
@@ -179,23 +194,27 @@ def build_histories(profile: Profile, target: Path, short: bool) -> tuple[str, s
     long_name = f"bench_{profile.name}_{profile.days}d"
     short_name = f"bench_{profile.name}_{profile.short_days}d" if short else None
     names = [n for n in (long_name, short_name) if n]
-    if all(_exists(n) and _state(n).get("delivered") == 0 for n in names) and (
-        _increments_file(profile).exists()
+    delivered = {_state(n).get("delivered") if _exists(n) else None for n in names}
+    if (
+        len(delivered) == 1
+        and (done := delivered.pop()) is not None
+        and done + nightly_runs <= profile.held_back_days
+        and _increments_file(profile).exists()
     ):
-        log.info("histories %s: reusing, no increment delivered yet", ", ".join(names))
+        log.info("histories %s: reusing, %d held-back days delivered", ", ".join(names), done)
         return long_name, short_name
 
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    cutoff = end - timedelta(days=profile.nightly_days)
+    cutoff = end - timedelta(days=profile.held_back_days)
     short_from = cutoff - timedelta(days=profile.short_days)
-    sim = generate(profile.users, profile.days + profile.nightly_days, SEED, end=end)
+    sim = generate(profile.users, profile.days + profile.held_back_days, SEED, end=end)
     long_url = _create_database(long_name)
     short_url = _create_database(short_name) if short_name else None
     for url in (long_url, short_url):
         if url:
             with psycopg.connect(url) as conn:
                 prepare(conn, sim)
-    increments: list[list[Event]] = [[] for _ in range(profile.nightly_days)]
+    increments: list[list[Event]] = [[] for _ in range(profile.held_back_days)]
     feed = _Feed(short_url) if short_url else None
     bar = tqdm(desc="history: events", unit="ev", unit_scale=True)
 
@@ -240,11 +259,18 @@ def _state(name: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def measure_nightly(names: list[str], profile: Profile, target: Path) -> dict[str, Any]:
-    """Deliver each held-back day into every history in turn and time `studyin run` after it."""
+def measure_nightly(
+    names: list[str], profile: Profile, target: Path, nightly_runs: int
+) -> dict[str, Any]:
+    """Deliver the next `nightly_runs` held-back days into every history in turn, timing
+    `studyin run` after each day."""
     increments = pickle.loads(_increments_file(profile).read_bytes())
+    first = _state(names[0])["delivered"]
     runs: dict[str, list[float]] = {name: [] for name in names}
-    for day, events in enumerate(increments, start=1):
+    sizes = []
+    for day in range(first + 1, first + nightly_runs + 1):
+        events = increments[day - 1]
+        sizes.append(len(events))
         for name in names:
             url = db.with_database(_admin(), name)
             with psycopg.connect(url) as conn:
@@ -256,7 +282,8 @@ def measure_nightly(names: list[str], profile: Profile, target: Path) -> dict[st
             log.info("nightly %s day %d: %s events, %.1fs", name, day, len(events), runs[name][-1])
     return {
         name: {
-            "increment_events": [len(e) for e in increments],
+            "held_back_days": list(range(first + 1, first + nightly_runs + 1)),
+            "increment_events": sizes,
             "runs_s": seconds,
             "median_s": statistics.median(seconds),
         }
@@ -386,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="full rebuilds per median (default 1)"
     )
+    parser.add_argument(
+        "--nightly-runs",
+        type=int,
+        default=3,
+        help="held-back days delivered and timed per nightly median (default 3)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"
@@ -408,10 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         figures["ingest"] = {"events": profile.ingest_events, "events_per_s": rate}
     needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory"}
     if needs_long & set(wanted):
-        long_history, short_history = build_histories(profile, target, "cost_ratio" in wanted)
+        long_history, short_history = build_histories(
+            profile, target, "cost_ratio" in wanted, args.nightly_runs
+        )
         if "nightly" in wanted or "cost_ratio" in wanted:
             nightly = measure_nightly(
-                [n for n in (long_history, short_history) if n], profile, target
+                [n for n in (long_history, short_history) if n], profile, target, args.nightly_runs
             )
             figures["nightly"] = nightly[long_history]
             if short_history:
