@@ -66,7 +66,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from python_jobs.job_report import JobError, RunReport, query_frame, require_relations
+from python_jobs.job_report import (
+    DBT_FIRST,
+    JobError,
+    RunReport,
+    query_frame,
+    require_relations,
+)
 from python_jobs.paths import PROJECT_ROOT
 from python_jobs.readiness_features import (
     FEATURE_COLUMNS,
@@ -717,6 +723,8 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             "app.exam_results": "run `studyin migrate` first",
             "ml.model_runs": "run `studyin migrate` first (the ml schema is missing)",
             "ml.exam_readiness_scores": "run `studyin migrate` first (the ml schema is missing)",
+            "intermediate.int_topic_reviews_scheduled": DBT_FIRST,
+            "marts.daily_user_stats": DBT_FIRST,
         },
     )
     if options.calibration_method not in ("sigmoid", "isotonic"):

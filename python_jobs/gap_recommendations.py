@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime
 
 import psycopg
 
-from python_jobs.job_report import JobError, RunReport, require_relations
+from python_jobs.job_report import DBT_FIRST, JobError, RunReport, require_relations
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,6 @@ from candidates
 """
 
 COLUMNS = "user_id, topic_id, rank, action, target_id, reason"
-DBT_FIRST = "run dbt build first (`studyin run` or `studyin dbt build`)"
 
 
 def run_gap_recommendations(

@@ -41,6 +41,9 @@ class RunReport:
         return self.summary()
 
 
+DBT_FIRST = "run dbt build first (`studyin run` or `studyin dbt build`)"
+
+
 def require_relations(conn: psycopg.Connection, relations: dict[str, str]) -> None:
     """Raise JobError naming the first missing relation and the command that creates it."""
     for relation, remedy in relations.items():

@@ -5,22 +5,27 @@ interactions whose local day (in the learner's own timezone) is on or before D, 
 exam are computed with D = the day before the exam's local day and nothing at or after the exam can
 leak in. The same code scores today's learners with D = today.
 
-Per leaf topic the mastery of DESIGN.md section 4 is recomputed as of D (not read from the marts,
-which only hold today's state):
+Per leaf topic the mastery of DESIGN.md section 4 is recomputed as of D (the marts only hold
+today's state) from the review log the dbt project keeps incrementally,
+``intermediate.int_topic_reviews_scheduled``: one row per (learner, leaf topic, local day) with the
+SM-2 interval and the cumulative attempt counts after that review. The last review on or before D
+gives, per topic:
 
-- a review is one (learner, leaf topic, local day) with attempts; its quality is the half-up rounded
-  mean of the attempts' qualities; SM-2 (EF kept exact in hundredths, integer arithmetic) folds the
-  reviews in day order, giving the interval I after each review;
 - retrieval_strength = 0.9 ^ ((D - last review day) / I), 0 when never reviewed;
-- accuracies are smoothed (correct + 1) / (attempts + 2), cumulative up to D;
+- accuracies smoothed (correct + 1) / (attempts + 2), cumulative up to D;
 - mastery = 0.30 first-attempt accuracy + 0.20 accuracy + 0.30 retrieval + 0.20 materials
   completion (completed share of the topic's materials; without materials the 0.20 is spread over
   the other three in proportion).
 
+Reading that log, not the raw attempts, keeps the job's cost near the number of reviews (about a
+tenth of the attempts) and leaves one SM-2 implementation, the SQL one that is tested against
+``supermemo2``. Day-level activity (windows, active days, streaks) comes from the
+``daily_user_stats`` mart: an active day is a local day with any event. The job therefore runs
+after dbt has built those models.
+
 Learners are processed in chunks (``chunk_users``) so memory stays bounded at any number of
 learners; within a chunk everything is vectorised with numpy (``searchsorted`` over sorted
-(pair, day) keys finds "the last review on or before D" for every cutoff at once). Only the SM-2
-fold is a plain Python loop (sequential by nature), over reviews, not attempts.
+(pair, day) keys finds "the last review on or before D" for every cutoff at once).
 """
 
 from __future__ import annotations
@@ -53,9 +58,6 @@ class MasteryParams:
     smoothing_correct: float = 1.0  # (correct + 1) / (attempts + 2)
     smoothing_attempts: float = 2.0
     retrieval_base: float = 0.9  # retrieval strength on the due date
-    sm2_initial_ef_hundredths: int = 250  # EF = 2.50
-    sm2_min_ef_hundredths: int = 130  # EF floor 1.30
-    sm2_pass_quality: int = 3  # q >= 3 is a successful review
 
 
 @dataclass(frozen=True)
@@ -110,48 +112,6 @@ def day_number(value: date) -> int:
     return (value - EPOCH).days
 
 
-# --------------------------------------------------------------------------- SM-2
-
-
-def sm2_intervals(
-    group_start: np.ndarray, quality: np.ndarray, params: MasteryParams = MasteryParams()
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fold SM-2 over reviews sorted by (group, day): interval, repetitions and EF (hundredths)
-    after each review. ``group_start`` marks the first review of each learner-topic.
-
-    EF moves in steps of 0.02, so it is held as an integer number of hundredths and
-    ceil(I * EF) = ceil(I * ef / 100) is exact integer arithmetic: no float drift.
-    """
-    n_rows = len(quality)
-    intervals = np.empty(n_rows, dtype=np.int64)
-    repetitions = np.empty(n_rows, dtype=np.int64)
-    easiness = np.empty(n_rows, dtype=np.int64)
-    ef0, ef_min, passing = (
-        params.sm2_initial_ef_hundredths,
-        params.sm2_min_ef_hundredths,
-        params.sm2_pass_quality,
-    )
-    # EF change per quality in hundredths: 100 * (0.1 - (5-q)(0.08 + 0.02(5-q)))
-    delta = [10 - (5 - q) * (8 + 2 * (5 - q)) for q in range(6)]
-    ef, n, interval = ef0, 0, 0
-    for i, (start, q) in enumerate(zip(group_start.tolist(), quality.tolist(), strict=True)):
-        if start:
-            ef, n, interval = ef0, 0, 0
-        if q >= passing:
-            if n == 0:
-                interval = 1
-            elif n == 1:
-                interval = 6
-            else:
-                interval = -((-interval * ef) // 100)  # ceil with the EF from before this review
-            n += 1
-        else:
-            n, interval = 0, 1
-        ef = max(ef_min, ef + delta[q])
-        intervals[i], repetitions[i], easiness[i] = interval, n, ef
-    return intervals, repetitions, easiness
-
-
 # --------------------------------------------------------------------------- loading
 
 TOPICS_SQL = """
@@ -176,43 +136,20 @@ with chunk as not materialized (
 
 REVIEWS_SQL = (
     CHUNK_CTE
-    + """,
-attempts as (
-    select
-        chunk.user_idx,
-        qa.topic_id,
-        (qa.answered_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
-        qa.is_correct,
-        qa.attempt_number = 1 as is_first,
-        case
-            when qa.selected_answer is null then 0
-            when qa.is_correct and not qa.hint_used and qa.confidence_level >= 4 then 5
-            when qa.is_correct and not qa.hint_used
-                and (qa.confidence_level = 3 or qa.confidence_level is null) then 4
-            when qa.is_correct then 3
-            when qa.confidence_level <= 2 then 2
-            when qa.confidence_level = 3 or qa.confidence_level is null then 1
-            else 0
-        end as quality
-    from app.question_attempts as qa
-    inner join chunk on chunk.user_id = qa.user_id
-    where
-        qa.answered_at < %(until)s
-        and not exists (select 1 from app.topics as child where child.parent_id = qa.topic_id)
-)
+    + """
 select
-    user_idx,
-    topic_id,
-    local_day,
-    count(*) as attempts,
-    count(*) filter (where is_correct) as correct,
-    count(*) filter (where is_first) as first_attempts,
-    count(*) filter (where is_first and is_correct) as first_correct,
-    floor(avg(quality) + 0.5)::int as quality
-from attempts
-where local_day <= %(last_day)s
-group by user_idx, topic_id, local_day
-order by user_idx, topic_id, local_day
+    chunk.user_idx,
+    r.topic_id,
+    r.review_date - date '1970-01-01' as local_day,
+    r.interval_days,
+    r.cumulative_attempts as attempts,
+    r.cumulative_correct_attempts as correct,
+    r.cumulative_first_attempts as first_attempts,
+    r.cumulative_first_attempts_correct as first_correct
+from intermediate.int_topic_reviews_scheduled as r
+inner join chunk on chunk.user_id = r.user_id
+where r.review_date - date '1970-01-01' <= %(last_day)s
+order by chunk.user_idx, r.topic_id, r.review_date
 """
 )
 
@@ -241,41 +178,18 @@ order by completions.user_idx, m.topic_id, completions.local_day
 
 DAILY_SQL = (
     CHUNK_CTE
-    + """,
-activity as (
-    select
-        chunk.user_idx,
-        (qa.answered_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
-        1 as attempts,
-        qa.is_correct::int as correct,
-        (qa.attempt_number = 1)::int as first_attempts,
-        (qa.attempt_number = 1 and qa.is_correct)::int as first_correct
-    from app.question_attempts as qa
-    inner join chunk on chunk.user_id = qa.user_id
-    where qa.answered_at < %(until)s
-    union all
-    select
-        chunk.user_idx,
-        (mi.occurred_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
-        0 as attempts,
-        0 as correct,
-        0 as first_attempts,
-        0 as first_correct
-    from app.material_interactions as mi
-    inner join chunk on chunk.user_id = mi.user_id
-    where mi.occurred_at < %(until)s
-)
+    + """
 select
-    user_idx,
-    local_day,
-    sum(attempts) as attempts,
-    sum(correct) as correct,
-    sum(first_attempts) as first_attempts,
-    sum(first_correct) as first_correct
-from activity
-where local_day <= %(last_day)s
-group by user_idx, local_day
-order by user_idx, local_day
+    chunk.user_idx,
+    d.local_date - date '1970-01-01' as local_day,
+    d.questions_attempted as attempts,
+    d.questions_correct as correct,
+    d.first_attempts,
+    d.first_attempts_correct as first_correct
+from marts.daily_user_stats as d
+inner join chunk on chunk.user_id = d.user_id
+where d.local_date - date '1970-01-01' <= %(last_day)s
+order by chunk.user_idx, d.local_date
 """
 )
 
@@ -417,21 +331,12 @@ def chunk_features(
     rv_pair = np.searchsorted(pair_codes, rv_user * (1 << 31) + rv_topic)
     cp_pair = np.searchsorted(pair_codes, cp_user * (1 << 31) + cp_topic)
 
-    # reviews are sorted by (user, topic, day) = by (pair, day)
+    # reviews are sorted by (user, topic, day) = by (pair, day); counts are cumulative
     rv_day = reviews["local_day"].to_numpy(dtype=np.int64)
     rv_key = rv_pair * KEY_SPAN + rv_day
-    starts = np.ones(len(rv_pair), dtype=bool)
-    starts[1:] = rv_pair[1:] != rv_pair[:-1]
-    interval, _, _ = sm2_intervals(starts, reviews["quality"].to_numpy(dtype=np.int64), mastery)
-
-    def group_cumsum(values: np.ndarray) -> np.ndarray:
-        total = np.cumsum(values, dtype=np.int64)
-        before = np.where(starts, total - values, 0)
-        before = np.maximum.accumulate(before) if len(before) else before
-        return total - before
-
+    interval = reviews["interval_days"].to_numpy(dtype=np.int64)
     cum = {
-        c: group_cumsum(reviews[c].to_numpy(dtype=np.int64))
+        c: reviews[c].to_numpy(dtype=np.int64)
         for c in ("attempts", "correct", "first_attempts", "first_correct")
     }
 

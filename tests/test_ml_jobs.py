@@ -56,6 +56,7 @@ def sim_url(database_factory: Callable[..., str], tmp_path_factory: pytest.TempP
             "run",
             "--select",
             "+knowledge_gaps",
+            "+daily_user_stats",
             "+topic_mastery_current",
             "--vars",
             f"{{mastery_as_of_date: '{TODAY.isoformat()}'}}",
@@ -210,9 +211,10 @@ def test_heuristic_fallback_below_min_labels(sim_url: str, plot_dir: Path) -> No
 
 
 def test_features_ignore_events_after_the_exam(
-    sim_url: str, database_factory: Callable[..., str]
+    sim_url: str, database_factory: Callable[..., str], tmp_path: Path
 ) -> None:
-    """Leakage: events dated at or after an exam do not change that exam's features."""
+    """Leakage: events dated at or after an exam do not change that exam's features (the review
+    log and the daily stats the features read are rebuilt with the added events in them)."""
     url = _clone(sim_url, "leakage", database_factory)
     options = ReadinessOptions(as_of=TODAY)
     with psycopg.connect(url) as conn:
@@ -224,13 +226,24 @@ def test_features_ignore_events_after_the_exam(
         later_before = exam_features(conn, later, options)
         added = _add_events_after_exams(conn, labels["exam_id"].tolist())
         conn.commit()
+        run_dbt(
+            [
+                "run",
+                "--select",
+                "+int_topic_reviews_scheduled",
+                "+daily_user_stats",
+                "--full-refresh",
+            ],
+            url=url,
+            target_path=tmp_path,
+        )
         after = exam_features(conn, labels, options)
         later_after = exam_features(conn, later, options)
     assert len(labels) > 10 and added > 0
     pd.testing.assert_frame_equal(before, after)
     # the control moves, so the added events are visible to the feature engine
     day_before = later_after["days_to_exam"] == 1
-    for column in ("log_attempts_total", "prior_exams"):
+    for column in ("log_attempts_total", "log_attempts_long", "prior_exams"):
         grew = (
             later_after.loc[day_before, column].to_numpy()
             > later_before.loc[day_before, column].to_numpy()
@@ -432,7 +445,7 @@ def test_jobs_explain_missing_inputs(database_factory: Callable[..., str]) -> No
         with pytest.raises(JobError, match="run dbt build first"):
             run_gap_recommendations(conn)
         conn.rollback()
-        with pytest.raises(JobError, match="app.topics is empty"):
+        with pytest.raises(JobError, match="int_topic_reviews_scheduled does not exist: run dbt"):
             run_exam_readiness(conn, ReadinessOptions(write=False))
 
 

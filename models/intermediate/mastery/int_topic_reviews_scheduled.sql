@@ -20,6 +20,7 @@
             {'columns': ['state_received_at']},
         ],
         post_hook=["{{ advance_watermark(['stg_app__question_attempts']) }}"],
+        grants={'select': ['ml_writer']},
     )
 }}
 
