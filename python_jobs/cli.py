@@ -70,7 +70,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _configure_logging()
     ctx = RunContext(
-        url=db.ensure_server(), full_refresh=args.full_refresh, full_checks=args.full_checks
+        url=db.ensure_server(),
+        full_refresh=args.full_refresh,
+        full_checks=args.full_checks,
+        retrain=args.retrain,
     )
     try:
         durations = run_pipeline(ctx)
@@ -163,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--full-checks",
         action="store_true",
         help="also run the data tests that scan the whole event log (e.g. weekly)",
+    )
+    p.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the readiness model now instead of scoring with the stored one",
     )
     p.set_defaults(func=_cmd_run)
 

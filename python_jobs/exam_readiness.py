@@ -2,7 +2,8 @@
 
 Labels are ``app.exam_results`` (practice and board). For each labelled exam taken on local day X
 the features are computed point-in-time as of day X - h for every horizon h in ``horizons``
-(default 1, 7, 14, 28 days) from the raw history (``readiness_features``): board-weighted mastery
+(default 1, 7, 14, 28 days) from the dbt review log and daily stats (``readiness_features``):
+board-weighted mastery
 (DESIGN's formula recomputed as of that day), coverage of the high-weight topics, recent accuracy,
 retrieval strength, volume, consistency, length of the record, days to the exam (= h), the exam
 kind and (option ``use_prior_exams``, on by default) the learner's earlier exam results, i.e. those
@@ -38,6 +39,14 @@ Same-day reruns: ``scored_at`` is the scoring day at 00:00 UTC, not the wall clo
 replaces every row of its scoring day (one transaction), so a learner has one score per day. The
 model version is ``readiness-<kind>-<day>-<fingerprint of the training data and options>``: the
 same data gives the same version and the same rows, so a rerun changes nothing downstream.
+
+Training cadence: a trained model is stored in ``ml.model_runs`` (pickled, with the day it was
+trained for and a key of the options that shape it and the library versions). A run less than
+``retrain_every_days`` (default 7) after the stored model's day, under the same key, scores today's
+learners with it: it reads no labels and computes features for today only, so the nightly cost
+follows the number of learners, not the length of the history. Training reads every labelled exam;
+it runs on the first night of each period, or every night with ``retrain_every_days=0``
+(``studyin run --retrain`` trains once now).
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ import hashlib
 import json
 import logging
 import math
+import pickle
+import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -55,6 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
+import sklearn
 from psycopg.types.json import Jsonb
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
@@ -105,6 +117,9 @@ class ReadinessOptions:
     random_state: int = 0
     use_prior_exams: bool = True  # earlier exam results (before the as-of day) are features
     threads: int = 1  # OpenMP threads for model fitting (more oversubscribes a shared 2-core box)
+    # A run within this many days after the stored model of the same options was trained scores
+    # with that model instead of training again (0: train every run; see the module docstring).
+    retrain_every_days: int = 7
     logistic_c: float = 1.0
     hgb_learning_rate: float = 0.05
     hgb_max_iter: int = 200
@@ -651,30 +666,19 @@ def save_calibration_plot(path: Path, y: np.ndarray, p: np.ndarray, title: str, 
 
 
 def _write(
-    conn: psycopg.Connection, run: dict[str, Any], scored_at: datetime, scores: pd.DataFrame
+    conn: psycopg.Connection,
+    run: dict[str, Any] | None,
+    version: str,
+    scored_at: datetime,
+    scores: pd.DataFrame,
 ) -> int:
-    """model_runs upsert, then this day's scores replaced; one transaction."""
+    """model_runs upsert (none when scoring with a stored model), then this day's scores
+    replaced; one transaction."""
     if not conn.autocommit:
         conn.commit()  # end the reads' implicit transaction: the write is its own transaction
     with conn.transaction():
-        conn.execute(
-            """
-            insert into ml.model_runs (model_version, model_kind, data_window_start,
-                data_window_end, n_train, n_test, auc, brier, calibration, params, plot_path)
-            values (%(model_version)s, %(model_kind)s, %(data_window_start)s,
-                %(data_window_end)s, %(n_train)s, %(n_test)s, %(auc)s, %(brier)s,
-                %(calibration)s, %(params)s, %(plot_path)s)
-            on conflict (model_version) do update set
-                model_kind = excluded.model_kind,
-                data_window_start = excluded.data_window_start,
-                data_window_end = excluded.data_window_end,
-                n_train = excluded.n_train, n_test = excluded.n_test,
-                auc = excluded.auc, brier = excluded.brier,
-                calibration = excluded.calibration, params = excluded.params,
-                plot_path = excluded.plot_path
-            """,
-            {**run, "calibration": Jsonb(run["calibration"]), "params": Jsonb(run["params"])},
-        )
+        if run is not None:
+            _upsert_model_run(conn, run)
         deleted = conn.execute(
             "delete from ml.exam_readiness_scores where scored_at = %s", (scored_at,)
         ).rowcount
@@ -691,7 +695,7 @@ def _write(
                     (
                         row.user_id,
                         scored_at,
-                        run["model_version"],
+                        version,
                         row.pass_probability,
                         row.predicted_score,
                         row.interval_low,
@@ -700,6 +704,123 @@ def _write(
                     )
                 )
     return deleted
+
+
+def _upsert_model_run(conn: psycopg.Connection, run: dict[str, Any]) -> None:
+    conn.execute(
+        """
+        insert into ml.model_runs (model_version, model_kind, data_window_start,
+            data_window_end, n_train, n_test, auc, brier, calibration, params, plot_path,
+            trained_as_of, model_key, model)
+        values (%(model_version)s, %(model_kind)s, %(data_window_start)s,
+            %(data_window_end)s, %(n_train)s, %(n_test)s, %(auc)s, %(brier)s,
+            %(calibration)s, %(params)s, %(plot_path)s,
+            %(trained_as_of)s, %(model_key)s, %(model)s)
+        on conflict (model_version) do update set
+            model_kind = excluded.model_kind,
+            data_window_start = excluded.data_window_start,
+            data_window_end = excluded.data_window_end,
+            n_train = excluded.n_train, n_test = excluded.n_test,
+            auc = excluded.auc, brier = excluded.brier,
+            calibration = excluded.calibration, params = excluded.params,
+            plot_path = excluded.plot_path, trained_as_of = excluded.trained_as_of,
+            model_key = excluded.model_key, model = excluded.model
+        """,
+        {**run, "calibration": Jsonb(run["calibration"]), "params": Jsonb(run["params"])},
+    )
+
+
+def _shaping_options(options: ReadinessOptions) -> dict[str, Any]:
+    """The options that shape a model: all but the speed and memory knobs and the cadence."""
+    shaping = _options_record(options)
+    for knob in ("threads", "retrain_every_days"):
+        shaping.pop(knob)
+    shaping["features"] = {
+        k: v for k, v in shaping["features"].items() if k not in ("chunk_users", "chunk_cutoffs")
+    }
+    return shaping
+
+
+def _model_key(options: ReadinessOptions) -> str:
+    """A stored model is reused only under the same shaping options and library versions."""
+    versions = {"python": platform.python_version(), "sklearn": sklearn.__version__}
+    return _fingerprint(_shaping_options(options), versions)
+
+
+def _stored_model(
+    conn: psycopg.Connection, key: str, as_of: date, retrain_every_days: int
+) -> tuple[str, TrainedModel] | None:
+    """The latest model trained under `key` within `retrain_every_days` before `as_of` (never
+    one trained for a later day: it has seen labels after as_of)."""
+    if retrain_every_days <= 0:
+        return None
+    row = conn.execute(
+        """
+        select model_version, model from ml.model_runs
+        where model_key = %s and model is not null
+            and trained_as_of <= %s and trained_as_of > %s
+        order by trained_as_of desc, trained_at desc
+        limit 1
+        """,
+        (key, as_of, as_of - timedelta(days=retrain_every_days)),
+    ).fetchone()
+    return None if row is None else (row[0], pickle.loads(row[1]))
+
+
+def model_scores(
+    model: TrainedModel, scoring: pd.DataFrame, options: ReadinessOptions
+) -> pd.DataFrame:
+    """Pass probability, predicted score with its interval, and top factors per learner."""
+    x = _x(scoring, options)
+    if len(scoring):
+        probabilities = model.classifier.predict_proba(x)[:, 1]
+        bounds = model.score_model.predict(x, options.score_range)
+        factors = model_factors(model, x, probabilities, options)
+    else:
+        probabilities = np.array([])
+        bounds = np.zeros((0, 3))
+        factors = []
+    return pd.DataFrame(
+        {
+            "user_id": scoring["user_id"].to_numpy(),
+            "pass_probability": np.clip(probabilities, 0.0, 1.0),
+            "predicted_score": np.round(bounds[:, 1], 1),
+            "interval_low": np.round(bounds[:, 0], 1),
+            "interval_high": np.round(bounds[:, 2], 1),
+            "top_factors": factors,
+        }
+    )
+
+
+def _score_with_stored(
+    conn: psycopg.Connection,
+    options: ReadinessOptions,
+    as_of: date,
+    stored: tuple[str, TrainedModel],
+    started: float,
+) -> RunReport:
+    """Score today's learners with a stored model: no labels read, nothing trained."""
+    version, model = stored
+    scoring = scoring_frame(conn, options, as_of)
+    scores = model_scores(model, scoring, options)
+    scored_at = datetime.combine(as_of, datetime.min.time(), UTC)
+    deleted = _write(conn, None, version, scored_at, scores) if options.write else 0
+    report = RunReport(
+        job="exam_readiness",
+        as_of=as_of.isoformat(),
+        rows_written=len(scores) if options.write else 0,
+        rows_deleted=deleted,
+        seconds=time.monotonic() - started,
+        model_version=version,
+        details={
+            "stored_model": True,
+            "retrain_every_days": options.retrain_every_days,
+            "auc": model.evaluation["auc"],
+            "brier": model.evaluation["brier"],
+        },
+    )
+    log.info("readiness: scored with the stored model; %s", report.summary())
+    return report
 
 
 def _none_if_nan(value: float | None) -> float | None:
@@ -738,6 +859,11 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     except ValueError as err:
         raise JobError(str(err)) from err
 
+    key = _model_key(options)
+    stored = _stored_model(conn, key, as_of, options.retrain_every_days)
+    if stored is not None:
+        return _score_with_stored(conn, options, as_of, stored, started)
+
     labels = load_labels(conn, options, as_of)
     log.info("readiness: %d labelled exams up to %s", len(labels), as_of)
     rows, scoring = labelled_and_scoring_features(
@@ -758,12 +884,7 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         (labels["exam_day"].min(), labels["exam_day"].max()) if not labels.empty else (None, None)
     )
     # the version depends on the data and on what shapes the model, not on speed/memory knobs
-    shaping = _options_record(options)
-    shaping.pop("threads")
-    shaping["features"] = {
-        k: v for k, v in shaping["features"].items() if k not in ("chunk_users", "chunk_cutoffs")
-    }
-    fingerprint = _fingerprint(rows, shaping)
+    fingerprint = _fingerprint(rows, _shaping_options(options))
     params: dict[str, Any] = {
         "options": _options_record(options),
         "features": list(model_columns(options)),
@@ -797,30 +918,15 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             "auc": metrics["auc"],
             "brier": metrics["brier"],
             "calibration": calibration_table(y, p, options.calibration_bins),
+            "trained_as_of": as_of,
+            "model_key": key,
+            "model": None,
         }
         plot_y, plot_p = y, p
     else:
         version = f"readiness-{model.kind}-{as_of.isoformat()}-{fingerprint}"
         params["evaluation"] = model.evaluation
-        x = _x(scoring, options)
-        if len(scoring):
-            probabilities = model.classifier.predict_proba(x)[:, 1]
-            bounds = model.score_model.predict(x, options.score_range)
-            factors = model_factors(model, x, probabilities, options)
-        else:
-            probabilities = np.array([])
-            bounds = np.zeros((0, 3))
-            factors = []
-        scores = pd.DataFrame(
-            {
-                "user_id": scoring["user_id"].to_numpy(),
-                "pass_probability": np.clip(probabilities, 0.0, 1.0),
-                "predicted_score": np.round(bounds[:, 1], 1),
-                "interval_low": np.round(bounds[:, 0], 1),
-                "interval_high": np.round(bounds[:, 2], 1),
-                "top_factors": factors,
-            }
-        )
+        scores = model_scores(model, scoring, options)
         run = {
             "model_version": version,
             "model_kind": model.kind,
@@ -829,6 +935,9 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             "auc": model.evaluation["auc"],
             "brier": model.evaluation["brier"],
             "calibration": model.calibration,
+            "trained_as_of": as_of,
+            "model_key": key,
+            "model": pickle.dumps(model),
         }
         plot_y, plot_p = model.test_y, model.test_p
 
@@ -861,7 +970,7 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
 
     deleted = 0
     if options.write:
-        deleted = _write(conn, run, scored_at, scores)
+        deleted = _write(conn, run, version, scored_at, scores)
     report = RunReport(
         job="exam_readiness",
         as_of=as_of.isoformat(),

@@ -52,6 +52,7 @@ class RunContext:
     target_path: Path | None = None
     full_refresh: bool = False
     full_checks: bool = False  # also run the data tests that scan the whole event log
+    retrain: bool = False  # train the readiness model even if a recent stored one exists
     notes: dict[str, object] = field(default_factory=dict)
 
 
@@ -98,7 +99,8 @@ def _exam_readiness(ctx: RunContext) -> object:
     from python_jobs.exam_readiness import ReadinessOptions, run_exam_readiness
 
     with psycopg.connect(ctx.url) as conn:
-        return run_exam_readiness(conn, ReadinessOptions())
+        options = ReadinessOptions(retrain_every_days=0) if ctx.retrain else ReadinessOptions()
+        return run_exam_readiness(conn, options)
 
 
 def _gap_recommendations(ctx: RunContext) -> object:

@@ -27,7 +27,7 @@ from python_jobs.exam_readiness import (
     run_exam_readiness,
 )
 from python_jobs.gap_recommendations import RecommendationOptions, run_gap_recommendations
-from python_jobs.job_report import JobError
+from python_jobs.job_report import JobError, RunReport
 from python_jobs.readiness_features import ALL_COLUMNS
 
 pytestmark = pytest.mark.slow
@@ -180,6 +180,47 @@ def test_same_day_rerun_replaces_scores(readiness_run, sim_url: str, plot_dir: P
     assert again.rows_deleted == len(before)
     assert after == before  # one row per learner for the day, identical values
     assert versions == 1
+
+
+def test_stored_model_scores_until_retrain_is_due(
+    readiness_run, sim_url: str, plot_dir: Path, database_factory: Callable[..., str]
+) -> None:
+    """Within retrain_every_days the stored model scores (no training); then, or under other
+    shaping options, a new model is trained."""
+    url = _clone(sim_url, "cadence", database_factory)
+
+    def run(days_later: int, **changes) -> RunReport:
+        as_of = TODAY + timedelta(days=days_later)
+        options = ReadinessOptions(as_of=as_of, plot_dir=plot_dir, **changes)
+        with psycopg.connect(url) as conn:
+            return run_exam_readiness(conn, options)
+
+    next_day = run(1)
+    six_days = run(6)
+    other_options = run(1, logistic_c=0.5)
+    a_week = run(7)
+    every_run = run(1, retrain_every_days=0)
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(
+            "select model_version from ml.model_runs where model is not null order by 1"
+        ).fetchall()
+        next_day_versions = conn.execute(
+            "select distinct model_version from ml.exam_readiness_scores where scored_at = %s",
+            (datetime.combine(TODAY + timedelta(days=1), datetime.min.time(), UTC),),
+        ).fetchall()
+    original = readiness_run.model_version
+    assert next_day.details["stored_model"] and next_day.model_version == original
+    assert next_day.rows_written > 100
+    assert six_days.details["stored_model"] and six_days.model_version == original
+    assert "stored_model" not in other_options.details and other_options.model_version != original
+    assert "stored_model" not in a_week.details and a_week.model_version != original
+    assert "stored_model" not in every_run.details
+    trained = (original, other_options, a_week, every_run)
+    assert [v for (v,) in stored] == sorted(
+        r if isinstance(r, str) else r.model_version for r in trained
+    )
+    # the last run of the day (trained, retrain_every_days=0) replaced the stored-model scores
+    assert next_day_versions == [(every_run.model_version,)]
 
 
 def test_heuristic_fallback_below_min_labels(sim_url: str, plot_dir: Path) -> None:
