@@ -247,10 +247,12 @@ def build_histories(
     _increments_file(profile).write_bytes(pickle.dumps(increments))
     for name in names:
         started = time.monotonic()
-        run_pipeline(RunContext(url=db.with_database(_admin(), name), target_path=target))
+        url = db.with_database(_admin(), name)
+        step_s = run_pipeline(RunContext(url=url, target_path=target))
         seconds = time.monotonic() - started
         log.info("history %s: first full pipeline in %.0fs", name, seconds)
-        _state_file(name).write_text(json.dumps({"delivered": 0, "first_run_s": seconds}))
+        state = {"delivered": 0, "first_run_s": seconds, "first_run_step_s": step_s}
+        _state_file(name).write_text(json.dumps(state))
     return long_name, short_name
 
 
@@ -267,6 +269,7 @@ def measure_nightly(
     increments = pickle.loads(_increments_file(profile).read_bytes())
     first = _state(names[0])["delivered"]
     runs: dict[str, list[float]] = {name: [] for name in names}
+    steps: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     sizes = []
     for day in range(first + 1, first + nightly_runs + 1):
         events = increments[day - 1]
@@ -276,7 +279,7 @@ def measure_nightly(
             with psycopg.connect(url) as conn:
                 Tracker(conn, trust_received_at=True).track_batch(events)
             started = time.monotonic()
-            run_pipeline(RunContext(url=url, target_path=target))
+            steps[name].append(run_pipeline(RunContext(url=url, target_path=target)))
             runs[name].append(time.monotonic() - started)
             _state_file(name).write_text(json.dumps({**_state(name), "delivered": day}))
             log.info("nightly %s day %d: %s events, %.1fs", name, day, len(events), runs[name][-1])
@@ -286,6 +289,7 @@ def measure_nightly(
             "increment_events": sizes,
             "runs_s": seconds,
             "median_s": statistics.median(seconds),
+            "step_s": steps[name],
         }
         for name, seconds in runs.items()
     }
@@ -396,7 +400,17 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
         f"{info['cpus']} CPUs, {info['memory_gib']} GiB, PostgreSQL {info['postgres']}, "
         f"Python {info['python']}\n\n"
     )
-    return head + "\n".join(rows) + "\n"
+    notes = ""
+    for key, label in (
+        ("nightly", f"{profile.days} d"),
+        ("nightly_short", f"{profile.short_days} d"),
+    ):
+        runs = figures.get(key, {}).get("step_s")
+        if runs:
+            medians = {step: statistics.median(r[step] for r in runs) for step in runs[0]}
+            parts = " · ".join(f"{step} {sec:.1f}" for step, sec in medians.items())
+            notes += f"\nNightly steps on {label} history, median s: {parts}\n"
+    return head + "\n".join(rows) + "\n" + notes
 
 
 ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory")
@@ -450,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             figures["nightly"] = nightly[long_history]
             if short_history:
+                figures["nightly_short"] = nightly[short_history]
                 figures["cost_ratio"] = {
                     "long_median_s": nightly[long_history]["median_s"],
                     "short_median_s": nightly[short_history]["median_s"],
