@@ -66,6 +66,8 @@ gaps as (
         gap_type,
         priority,
         mastery,
+        next_review_date <= as_of_date as is_due,
+        next_review_date,
         row_number() over (
             partition by user_id, gap_type = 'unstudied' order by priority desc, topic_id asc
         ) as rank_within_kind
@@ -80,6 +82,8 @@ eligible_gaps as (
         gap_type,
         priority,
         mastery,
+        is_due,
+        next_review_date,
         row_number() over (partition by user_id order by priority desc, topic_id asc) as gap_rank
     from gaps
     where
@@ -96,12 +100,10 @@ top_gaps as (
         gaps.gap_rank,
         gaps.mastery,
         topics.name as topic_name,
-        current_state.is_due,
-        current_state.next_review_date
+        gaps.is_due,
+        gaps.next_review_date
     from eligible_gaps as gaps
     inner join app.topics as topics on gaps.topic_id = topics.id
-    left join marts.topic_mastery_current as current_state
-        on gaps.user_id = current_state.user_id and gaps.topic_id = current_state.topic_id
     where gaps.gap_rank <= %(top_n)s
 ),
 
@@ -131,25 +133,39 @@ prerequisite_candidates as (
         on top_gaps.topic_id = relationships.to_topic_id and relationships.kind = 'prerequisite'
     inner join app.topics as prerequisite_topics
         on relationships.from_topic_id = prerequisite_topics.id
-    left join marts.topic_mastery_current as prerequisite_state
-        on
-            top_gaps.user_id = prerequisite_state.user_id
-            and relationships.from_topic_id = prerequisite_state.topic_id
+    -- looked up per prerequisite through topic_mastery's (user_id, topic_id) index
+    left join lateral (
+        select current_state.mastery
+        from marts.topic_mastery_current as current_state
+        where
+            current_state.user_id = top_gaps.user_id
+            and current_state.topic_id = relationships.from_topic_id
+        offset 0
+    ) as prerequisite_state on true
     where coalesce(prerequisite_state.mastery, 0) < top_gaps.mastery
 ),
 
 last_answers as (
-    select distinct on (attempts.user_id, attempts.question_id)
-        attempts.user_id,
-        attempts.topic_id,
-        attempts.question_id,
-        attempts.is_correct,
-        attempts.answered_at
-    from app.question_attempts as attempts
-    inner join top_gaps
-        on attempts.user_id = top_gaps.user_id and attempts.topic_id = top_gaps.topic_id
-    order by
-        attempts.user_id, attempts.question_id, attempts.answered_at desc, attempts.event_id desc
+    -- each top gap's questions, the learner's last answer to each: looked up per gap through the
+    -- (user_id, topic_id) index, in a lateral behind an offset-0 fence (joined whole, it became a
+    -- scan and sort of every attempt in the history)
+    select
+        top_gaps.user_id,
+        top_gaps.topic_id,
+        answers.question_id,
+        answers.is_correct,
+        answers.answered_at
+    from top_gaps
+    cross join lateral (
+        select distinct on (attempts.question_id)
+            attempts.question_id,
+            attempts.is_correct,
+            attempts.answered_at
+        from app.question_attempts as attempts
+        where attempts.user_id = top_gaps.user_id and attempts.topic_id = top_gaps.topic_id
+        order by attempts.question_id, attempts.answered_at desc, attempts.event_id desc
+        offset 0
+    ) as answers
 ),
 
 question_candidates as (
@@ -182,46 +198,54 @@ question_candidates as (
 ),
 
 material_progress as (
-    select
-        interactions.user_id,
-        interactions.material_id,
-        max(interactions.progress) as progress,
-        bool_or(interactions.interaction_type = 'complete') as is_completed
-    from app.material_interactions as interactions
-    inner join app.materials as materials on interactions.material_id = materials.id
-    inner join top_gaps
-        on interactions.user_id = top_gaps.user_id and materials.topic_id = top_gaps.topic_id
-    group by interactions.user_id, interactions.material_id
-),
-
-material_candidates as (
+    -- each top gap's materials with the learner's progress on each (interactions = 0: not
+    -- started), looked up per material through the (user_id, material_id) index
     select
         top_gaps.user_id,
         top_gaps.topic_id,
         top_gaps.gap_rank,
-        3 as action_order,
-        'read_material' as action,
-        materials.id as target_id,
-        row_number() over (
-            partition by top_gaps.user_id, top_gaps.topic_id
-            order by (material_progress.material_id is null) asc,
-                coalesce(material_progress.progress, 0) desc, materials.id asc
-        ) as action_rank,
-        case
-            when material_progress.material_id is null
-                then format('not started: %%s of %%s min on "%%s" (%%s gap)', materials.kind,
-                    materials.est_minutes, top_gaps.topic_name, top_gaps.gap_type)
-            else format('unfinished: %%s%%%% of a %%s on "%%s" (%%s gap)',
-                round(100 * coalesce(material_progress.progress, 0)), materials.kind,
-                top_gaps.topic_name, top_gaps.gap_type)
-        end as reason
+        top_gaps.gap_type,
+        top_gaps.topic_name,
+        materials.id as material_id,
+        materials.kind,
+        materials.est_minutes,
+        progress.interactions,
+        progress.progress,
+        progress.is_completed
     from top_gaps
     inner join app.materials as materials on top_gaps.topic_id = materials.topic_id
-    left join material_progress
-        on
-            top_gaps.user_id = material_progress.user_id
-            and materials.id = material_progress.material_id
-    where not coalesce(material_progress.is_completed, false)
+    cross join lateral (
+        select
+            count(*) as interactions,
+            max(interactions.progress) as progress,
+            coalesce(bool_or(interactions.interaction_type = 'complete'), false) as is_completed
+        from app.material_interactions as interactions
+        where interactions.user_id = top_gaps.user_id and interactions.material_id = materials.id
+        offset 0
+    ) as progress
+),
+
+material_candidates as (
+    select
+        user_id,
+        topic_id,
+        gap_rank,
+        3 as action_order,
+        'read_material' as action,
+        material_id as target_id,
+        row_number() over (
+            partition by user_id, topic_id
+            order by (interactions = 0) asc, coalesce(progress, 0) desc, material_id asc
+        ) as action_rank,
+        case
+            when interactions = 0
+                then format('not started: %%s of %%s min on "%%s" (%%s gap)', kind,
+                    est_minutes, topic_name, gap_type)
+            else format('unfinished: %%s%%%% of a %%s on "%%s" (%%s gap)',
+                round(100 * coalesce(progress, 0)), kind, topic_name, gap_type)
+        end as reason
+    from material_progress
+    where not is_completed
 ),
 
 candidates as (
