@@ -95,7 +95,8 @@ def run_demo(options: DemoOptions, fresh: bool = True) -> int:
             late_share=options.late_share,
         )
     print(summary)
-    run_pipeline(RunContext(url=url))
+    # every data test, and docs with each model's compiled SQL: a weekly run's checks
+    run_pipeline(RunContext(url=url, full_checks=True))
     print(f"\nStudyin demo done in {time.monotonic() - started:.0f}s on {url}")
     print("\n".join(headline(url)))
     print(
