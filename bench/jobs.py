@@ -62,7 +62,7 @@ def prepare(
             summary = simulate(conn, users=users, days=days, seed=seed)
         timings["simulate_s"] = time.monotonic() - started
         print(f"simulated in {timings['simulate_s']:.0f}s: {summary}", flush=True)
-    if build_marts:  # the readiness job reads app only; recommendations read the marts
+    if build_marts:  # both jobs read dbt models (the review log, daily stats, gaps, mastery)
         started = time.monotonic()
         run_dbt(["run", "--exclude", "source:ml+"], url=url, target_path=target_path)
         timings["dbt_run_s"] = time.monotonic() - started
@@ -77,7 +77,10 @@ def _child(job: str, url: str, plot_dir: str, queue: mp.Queue) -> None:
         if job == "readiness":
             from python_jobs.exam_readiness import ReadinessOptions, run_exam_readiness
 
-            report = run_exam_readiness(conn, ReadinessOptions(plot_dir=Path(plot_dir)))
+            # always train: the training run is the job's peak, not a night scored with a stored
+            # model
+            options = ReadinessOptions(plot_dir=Path(plot_dir), retrain_every_days=0)
+            report = run_exam_readiness(conn, options)
         else:
             from python_jobs.gap_recommendations import run_gap_recommendations
 
