@@ -801,10 +801,30 @@ def _score_with_stored(
 ) -> RunReport:
     """Score today's learners with a stored model: no labels read, nothing trained."""
     version, model = stored
-    scoring = scoring_frame(conn, options, as_of)
-    scores = model_scores(model, scoring, options)
+    scores = model_scores(model, scoring_frame(conn, options, as_of), options)
+    details = {
+        "stored_model": True,
+        "retrain_every_days": options.retrain_every_days,
+        "auc": model.evaluation["auc"],
+        "brier": model.evaluation["brier"],
+    }
+    log.info("readiness: scoring with the stored model %s", version)
+    return _write_and_report(conn, options, None, version, as_of, scores, started, details)
+
+
+def _write_and_report(
+    conn: psycopg.Connection,
+    options: ReadinessOptions,
+    run: dict[str, Any] | None,
+    version: str,
+    as_of: date,
+    scores: pd.DataFrame,
+    started: float,
+    details: dict[str, Any],
+) -> RunReport:
+    """Write the model run (if new) and the day's scores, unless options.write is off."""
     scored_at = datetime.combine(as_of, datetime.min.time(), UTC)
-    deleted = _write(conn, None, version, scored_at, scores) if options.write else 0
+    deleted = _write(conn, run, version, scored_at, scores) if options.write else 0
     report = RunReport(
         job="exam_readiness",
         as_of=as_of.isoformat(),
@@ -812,14 +832,9 @@ def _score_with_stored(
         rows_deleted=deleted,
         seconds=time.monotonic() - started,
         model_version=version,
-        details={
-            "stored_model": True,
-            "retrain_every_days": options.retrain_every_days,
-            "auc": model.evaluation["auc"],
-            "brier": model.evaluation["brier"],
-        },
+        details=details,
     )
-    log.info("readiness: scored with the stored model; %s", report.summary())
+    log.info("readiness: %s", report.summary())
     return report
 
 
@@ -853,7 +868,6 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             f"calibration_method must be sigmoid or isotonic, not {options.calibration_method!r}"
         )
     as_of = options.as_of or datetime.now(UTC).date()
-    scored_at = datetime.combine(as_of, datetime.min.time(), UTC)
     try:
         load_taxonomy(conn, options.mastery)
     except ValueError as err:
@@ -968,29 +982,17 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         }
     )
 
-    deleted = 0
-    if options.write:
-        deleted = _write(conn, run, version, scored_at, scores)
-    report = RunReport(
-        job="exam_readiness",
-        as_of=as_of.isoformat(),
-        rows_written=len(scores) if options.write else 0,
-        rows_deleted=deleted,
-        seconds=time.monotonic() - started,
-        model_version=version,
-        details={
-            "n_labels": int(len(labels)),
-            "auc": run["auc"],
-            "brier": run["brier"],
-            "plot_path": plot_path,
-            "fallback_reason": fallback_reason,
-            "baseline_auc": (model.evaluation["baseline_accuracy_only"]["auc"] if model else None),
-            "n_train": run["n_train"],
-            "n_test": run["n_test"],
-        },
-    )
-    log.info("readiness: %s", report.summary())
-    return report
+    details = {
+        "n_labels": int(len(labels)),
+        "auc": run["auc"],
+        "brier": run["brier"],
+        "plot_path": plot_path,
+        "fallback_reason": fallback_reason,
+        "baseline_auc": (model.evaluation["baseline_accuracy_only"]["auc"] if model else None),
+        "n_train": run["n_train"],
+        "n_test": run["n_test"],
+    }
+    return _write_and_report(conn, options, run, version, as_of, scores, started, details)
 
 
 def replace_options(options: ReadinessOptions, **changes: Any) -> ReadinessOptions:
