@@ -44,8 +44,26 @@ BATCH = 100
 # matters; lengths are drawn first so that sequences are long as often as short.
 quality_strategy = st.sampled_from([3, 4, 5, 0, 1, 2, 3, 4, 5, 5])
 reviews_strategy = st.tuples(quality_strategy, st.integers(1, 40))
-sequence_strategy = st.integers(1, 30).flatmap(
-    lambda n: st.lists(reviews_strategy, min_size=n, max_size=n)
+MAX_PASSING_RUN = 12
+
+
+def lapse_long_runs(sequence: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Turn every 13th successful review in a row into a lapse (quality 2). Without it, a run of
+    16 or more passes can schedule the next review after the year 9999, which neither Python's
+    date nor supermemo2 can represent (and no learner will see)."""
+    run, lapsed = 0, []
+    for quality, gap in sequence:
+        run = run + 1 if quality >= 3 else 0
+        if run > MAX_PASSING_RUN:
+            quality, run = 2, 0
+        lapsed.append((quality, gap))
+    return lapsed
+
+
+sequence_strategy = (
+    st.integers(1, 30)
+    .flatmap(lambda n: st.lists(reviews_strategy, min_size=n, max_size=n))
+    .map(lapse_long_runs)
 )
 batch_strategy = st.lists(sequence_strategy, min_size=BATCH, max_size=BATCH)
 
