@@ -101,6 +101,19 @@
 {%- endmacro %}
 
 {#-
+  Sessions with an event received since the model's watermark: the sessions a per-session model
+  recomputes whole. `since` is a condition on an unqualified received_at column: pass
+  received_since_watermark('received_at') (macros/incremental.sql).
+-#}
+{% macro touched_session_ids(since) -%}
+    select distinct session_id
+    from {{ ref('stg_app__study_events') }}
+    where
+        session_id is not null
+        and {{ since }}
+{%- endmacro %}
+
+{#-
   (user_id, local_date) keys a per-learner-day mart must recompute: every local day with an
   event, attempt or material interaction received since the model's watermark, and every local
   day of a session such an event belongs to (a late event changes the idle gap of the activity
@@ -131,11 +144,5 @@
         session_days.user_id,
         session_days.local_date
     from {{ ref('int_session_days_aggregated') }} as session_days
-    where session_days.session_id in (
-        select new_session_events.session_id
-        from {{ ref('stg_app__study_events') }} as new_session_events
-        where
-            new_session_events.session_id is not null
-            and {{ since }}
-    )
+    where session_days.session_id in ({{ touched_session_ids(since) }})
 {%- endmacro %}

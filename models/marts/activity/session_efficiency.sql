@@ -20,11 +20,7 @@ with
 
 {% if is_incremental() %}
     touched_sessions as (
-        select distinct session_id
-        from {{ ref('stg_app__study_events') }}
-        where
-            session_id is not null
-            and {{ received_since_watermark('received_at') }}
+        {{ touched_session_ids(received_since_watermark('received_at')) }}
     ),
 {% endif %}
 
