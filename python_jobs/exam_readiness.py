@@ -302,21 +302,26 @@ def time_split(rows: pd.DataFrame, options: ReadinessOptions) -> TimeSplit:
     )
 
 
+def _hgb_params(options: ReadinessOptions) -> dict[str, Any]:
+    """Gradient-boosting settings shared by the pass classifier and the score regressor."""
+    return {
+        "learning_rate": options.hgb_learning_rate,
+        "max_iter": options.hgb_max_iter,
+        "max_leaf_nodes": options.hgb_max_leaf_nodes,
+        "min_samples_leaf": options.hgb_min_samples_leaf,
+        "l2_regularization": options.hgb_l2,
+        "early_stopping": False,
+        "random_state": options.random_state,
+    }
+
+
 def _candidate(name: str, options: ReadinessOptions):
     if name == "logistic":
         return make_pipeline(
             StandardScaler(), LogisticRegression(C=options.logistic_c, max_iter=2000)
         )
     if name == "hgb":
-        return HistGradientBoostingClassifier(
-            learning_rate=options.hgb_learning_rate,
-            max_iter=options.hgb_max_iter,
-            max_leaf_nodes=options.hgb_max_leaf_nodes,
-            min_samples_leaf=options.hgb_min_samples_leaf,
-            l2_regularization=options.hgb_l2,
-            early_stopping=False,
-            random_state=options.random_state,
-        )
+        return HistGradientBoostingClassifier(**_hgb_params(options))
     raise ValueError(f"unknown candidate model {name!r} (use 'logistic' or 'hgb')")
 
 
@@ -421,15 +426,9 @@ class ScoreModel:
 def fit_score_model(
     fit_rows: pd.DataFrame, calib_rows: pd.DataFrame, options: ReadinessOptions
 ) -> ScoreModel:
-    regressor = HistGradientBoostingRegressor(
-        max_iter=options.hgb_max_iter,
-        learning_rate=options.hgb_learning_rate,
-        max_leaf_nodes=options.hgb_max_leaf_nodes,
-        min_samples_leaf=options.hgb_min_samples_leaf,
-        l2_regularization=options.hgb_l2,
-        early_stopping=False,
-        random_state=options.random_state,
-    ).fit(_x(fit_rows, options), fit_rows["scaled_score"].to_numpy(dtype=float))
+    regressor = HistGradientBoostingRegressor(**_hgb_params(options)).fit(
+        _x(fit_rows, options), fit_rows["scaled_score"].to_numpy(dtype=float)
+    )
     calib = _day_before(calib_rows)
     residuals = calib["scaled_score"].to_numpy(dtype=float) - regressor.predict(_x(calib, options))
     low_q, high_q = options.score_interval
