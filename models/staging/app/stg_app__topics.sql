@@ -7,9 +7,11 @@ select
     topics.name as topic_name,
     topics.path as topic_path,
     topics.board_exam_weight::numeric(8, 6) as board_exam_weight,
-    not exists (
-        select 1
+    -- an uncorrelated NOT IN is evaluated once, as a hashed set of parent ids; a correlated NOT
+    -- EXISTS, inside a nested loop, scanned the topics once per attempt row
+    topics.id not in (
+        select children.parent_id
         from {{ source('app', 'topics') }} as children
-        where children.parent_id = topics.id
+        where children.parent_id is not null
     ) as is_leaf
 from {{ source('app', 'topics') }} as topics
