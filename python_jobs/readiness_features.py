@@ -18,7 +18,8 @@ gives, per topic:
   the other three in proportion).
 
 Reading that log, not the raw attempts, keeps the job's cost near the number of reviews (about a
-tenth of the attempts) and leaves one SM-2 implementation, the SQL one that is tested against
+tenth of the attempts; a scoring run, whose cutoffs are all today, reads only each topic's last
+review) and leaves one SM-2 implementation, the SQL one that is tested against
 ``supermemo2``. Day-level activity (windows, active days, streaks) comes from the
 ``daily_user_stats`` mart: an active day is a local day with any event. The job therefore runs
 after dbt has built those models.
@@ -134,10 +135,8 @@ with chunk as not materialized (
 )
 """
 
-REVIEWS_SQL = (
-    CHUNK_CTE
-    + """
-select
+_REVIEWS_SELECT = """
+select {distinct}
     chunk.user_idx,
     r.topic_id,
     r.review_date - date '1970-01-01' as local_day,
@@ -149,8 +148,15 @@ select
 from intermediate.int_topic_reviews_scheduled as r
 inner join chunk on chunk.user_id = r.user_id
 where r.review_date - date '1970-01-01' <= %(last_day)s
-order by chunk.user_idx, r.topic_id, r.review_date
+order by chunk.user_idx, r.topic_id, r.review_date {direction}
 """
+# Every review up to the chunk's last day: cutoffs on several days each find their own last review.
+REVIEWS_SQL = CHUNK_CTE + _REVIEWS_SELECT.format(distinct="", direction="asc")
+# Only the last review per (learner, topic): enough when every cutoff of the chunk is its last day,
+# as in a scoring run (everyone as of today); the rows read then follow the topics a learner has
+# studied, not the length of their history.
+LATEST_REVIEWS_SQL = CHUNK_CTE + _REVIEWS_SELECT.format(
+    distinct="distinct on (chunk.user_idx, r.topic_id)", direction="desc"
 )
 
 COMPLETIONS_SQL = (
@@ -269,13 +275,15 @@ def topic_mastery(
 
 
 def _fetch_chunk(
-    conn: psycopg.Connection, users: Sequence[str], last_day: int
+    conn: psycopg.Connection, users: Sequence[str], last_day: int, latest_only: bool = False
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The chunk's rows up to local day ``last_day``; with ``latest_only`` (every cutoff of the
+    chunk is on ``last_day``) just the last review of each (learner, topic)."""
     # An upper bound in UTC that is safely after the last local day in any timezone; the exact
     # local-day filter is applied in SQL after conversion.
     until = pd.Timestamp(EPOCH, tz="UTC") + pd.Timedelta(days=last_day + 2)
     params = {"users": list(users), "until": until.to_pydatetime(), "last_day": last_day}
-    reviews = query_frame(conn, REVIEWS_SQL, params)
+    reviews = query_frame(conn, LATEST_REVIEWS_SQL if latest_only else REVIEWS_SQL, params)
     completions = query_frame(conn, COMPLETIONS_SQL, params)
     daily = query_frame(conn, DAILY_SQL, params)
     exams = query_frame(conn, EXAMS_SQL, params)
@@ -549,7 +557,9 @@ def compute_features(
         part = frame[frame["user_id"].isin(position)].copy()
         part["user_idx"] = part["user_id"].map(position).astype(np.int64)
         part = part.sort_values(["user_idx", "as_of"], kind="stable")
-        reviews, completions, daily, exams = _fetch_chunk(conn, chunk, int(part["as_of"].max()))
+        last_day = int(part["as_of"].max())
+        latest_only = bool((part["as_of"] == last_day).all())
+        reviews, completions, daily, exams = _fetch_chunk(conn, chunk, last_day, latest_only)
         parts.append(
             chunk_features(reviews, completions, daily, part, taxonomy, mastery, features, exams)
         )

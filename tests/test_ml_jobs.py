@@ -22,13 +22,14 @@ from python_jobs import db
 from python_jobs.dbt import run_dbt
 from python_jobs.exam_readiness import (
     ReadinessOptions,
+    active_learners,
     exam_features,
     load_labels,
     run_exam_readiness,
 )
 from python_jobs.gap_recommendations import RecommendationOptions, run_gap_recommendations
 from python_jobs.job_report import JobError, RunReport
-from python_jobs.readiness_features import ALL_COLUMNS
+from python_jobs.readiness_features import ALL_COLUMNS, compute_features
 
 pytestmark = pytest.mark.slow
 
@@ -290,6 +291,21 @@ def test_features_ignore_events_after_the_exam(
             > later_before.loc[day_before, column].to_numpy()
         )
         assert grew.all(), column
+
+
+def test_scoring_reads_only_the_last_reviews_and_gets_the_same_features(sim_url: str) -> None:
+    """A chunk whose cutoffs are all on its last day (a scoring run) reads only each topic's last
+    review; the features equal those of the full-log read, forced here by one earlier cutoff."""
+    options = ReadinessOptions(as_of=TODAY)
+    with psycopg.connect(sim_url) as conn:
+        today = active_learners(conn, options, TODAY)
+        earlier = today.head(1).assign(as_of=TODAY - timedelta(days=3))
+        latest_read = compute_features(conn, today, options.mastery, options.features)
+        full_read = compute_features(
+            conn, pd.concat([today, earlier], ignore_index=True), options.mastery, options.features
+        )
+    assert len(today) > 100 and latest_read["weighted_mastery"].gt(0).sum() > 100
+    pd.testing.assert_frame_equal(latest_read, full_read.iloc[: len(today)])
 
 
 def _add_events_after_exams(conn: psycopg.Connection, exam_ids: list[str]) -> int:
