@@ -74,6 +74,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         full_refresh=args.full_refresh,
         full_checks=args.full_checks,
         retrain=args.retrain,
+        test_window_days=args.test_window_days,
     )
     try:
         durations = run_pipeline(ctx)
@@ -165,7 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--full-checks",
         action="store_true",
-        help="also run the data tests that scan the whole event log (e.g. weekly)",
+        help="also run the data tests that scan the whole event log, and test every row of the"
+        " history-sized models (e.g. weekly)",
+    )
+    p.add_argument(
+        "--test-window-days",
+        type=_positive_int,
+        default=7,
+        help="otherwise, the data tests of history-sized models read their last N days (default 7)",
     )
     p.add_argument(
         "--retrain",

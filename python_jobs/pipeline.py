@@ -11,6 +11,7 @@ overlapping. Every step is safe to repeat, so running twice the same day is harm
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,9 @@ class RunContext:
     target_path: Path | None = None
     full_refresh: bool = False
     full_checks: bool = False  # also run the data tests that scan the whole event log
+    # nightly data tests of history-sized models read only their last this many days
+    # (macros/test_window.sql); full-checks and full-refresh runs test every row
+    test_window_days: int = 7
     retrain: bool = False  # train the readiness model even if a recent stored one exists
     notes: dict[str, object] = field(default_factory=dict)
 
@@ -80,10 +84,18 @@ def _erase_and_close(ctx: RunContext) -> object:
     return {"erased_learners": len(erased), "sessions_closed": closed}
 
 
+def _dbt_vars(ctx: RunContext) -> list[str]:
+    """The --vars of every dbt call of a run (all calls pass the same, so that dbt's partial
+    parsing, which starts over when the vars change, holds from one call to the next)."""
+    if ctx.full_checks or ctx.full_refresh:
+        return []
+    return ["--vars", json.dumps({"nightly_test_window_days": ctx.test_window_days})]
+
+
 def _dbt_build(select: str | None, exclude: list[str]) -> Callable[[RunContext], object]:
     def step(ctx: RunContext) -> object:
         excluded = exclude if ctx.full_checks else [*exclude, EVENT_LOG_TESTS]
-        args = ["build", *NIGHTLY_EXCLUDED_TYPES]
+        args = ["build", *NIGHTLY_EXCLUDED_TYPES, *_dbt_vars(ctx)]
         if select:
             args += ["--select", select]
         if excluded:
@@ -116,7 +128,7 @@ def _docs(ctx: RunContext) -> object:
     # tab doubles the step's time and is left to the full runs.
     full = ctx.full_checks or ctx.full_refresh
     run_dbt(
-        ["docs", "generate", *([] if full else ["--no-compile"])],
+        ["docs", "generate", *([] if full else ["--no-compile"]), *_dbt_vars(ctx)],
         url=ctx.url,
         target_path=ctx.target_path,
     )

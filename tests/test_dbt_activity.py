@@ -750,3 +750,40 @@ def test_data_test_fails_when_a_small_cohort_shows_a_percentile(built: Built):
             target_path=built.target,
         )
     dbt_run(built.url, built.target, "--select", "cohort_benchmarks")
+
+
+def test_nightly_window_leaves_older_rows_to_the_full_checks(built: Built):
+    """With nightly_test_window_days (what `studyin run` passes) a history-sized model's data tests
+    read only its recent rows; without it (--full-checks, plain dbt) every row. The simulation
+    ends in April, so a 7-day window from today holds none of its rows and a 10,000-day one all."""
+    with psycopg.connect(built.url) as conn:
+        session_id, local_date, idle_gaps = conn.execute(
+            "select session_id, local_date, idle_gaps"
+            " from intermediate.int_session_days_aggregated order by local_date limit 1"
+        ).fetchone()
+        conn.execute(
+            "update intermediate.int_session_days_aggregated set idle_gaps = null"
+            " where session_id = %s and local_date = %s",
+            (session_id, local_date),
+        )
+
+    def test_with(window: int | None) -> None:
+        dbt_vars = {**json.loads(DBT_VARS), "nightly_test_window_days": window}
+        run_dbt(
+            ["test", "--vars", json.dumps(dbt_vars), "--select", "int_session_days_aggregated"],
+            url=built.url,
+            target_path=built.target,
+        )
+
+    try:
+        test_with(7)
+        for window in (None, 10_000):
+            with pytest.raises(DbtError, match="not_null_int_session_days_aggregated_idle_gaps"):
+                test_with(window)
+    finally:
+        with psycopg.connect(built.url) as conn:
+            conn.execute(
+                "update intermediate.int_session_days_aggregated set idle_gaps = %s"
+                " where session_id = %s and local_date = %s",
+                (idle_gaps, session_id, local_date),
+            )
