@@ -66,13 +66,16 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Post-hook: the new watermark is the newest received_at among the given relations' rows. -#}
+{#- Post-hook: the new watermark is the newest received_at among the given relations' rows. Only
+    rows received since the lower bound are read: received_at is indexed with BRIN (migration
+    0006), which finds recent rows but cannot answer max() over the whole table. -#}
 {% macro advance_watermark(relations, column='received_at') -%}
     insert into {{ watermark_relation() }} (model_name, received_at, updated_at)
     select '{{ this.identifier }}', coalesce(max(received_at), '-infinity'::timestamptz), now()
     from (
         {%- for relation in relations %}
         select max({{ column }}) as received_at from {{ ref(relation) }}
+        where {{ column }} > {{ watermark_lower_bound() }}
         {%- if not loop.last %} union all{% endif %}
         {%- endfor %}
     ) as newest

@@ -7,8 +7,7 @@
 -- a replay from the first review would give) and rewrites every review on or after it. An arrival
 -- after the last review day folds forward from the stored last state; a late one, on or before the
 -- last review day, replays the pair from history. Either way the rows equal a full rebuild.
--- The watermark advances from stg_app__question_attempts (its received_at index answers max() at
--- once; the scored view would be scanned whole).
+-- The watermark advances from stg_app__question_attempts, the plain view of the attempts table.
 {{
     config(
         materialized='incremental',
