@@ -17,9 +17,10 @@ tracker, then a first full pipeline run): `bench_<profile>_<days>d` and, for the
 `bench_<profile>_<short_days>d` holding only the last `short_days` days of the same events. The
 held-back days are then delivered one at a time into each history, in place (one history after
 the other), and `studyin run` is timed after each: the nightly figure is the median over
-`--nightly-runs` days, and both histories get exactly the same increments. (Copying a history per measurement, as a template,
-would need about 30 GB per copy at the large profile.) A later run reuses the histories and
-delivers the next held-back days; when too few are left, the histories are built again.
+`--nightly-runs` days, and both histories get exactly the same increments. (Copying a history
+per measurement, as a template, would need about 30 GB per copy at the large profile.) A later
+run reuses the histories and delivers the next held-back days; when too few are left, the
+histories are built again (`--histories-only` does just that, ahead of a measurement).
 Full rebuild, dashboards and job memory run in place on the long history.
 Results go to bench/results/<profile>-<time>.json and .md (git-ignored).
 """
@@ -431,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=1, help="full rebuilds per median (default 1)"
     )
     parser.add_argument(
+        "--histories-only",
+        action="store_true",
+        help="build (or reuse) both history databases and stop: the slow part, done ahead",
+    )
+    parser.add_argument(
         "--ingest-runs", type=int, default=3, help="ingest runs per median (default 3)"
     )
     parser.add_argument(
@@ -471,10 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             "events_per_s": statistics.median(rates),
         }
     needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory"}
-    if needs_long & set(wanted):
+    if needs_long & set(wanted) or args.histories_only:
         long_history, short_history = build_histories(
-            profile, target, "cost_ratio" in wanted, args.nightly_runs
+            profile, target, "cost_ratio" in wanted or args.histories_only, args.nightly_runs
         )
+        if args.histories_only:
+            return 0
         if "nightly" in wanted or "cost_ratio" in wanted:
             nightly = measure_nightly(
                 [n for n in (long_history, short_history) if n], profile, target, args.nightly_runs
