@@ -458,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     figures: dict[str, Any] = {}
 
+    if args.histories_only:
+        build_histories(profile, target, True, args.nightly_runs)
+        return 0
     if "ingest" in wanted:
         from bench.ingest import run as ingest_run
 
@@ -477,12 +480,10 @@ def main(argv: list[str] | None = None) -> int:
             "events_per_s": statistics.median(rates),
         }
     needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory"}
-    if needs_long & set(wanted) or args.histories_only:
+    if needs_long & set(wanted):
         long_history, short_history = build_histories(
-            profile, target, "cost_ratio" in wanted or args.histories_only, args.nightly_runs
+            profile, target, "cost_ratio" in wanted, args.nightly_runs
         )
-        if args.histories_only:
-            return 0
         if "nightly" in wanted or "cost_ratio" in wanted:
             nightly = measure_nightly(
                 [n for n in (long_history, short_history) if n], profile, target, args.nightly_runs
