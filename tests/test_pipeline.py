@@ -84,6 +84,7 @@ def test_broken_step_exits_non_zero_naming_it(database_factory):
     result = _studyin(url, "run")
     assert result.returncode == 1
     assert "step 'dbt_build_upstream' failed" in result.stderr
+    assert 'column "cohort" does not exist' in result.stderr  # dbt's error, passed on
     assert "step migrate: done" in result.stderr  # the steps before it ran
 
 
