@@ -3,7 +3,8 @@
 Steps, in order (DESIGN.md section 1): partitions ahead, ``alembic upgrade head``, erasure of
 requested learners and closing of idle sessions, ``dbt build`` of everything upstream of the python
 jobs, exam readiness, gap recommendations, ``dbt build`` of what reads the ml tables, ``dbt docs
-generate`` (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh). Each
+generate`` (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the
+three dbt commands run in this process on one parse of the project (``DbtSession``). Each
 step is logged with its duration; the first failure stops the run, which exits non-zero naming
 that step. A PostgreSQL advisory lock keeps two runs (from any machine) from
 overlapping. Every step is safe to repeat, so running twice the same day is harmless.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from pathlib import Path
 import psycopg
 
 from python_jobs import migrate
-from python_jobs.dbt import run_dbt
+from python_jobs.dbt import DbtSession
 
 log = logging.getLogger("studyin.run")
 
@@ -59,6 +61,7 @@ class RunContext:
     test_window_days: int = 7
     retrain: bool = False  # train the readiness model even if a recent stored one exists
     notes: dict[str, object] = field(default_factory=dict)
+    dbt: DbtSession | None = None  # the run's dbt calls share one parse (see _dbt)
 
 
 Step = tuple[str, Callable[[RunContext], object]]
@@ -84,25 +87,27 @@ def _erase_and_close(ctx: RunContext) -> object:
     return {"erased_learners": len(erased), "sessions_closed": closed}
 
 
-def _dbt_vars(ctx: RunContext) -> list[str]:
-    """The --vars of every dbt call of a run (all calls pass the same, so that dbt's partial
-    parsing, which starts over when the vars change, holds from one call to the next)."""
-    if ctx.full_checks or ctx.full_refresh:
-        return []
-    return ["--vars", json.dumps({"nightly_test_window_days": ctx.test_window_days})]
+def _dbt(ctx: RunContext) -> DbtSession:
+    """The run's dbt session: one parse of the project, with the --vars of every call of the run
+    (nightly runs window the tests of history-sized models; full ones test every row)."""
+    if ctx.dbt is None:
+        nightly = not (ctx.full_checks or ctx.full_refresh)
+        dbt_vars = {"nightly_test_window_days": ctx.test_window_days} if nightly else {}
+        ctx.dbt = DbtSession(ctx.url, ctx.target_path, ["--vars", json.dumps(dbt_vars)])
+    return ctx.dbt
 
 
 def _dbt_build(select: str | None, exclude: list[str]) -> Callable[[RunContext], object]:
     def step(ctx: RunContext) -> object:
         excluded = exclude if ctx.full_checks else [*exclude, EVENT_LOG_TESTS]
-        args = ["build", *NIGHTLY_EXCLUDED_TYPES, *_dbt_vars(ctx)]
+        args = ["build", *NIGHTLY_EXCLUDED_TYPES]
         if select:
             args += ["--select", select]
         if excluded:
             args += ["--exclude", *excluded]
         if ctx.full_refresh:
             args.append("--full-refresh")
-        run_dbt(args, url=ctx.url, target_path=ctx.target_path)
+        _dbt(ctx).run(args)
         return None
 
     return step
@@ -127,11 +132,7 @@ def _docs(ctx: RunContext) -> object:
     # The nightly run refreshes the catalog only; compiling every model's SQL for the docs' code
     # tab doubles the step's time and is left to the full runs.
     full = ctx.full_checks or ctx.full_refresh
-    run_dbt(
-        ["docs", "generate", *([] if full else ["--no-compile"]), *_dbt_vars(ctx)],
-        url=ctx.url,
-        target_path=ctx.target_path,
-    )
+    _dbt(ctx).run(["docs", "generate", *([] if full else ["--no-compile"])])
     return None
 
 
@@ -148,9 +149,16 @@ def default_steps() -> list[Step]:
     ]
 
 
+def _import_jobs() -> None:
+    import python_jobs.exam_readiness
+    import python_jobs.gap_recommendations  # noqa: F401
+
+
 def run_pipeline(ctx: RunContext, steps: list[Step] | None = None) -> dict[str, float]:
     """Run the steps under the advisory lock; return each step's duration in seconds."""
     durations: dict[str, float] = {}
+    # The jobs' libraries (scikit-learn, pandas: about 1.5 s) load while dbt waits on PostgreSQL.
+    threading.Thread(target=_import_jobs, name="import-jobs", daemon=True).start()
     with psycopg.connect(ctx.url, autocommit=True) as lock_conn:
         locked = lock_conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
         if not locked:
