@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,16 +148,9 @@ def default_steps() -> list[Step]:
     ]
 
 
-def _import_jobs() -> None:
-    import python_jobs.exam_readiness
-    import python_jobs.gap_recommendations  # noqa: F401
-
-
 def run_pipeline(ctx: RunContext, steps: list[Step] | None = None) -> dict[str, float]:
     """Run the steps under the advisory lock; return each step's duration in seconds."""
     durations: dict[str, float] = {}
-    # The jobs' libraries (scikit-learn, pandas: about 1.5 s) load while dbt waits on PostgreSQL.
-    threading.Thread(target=_import_jobs, name="import-jobs", daemon=True).start()
     with psycopg.connect(ctx.url, autocommit=True) as lock_conn:
         locked = lock_conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
         if not locked:
