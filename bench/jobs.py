@@ -7,8 +7,10 @@ The data is built once per (users, days, seed) in its own database
 ``bench_jobs_<users>x<days>_s<seed>``
 on the configured server (simulator through the tracker, then ``dbt run`` of everything upstream of
 the jobs) and reused by later runs (``--fresh`` rebuilds it). Each job then runs in a fresh child
-process, so its peak RSS (``ru_maxrss`` of that process) is the job's own, not the simulator's or
-another job's. The PostgreSQL server's memory is not included (it is a separate, shared process).
+process, so its peak RSS (``VmHWM`` of that process) is the job's own, not the simulator's or
+another job's. (``ru_maxrss`` is not: Linux carries the parent's peak across the fork and exec
+that start the child, so a bench process holding the held-back days, 6 GB, reported 6 GB for
+every job.) The PostgreSQL server's memory is not included (it is a separate, shared process).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _child(job: str, url: str, plot_dir: str, queue: mp.Queue) -> None:
 
             report = run_gap_recommendations(conn)
     wall = time.monotonic() - started
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rss_mb = _peak_rss_kib() / 1024
     queue.put(
         {
             "job": job,
@@ -97,6 +99,14 @@ def _child(job: str, url: str, plot_dir: str, queue: mp.Queue) -> None:
             "model_version": report.model_version,
         }
     )
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident set since it started (Linux: VmHWM of /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # elsewhere: the best there is
 
 
 def run_job(job: str, url: str, plot_dir: Path) -> dict[str, Any]:
