@@ -35,6 +35,32 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+# Where dbt finds this project and its profile; every call passes them.
+PROJECT_ARGS = ("--profiles-dir", str(PROJECT_ROOT), "--project-dir", str(PROJECT_ROOT))
+ERROR_TAIL_LINES = 60  # lines of dbt's output a DbtError carries
+
+
+def _environment(url: str | None, target_path: str | Path | None) -> dict[str, str]:
+    """The variables a dbt call needs: the profile's connection, and the target and log folders."""
+    env = dbt_env(url or database_url())
+    if target_path is not None:
+        env["DBT_TARGET_PATH"] = str(target_path)
+        env["DBT_LOG_PATH"] = str(Path(target_path) / "logs")
+    return env
+
+
+def _log_summary(command: str, lines: Sequence[str]) -> None:
+    """Log the command's "Done. PASS=..." line, if dbt printed one."""
+    summary = [line for line in lines if "Done. PASS=" in line]
+    if summary:
+        log.info("dbt %s: %s", command, summary[-1].split("Done. ", 1)[1])
+
+
+def _failure(args: Sequence[str], lines: Sequence[str], how: str = "") -> DbtError:
+    tail = "\n".join(lines[-ERROR_TAIL_LINES:])
+    return DbtError(f"dbt {' '.join(args)} failed{how}:\n{tail}")
+
+
 def run_dbt(
     args: list[str],
     url: str | None = None,
@@ -44,25 +70,13 @@ def run_dbt(
 ) -> subprocess.CompletedProcess[str]:
     """Run `dbt <args>` in the project against `url`; raise DbtError with its output on failure."""
     ensure_profiles()
-    env = {**os.environ, **dbt_env(url or database_url())}
-    if target_path is not None:
-        env["DBT_TARGET_PATH"] = str(target_path)
-        env["DBT_LOG_PATH"] = str(Path(target_path) / "logs")
-    command = [
-        dbt_executable(),
-        *args,
-        "--profiles-dir",
-        str(PROJECT_ROOT),
-        "--project-dir",
-        str(PROJECT_ROOT),
-    ]
+    env = {**os.environ, **_environment(url, target_path)}
+    command = [dbt_executable(), *args, *PROJECT_ARGS]
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, text=True, capture_output=capture)
-    summary = [line for line in (result.stdout or "").splitlines() if "Done. PASS=" in line]
-    if summary:
-        log.info("dbt %s: %s", args[0], summary[-1].split("Done. ", 1)[1])
+    _log_summary(args[0], (result.stdout or "").splitlines())
     if check and result.returncode != 0:
-        tail = "\n".join(((result.stdout or "") + (result.stderr or "")).splitlines()[-60:])
-        raise DbtError(f"dbt {' '.join(args)} failed (exit {result.returncode}):\n{tail}")
+        output = ((result.stdout or "") + (result.stderr or "")).splitlines()
+        raise _failure(args, output, f" (exit {result.returncode})")
     return result
 
 
@@ -79,10 +93,7 @@ class DbtSession:
     def __init__(
         self, url: str, target_path: str | Path | None = None, dbt_vars: Sequence[str] = ()
     ) -> None:
-        self._env = dbt_env(url)
-        if target_path is not None:
-            self._env["DBT_TARGET_PATH"] = str(target_path)
-            self._env["DBT_LOG_PATH"] = str(Path(target_path) / "logs")
+        self._env = _environment(url, target_path)
         self._vars = list(dbt_vars)
         self._messages: list[str] = []
         self._runner = None
@@ -95,17 +106,7 @@ class DbtSession:
         saved = {key: os.environ.get(key) for key in self._env}
         os.environ.update(self._env)
         try:
-            return runner.invoke(
-                [
-                    *args,
-                    *self._vars,
-                    "--quiet",
-                    "--profiles-dir",
-                    str(PROJECT_ROOT),
-                    "--project-dir",
-                    str(PROJECT_ROOT),
-                ]
-            )
+            return runner.invoke([*args, *self._vars, "--quiet", *PROJECT_ARGS])
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -114,13 +115,10 @@ class DbtSession:
                     os.environ[key] = value
 
     def _check(self, args: list[str], result) -> None:
-        summary = [m for m in self._messages if m.lstrip().startswith("Done. PASS=")]
-        if summary:
-            log.info("dbt %s: %s", args[0], summary[-1].split("Done. ", 1)[1])
+        _log_summary(args[0], self._messages)
         if not result.success:
-            tail = "\n".join(self._messages[-60:])
-            cause = f"\n{result.exception}" if result.exception else ""
-            raise DbtError(f"dbt {' '.join(args)} failed:\n{tail}{cause}")
+            cause = [str(result.exception)] if result.exception else []
+            raise _failure(args, [*self._messages, *cause])
 
     def run(self, args: list[str]) -> None:
         """Run `dbt <args>` (e.g. ["build", "--select", "x"]); raise DbtError on failure."""
