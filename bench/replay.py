@@ -21,10 +21,10 @@ from pathlib import Path
 
 import psycopg
 
+from bench.run import RESULTS
 from python_jobs import db
 from python_jobs.pipeline import RunContext, Step, default_steps, run_pipeline
 
-RESULTS = Path(__file__).resolve().parent / "results"
 StepFn = Callable[[RunContext], object]
 
 

@@ -62,6 +62,11 @@ class RunContext:
     notes: dict[str, object] = field(default_factory=dict)
     dbt: DbtSession | None = None  # the run's dbt calls share one parse (see _dbt)
 
+    @property
+    def full_run(self) -> bool:
+        """A full-checks or full-refresh run: tests read every row, docs compile every model."""
+        return self.full_checks or self.full_refresh
+
 
 Step = tuple[str, Callable[[RunContext], object]]
 
@@ -90,8 +95,7 @@ def _dbt(ctx: RunContext) -> DbtSession:
     """The run's dbt session: one parse of the project, with the --vars of every call of the run
     (nightly runs window the tests of history-sized models; full ones test every row)."""
     if ctx.dbt is None:
-        nightly = not (ctx.full_checks or ctx.full_refresh)
-        dbt_vars = {"nightly_test_window_days": ctx.test_window_days} if nightly else {}
+        dbt_vars = {} if ctx.full_run else {"nightly_test_window_days": ctx.test_window_days}
         ctx.dbt = DbtSession(ctx.url, ctx.target_path, ["--vars", json.dumps(dbt_vars)])
     return ctx.dbt
 
@@ -130,8 +134,7 @@ def _gap_recommendations(ctx: RunContext) -> object:
 def _docs(ctx: RunContext) -> object:
     # The nightly run refreshes the catalog only; compiling every model's SQL for the docs' code
     # tab doubles the step's time and is left to the full runs.
-    full = ctx.full_checks or ctx.full_refresh
-    _dbt(ctx).run(["docs", "generate", *([] if full else ["--no-compile"])])
+    _dbt(ctx).run(["docs", "generate", *([] if ctx.full_run else ["--no-compile"])])
     return None
 
 
