@@ -233,7 +233,8 @@ SMALL_BATCH = 1000
 # Rows of this batch whose event_id was already stored (the receipt was not written by this
 # transaction: only run when the receipts insert stored fewer rows than the batch holds), and
 # whether their content differs from the stored version (received_at excluded: a retry is
-# received later).
+# received later). The stored event is found by its receipt's learner and time (study_events has
+# no index on event_id: the receipts' primary key is what keeps it unique).
 FIND_REPEATS = """
 select
     b.idx,
@@ -251,7 +252,8 @@ select
         as differs
 from pg_temp.tracker_batch as b
 inner join app.event_receipts as r on b.event_id = r.event_id
-left join app.study_events as e on b.event_id = e.event_id and r.occurred_at = e.occurred_at
+left join app.study_events as e
+    on r.user_id = e.user_id and r.occurred_at = e.occurred_at and b.event_id = e.event_id
 left join app.question_attempts as q on b.event_id = q.event_id
 left join app.material_interactions as m on b.event_id = m.event_id
 left join app.exam_results as x on b.event_id = x.event_id
