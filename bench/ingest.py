@@ -6,14 +6,15 @@ Creates a database of its own on the configured server (STUDYIN_DATABASE_URL, el
 one), migrates it, seeds a small reference set (learners, topics, questions, materials), generates
 a realistic event mix in memory (sessions of a start, ~70 % question attempts, some material
 interactions, page views and searches, heartbeats and an end; client IPs, a few properties;
-random v4 event ids), then times ``track_batch`` over all of it, checks the row counts, and drops
-the database. Event generation is not timed; everything the tracker does is (validation, IP
-anonymising, COPY, the set-based inserts, session upkeep, commits).
+random v4 event ids), runs a CHECKPOINT, then times ``track_batch`` over all of it, checks the row
+counts, and drops the database. Event generation is not timed; everything the tracker does is
+(validation, IP anonymising, COPY, the set-based inserts, session upkeep, commits).
 
 Besides the wall-clock figure it prints the CPU the run cost per event: this process (all threads)
 and, when the server runs on this machine and /proc is readable, every PostgreSQL backend the
 tracker used. On a shared machine the wall-clock figure depends on what else is running (the load
-average is printed); the CPU cost does not.
+average is printed); the CPU cost depends on it less, but on this virtual machine it still moves by
+10-20 % between back-to-back runs of the same code.
 """
 
 from __future__ import annotations
@@ -203,6 +204,20 @@ class MeteredTracker(Tracker):
         return conn
 
 
+def checkpoint(conn: psycopg.Connection) -> None:
+    """Write out every dirty buffer before the timed run, so that each run starts from the same
+    state and pays for its own writes, not for what earlier work on the server (a history just
+    built) left in shared buffers for the run's backends to evict. Needs superuser or
+    pg_checkpoint; without either the run goes on and says so."""
+    try:
+        conn.execute("checkpoint")
+    except psycopg.errors.InsufficientPrivilege:
+        conn.rollback()
+        print("note: no CHECKPOINT before the timed run (needs superuser or pg_checkpoint)")
+    else:
+        conn.commit()
+
+
 def run(events: int, chunk_size: int, users: int, connections: int, keep: bool) -> float:
     server = db.with_database(db.ensure_server(), "postgres")
     name = f"studyin_bench_ingest_{os.getpid()}"
@@ -219,6 +234,7 @@ def run(events: int, chunk_size: int, users: int, connections: int, keep: bool) 
             for e in batch:
                 mix[e.event_type] = mix.get(e.event_type, 0) + 1
             print("mix: " + ", ".join(f"{k} {v / len(batch):.1%}" for k, v in sorted(mix.items())))
+            checkpoint(conn)
             tracker = MeteredTracker(conn, batch_connections=connections)
             own_pid = conn.info.backend_pid
             own_start = _backend_cpu(own_pid)
