@@ -334,15 +334,27 @@ def measure_jobs(name: str, target: Path) -> list[dict[str, Any]]:
     return [run_job(job, url, target / "plots") for job in ("readiness", "gaps")]
 
 
+RECORDED_SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "wal_buffers", "jit")
+
+
 def machine() -> dict[str, Any]:
     with psycopg.connect(_admin()) as conn:
         server = conn.execute("show server_version").fetchone()[0]
+        # what the figures depend on: a server started before a change to db.SERVER_SETTINGS
+        # keeps its old values until it is restarted
+        settings = dict(
+            conn.execute(
+                "select name, current_setting(name) from pg_settings where name = any(%s)",
+                (list(RECORDED_SETTINGS),),
+            ).fetchall()
+        )
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
     return {
         "cpus": os.cpu_count(),
         "memory_gib": round(memory_kb / 2**20, 1),
         "python": platform.python_version(),
         "postgres": server,
+        "postgres_settings": settings,
         "platform": platform.platform(),
         "load_avg_at_start": os.getloadavg(),
     }
@@ -402,7 +414,9 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
     head = (
         f"Profile `{profile.name}` ({profile.users:,} learners x {profile.days} days), "
         f"{info['cpus']} CPUs, {info['memory_gib']} GiB, PostgreSQL {info['postgres']}, "
-        f"Python {info['python']}\n\n"
+        f"Python {info['python']}\n"
+        + " ".join(f"{k}={v}" for k, v in info["postgres_settings"].items())
+        + "\n\n"
     )
     notes = ""
     for key, label in (
