@@ -55,6 +55,7 @@ from python_jobs.tracker import BatchResult, Tracker
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = RESULTS / "cache"  # history state and held-back days, kept between runs
 SEED = 2026
 
 
@@ -117,11 +118,11 @@ def _drop_database(name: str) -> None:
 
 
 def _state_file(name: str) -> Path:
-    return RESULTS / "cache" / f"{name}.json"
+    return CACHE / f"{name}.json"
 
 
 def _increments_file(profile: Profile) -> Path:
-    return RESULTS / "cache" / f"bench_{profile.name}.increments.pickle"
+    return CACHE / f"bench_{profile.name}.increments.pickle"
 
 
 def _create_database(name: str) -> str:
@@ -205,6 +206,8 @@ def build_histories(
         log.info("histories %s: reusing, %d held-back days delivered", ", ".join(names), done)
         return long_name, short_name
 
+    # before the hour-long load, not after it: the held-back days are written here at its end
+    CACHE.mkdir(parents=True, exist_ok=True)
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     cutoff = end - timedelta(days=profile.held_back_days)
     short_from = cutoff - timedelta(days=profile.short_days)
