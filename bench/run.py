@@ -337,18 +337,15 @@ def measure_jobs(name: str, target: Path) -> list[dict[str, Any]]:
     return [run_job(job, url, target / "plots") for job in ("readiness", "gaps")]
 
 
-RECORDED_SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "wal_buffers", "jit")
-
-
 def machine() -> dict[str, Any]:
     with psycopg.connect(_admin()) as conn:
         server = conn.execute("show server_version").fetchone()[0]
-        # what the figures depend on: a server started before a change to db.SERVER_SETTINGS
-        # keeps its old values until it is restarted
+        # the values of the settings the project chooses, as this server has them: a server
+        # started before a change to db.SERVER_SETTINGS keeps its old values until restarted
         settings = dict(
             conn.execute(
                 "select name, current_setting(name) from pg_settings where name = any(%s)",
-                (list(RECORDED_SETTINGS),),
+                (list(db.SERVER_SETTINGS),),
             ).fetchall()
         )
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
