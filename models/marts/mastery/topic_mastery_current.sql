@@ -36,21 +36,35 @@ users as (
 ),
 
 dated as (
+    -- each value the later steps read more than once is computed once per row, in a lateral
+    -- subquery that `limit all` keeps from being flattened: inlined, its expression was copied into
+    -- every formula using it (five time-zone conversions and two power() calls a row; the view
+    -- took 3.9 s instead of 1.5 s at 10,000 learners). Filters on user_id and topic_id still
+    -- reach topic_mastery's index.
     select
         mastery.*,
-        {{ mastery_as_of_date('users.timezone') }} as as_of_date
+        learner_today.as_of_date
     from mastery
     inner join users
         on mastery.user_id = users.user_id
+    cross join lateral (  -- noqa: ST05
+        select {{ mastery_as_of_date('users.timezone') }} as as_of_date
+        limit all  -- noqa: AM09
+    ) as learner_today
 ),
 
 decayed as (
     select
         dated.*,
         dated.as_of_date - dated.last_review_date as days_since_last_review,
-        {{ retrieval_strength('dated.as_of_date - dated.last_review_date', 'dated.interval_days') }}
-            as retrieval_strength
+        forgetting.retrieval_strength
     from dated
+    cross join lateral (  -- noqa: ST05
+        select
+            {{ retrieval_strength('dated.as_of_date - dated.last_review_date', 'dated.interval_days') }}
+                as retrieval_strength
+        limit all  -- noqa: AM09
+    ) as forgetting
 ),
 
 final as (
