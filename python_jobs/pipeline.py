@@ -2,12 +2,12 @@
 
 Steps, in order (DESIGN.md section 1): partitions ahead, ``alembic upgrade head``, erasure of
 requested learners and closing of idle sessions, ``dbt build`` of everything upstream of the python
-jobs, exam readiness, gap recommendations, ``dbt build`` of what reads the ml tables, ``dbt docs
-generate`` (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the
-three dbt commands run in this process on one parse of the project (``DbtSession``). Each
-step is logged with its duration; the first failure stops the run, which exits non-zero naming
-that step. A PostgreSQL advisory lock keeps two runs (from any machine) from
-overlapping. Every step is safe to repeat, so running twice the same day is harmless.
+jobs, the python jobs (exam readiness and gap recommendations, side by side), ``dbt build`` of what
+reads the ml tables, ``dbt docs generate`` (the catalog only, ``--no-compile``, unless
+--full-checks or --full-refresh); the three dbt commands run in this process on one parse of the
+project (``DbtSession``). Each step is logged with its duration; the first failure stops the run,
+which exits non-zero naming that step. A PostgreSQL advisory lock keeps two runs (from any machine)
+from overlapping. Every step is safe to repeat, so running twice the same day is harmless.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +132,24 @@ def _gap_recommendations(ctx: RunContext) -> object:
         return run_gap_recommendations(conn, RecommendationOptions())
 
 
+def _python_jobs(ctx: RunContext) -> object:
+    """Exam readiness and gap recommendations at the same time, each on its own connection: they
+    read marts the upstream build has finished and write different ml tables, and one is mostly
+    Python (features, scoring) while the other is one SQL statement, so on two cores the step
+    takes about as long as the slower job instead of the sum. Both always run to the end (each
+    commits or rolls back its own transaction); a failure names the job."""
+    jobs = {"exam_readiness": _exam_readiness, "gap_recommendations": _gap_recommendations}
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="job") as pool:
+        futures = {name: pool.submit(job, ctx) for name, job in jobs.items()}
+    failed = [(name, f.exception()) for name, f in futures.items() if f.exception() is not None]
+    for name, err in failed[1:]:
+        log.error("job %s also failed: %s", name, err)
+    if failed:
+        name, err = failed[0]
+        raise RuntimeError(f"job {name} failed: {err}") from err
+    return {name: str(future.result()) for name, future in futures.items()}
+
+
 def _docs(ctx: RunContext) -> object:
     # The nightly run refreshes the catalog only; compiling every model's SQL for the docs' code
     # tab doubles the step's time and is left to the full runs.
@@ -144,8 +163,7 @@ def default_steps() -> list[Step]:
         ("migrate", _migrate),
         ("erase_and_close_sessions", _erase_and_close),
         ("dbt_build_upstream", _dbt_build(None, [AFTER_JOBS_SELECTOR])),
-        ("exam_readiness", _exam_readiness),
-        ("gap_recommendations", _gap_recommendations),
+        ("python_jobs", _python_jobs),
         ("dbt_build_downstream", _dbt_build(AFTER_JOBS_SELECTOR, [])),
         ("dbt_docs", _docs),
     ]

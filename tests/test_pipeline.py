@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from python_jobs.deletion import request_deletion
-from python_jobs.pipeline import LOCK_KEY, RunContext, run_pipeline
+from python_jobs.pipeline import LOCK_KEY, PipelineError, RunContext, default_steps, run_pipeline
 from python_jobs.simulator import simulate
 
 pytestmark = pytest.mark.slow
@@ -138,3 +138,16 @@ def test_erased_learner_appears_in_no_relation(pipeline_db):
             (f"%{victim}%",),
         ).fetchone()[0]
         assert text_hits == 0
+
+
+def test_failing_python_jobs_are_named_after_both_have_run(database_factory, caplog):
+    # migrated, but dbt has never built the marts both jobs read: both fail, and the step's
+    # error names the first job while the second job's failure is logged, not lost
+    url = database_factory("studyin_jobs_fail")
+    steps = [step for step in default_steps() if step[0] == "python_jobs"]
+    with pytest.raises(PipelineError) as raised:
+        run_pipeline(RunContext(url=url), steps)
+    assert raised.value.step == "python_jobs"
+    assert "job exam_readiness failed" in str(raised.value)
+    assert "intermediate.int_topic_reviews_scheduled does not exist" in str(raised.value)
+    assert "job gap_recommendations also failed: marts.knowledge_gaps does not exist" in caplog.text
