@@ -141,7 +141,8 @@ def _python_jobs(ctx: RunContext) -> object:
     jobs = {"exam_readiness": _exam_readiness, "gap_recommendations": _gap_recommendations}
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="job") as pool:
         futures = {name: pool.submit(job, ctx) for name, job in jobs.items()}
-    failed = [(name, f.exception()) for name, f in futures.items() if f.exception() is not None]
+    errors = {name: future.exception() for name, future in futures.items()}
+    failed = [(name, err) for name, err in errors.items() if err is not None]
     for name, err in failed[1:]:
         log.error("job %s also failed: %s", name, err)
     if failed:
