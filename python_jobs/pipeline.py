@@ -1,13 +1,14 @@
 """`studyin run`: the nightly pipeline, one command for cron and CI.
 
-Steps, in order (DESIGN.md section 1): partitions ahead, ``alembic upgrade head``, erasure of
-requested learners and closing of idle sessions, ``dbt build`` of everything upstream of the python
-jobs, the python jobs (exam readiness and gap recommendations, side by side), ``dbt build`` of what
-reads the ml tables, ``dbt docs generate`` (the catalog only, ``--no-compile``, unless
---full-checks or --full-refresh); the three dbt commands run in this process on one parse of the
-project (``DbtSession``). Each step is logged with its duration; the first failure stops the run,
-which exits non-zero naming that step. A PostgreSQL advisory lock keeps two runs (from any machine)
-from overlapping. Every step is safe to repeat, so running twice the same day is harmless.
+Steps, in order (DESIGN.md section 1): partitions ahead, ``alembic upgrade head``, summaries of
+the event tables' new BRIN block ranges, erasure of requested learners and closing of idle
+sessions, ``dbt build`` of everything upstream of the python jobs, the python jobs (exam readiness
+and gap recommendations, side by side), ``dbt build`` of what reads the ml tables, ``dbt docs
+generate`` (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the three
+dbt commands run in this process on one parse of the project (``DbtSession``). Each step is logged
+with its duration; the first failure stops the run, which exits non-zero naming that step. A
+PostgreSQL advisory lock keeps two runs (from any machine) from overlapping. Every step is safe to
+repeat, so running twice the same day is harmless.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def _partitions(ctx: RunContext) -> object:
 def _migrate(ctx: RunContext) -> object:
     migrate.upgrade(ctx.url)
     return None
+
+
+def _brin_summaries(ctx: RunContext) -> object:
+    with psycopg.connect(ctx.url) as conn:
+        return {"brin_ranges_summarized": migrate.summarize_brin_ranges(conn)}
 
 
 def _erase_and_close(ctx: RunContext) -> object:
@@ -162,6 +168,7 @@ def default_steps() -> list[Step]:
     return [
         ("partitions", _partitions),
         ("migrate", _migrate),
+        ("brin_summaries", _brin_summaries),
         ("erase_and_close_sessions", _erase_and_close),
         ("dbt_build_upstream", _dbt_build(None, [AFTER_JOBS_SELECTOR])),
         ("python_jobs", _python_jobs),
