@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic.config import Config
+from psycopg import errors
 
 from alembic import command
 from python_jobs.paths import ALEMBIC_INI
@@ -32,7 +33,7 @@ def ensure_partitions(conn, months_ahead: int = 3) -> int:
     return int(row[0])
 
 
-def summarize_brin_ranges(conn) -> int:
+def summarize_brin_ranges(conn, lock_timeout: str = "2s") -> tuple[int, list[str]]:
     """Summarize every block range of the app tables' BRIN indexes that has no summary yet.
 
     A range without a summary matches every BRIN search, so each "received since the watermark"
@@ -41,14 +42,25 @@ def summarize_brin_ranges(conn) -> int:
     partition is left with an unsummarized tail (up to a sixth of its blocks) once its month is
     over, read again by every model every night, so the nightly cost would grow with the number of
     old partitions. Summarizing reads only the ranges without a summary: after the first time, the
-    blocks written since the last run. Returns the number of ranges summarized.
+    blocks written since the last run.
+
+    An index whose table a VACUUM holds (which summarizes it too) is skipped after `lock_timeout`
+    rather than waited for. Returns the number of ranges summarized and the indexes skipped.
     """
-    row = conn.execute(
-        "select coalesce(sum(brin_summarize_new_values(index_class.oid)), 0)"
-        " from pg_class as index_class"
+    indexes = conn.execute(
+        "select index_class.oid::regclass::text from pg_class as index_class"
         " join pg_am as access_method on access_method.oid = index_class.relam"
         " where access_method.amname = 'brin' and index_class.relkind = 'i'"
-        " and index_class.relnamespace = 'app'::regnamespace"
-    ).fetchone()
+        " and index_class.relnamespace = 'app'::regnamespace order by 1"
+    ).fetchall()
     conn.commit()
-    return int(row[0])
+    summarized, skipped = 0, []
+    for (index,) in indexes:
+        try:
+            with conn.transaction():
+                conn.execute("select set_config('lock_timeout', %s, true)", (lock_timeout,))
+                row = conn.execute("select brin_summarize_new_values(%s::regclass)", (index,))
+                summarized += int(row.fetchone()[0])
+        except errors.LockNotAvailable:
+            skipped.append(index)
+    return summarized, skipped

@@ -85,7 +85,10 @@ def _migrate(ctx: RunContext) -> object:
 
 def _brin_summaries(ctx: RunContext) -> object:
     with psycopg.connect(ctx.url) as conn:
-        return {"brin_ranges_summarized": migrate.summarize_brin_ranges(conn)}
+        summarized, skipped = migrate.summarize_brin_ranges(conn)
+    for index in skipped:
+        log.warning("brin_summaries: %s skipped, its table is being vacuumed", index)
+    return {"brin_ranges_summarized": summarized}
 
 
 def _erase_and_close(ctx: RunContext) -> object:
