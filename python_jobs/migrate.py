@@ -44,8 +44,10 @@ def summarize_brin_ranges(conn, lock_timeout: str = "2s") -> tuple[int, list[str
     old partitions. Summarizing reads only the ranges without a summary: after the first time, the
     blocks written since the last run.
 
-    An index whose table a VACUUM holds (which summarizes it too) is skipped after `lock_timeout`
-    rather than waited for. Returns the number of ranges summarized and the indexes skipped.
+    An index whose table another maintenance command holds (an anti-wraparound VACUUM, which is
+    not cancelled for us and summarizes the ranges itself; a manual ANALYZE) is skipped after
+    `lock_timeout` rather than waited for; the next run summarizes it. Returns the number of
+    ranges summarized and the indexes skipped.
     """
     indexes = conn.execute(
         "select index_class.oid::regclass::text from pg_class as index_class"

@@ -87,7 +87,7 @@ def _brin_summaries(ctx: RunContext) -> object:
     with psycopg.connect(ctx.url) as conn:
         summarized, skipped = migrate.summarize_brin_ranges(conn)
     for index in skipped:
-        log.warning("brin_summaries: %s skipped, its table is being vacuumed", index)
+        log.warning("brin_summaries: %s skipped, its table is locked by maintenance", index)
     return {"brin_ranges_summarized": summarized}
 
 
