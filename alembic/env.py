@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from python_jobs.db import database_url, sqlalchemy_url
+from python_jobs.warehouse.db import database_url, sqlalchemy_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

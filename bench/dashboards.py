@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from python_jobs.dbt import run_dbt
+from python_jobs.warehouse.dbt import run_dbt
 
 PARAM = re.compile(r"%\((\w+)\)s")
 

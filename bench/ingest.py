@@ -31,8 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from python_jobs import db, migrate
-from python_jobs.events import (
+from python_jobs.ingest.events import (
     Event,
     GenericEvent,
     MaterialInteraction,
@@ -41,7 +40,8 @@ from python_jobs.events import (
     SessionHeartbeat,
     SessionStart,
 )
-from python_jobs.tracker import Tracker
+from python_jobs.ingest.tracker import Tracker
+from python_jobs.warehouse import db, migrate
 
 N_TOPICS = 12
 N_QUESTIONS = 3000

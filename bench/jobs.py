@@ -27,8 +27,8 @@ from typing import Any
 
 import psycopg
 
-from python_jobs import db, migrate
-from python_jobs.dbt import run_dbt
+from python_jobs.warehouse import db, migrate
+from python_jobs.warehouse.dbt import run_dbt
 
 log = logging.getLogger("bench.jobs")
 RSS_LIMIT_MB = 2048
@@ -57,7 +57,7 @@ def prepare(
     with psycopg.connect(url) as conn:
         simulated = conn.execute("select count(*) from app.users").fetchone()[0]
     if not simulated:
-        from python_jobs.simulator import simulate
+        from python_jobs.simulation.simulator import simulate
 
         started = time.monotonic()
         with psycopg.connect(url) as conn:
@@ -77,14 +77,14 @@ def _child(job: str, url: str, plot_dir: str, queue: mp.Queue) -> None:
     started = time.monotonic()
     with psycopg.connect(url) as conn:
         if job == "readiness":
-            from python_jobs.exam_readiness import ReadinessOptions, run_exam_readiness
+            from python_jobs.jobs.readiness import ReadinessOptions, run_exam_readiness
 
             # always train: the training run is the job's peak, not a night scored with a stored
             # model
             options = ReadinessOptions(plot_dir=Path(plot_dir), retrain_every_days=0)
             report = run_exam_readiness(conn, options)
         else:
-            from python_jobs.gap_recommendations import run_gap_recommendations
+            from python_jobs.jobs.recommendations import run_gap_recommendations
 
             report = run_gap_recommendations(conn)
     wall = time.monotonic() - started

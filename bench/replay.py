@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 
 from bench.run import RESULTS
-from python_jobs import db
-from python_jobs.pipeline import RunContext, Step, default_steps, run_pipeline
+from python_jobs.warehouse import db
+from python_jobs.warehouse.pipeline import RunContext, Step, default_steps, run_pipeline
 
 StepFn = Callable[[RunContext], object]
 

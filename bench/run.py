@@ -48,11 +48,11 @@ from typing import Any
 
 import psycopg
 
-from python_jobs import db, migrate
-from python_jobs.dbt import run_dbt
-from python_jobs.events import Event
-from python_jobs.pipeline import RunContext, run_pipeline
-from python_jobs.tracker import BatchResult, Tracker
+from python_jobs.ingest.events import Event
+from python_jobs.ingest.tracker import BatchResult, Tracker
+from python_jobs.warehouse import db, migrate
+from python_jobs.warehouse.dbt import run_dbt
+from python_jobs.warehouse.pipeline import RunContext, run_pipeline
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,7 +192,7 @@ def build_histories(
     """
     from tqdm import tqdm
 
-    from python_jobs.simulator import generate, prepare
+    from python_jobs.simulation.simulator import generate, prepare
 
     long_name = f"bench_{profile.name}_{profile.days}d"
     short_name = f"bench_{profile.name}_{profile.short_days}d" if short else None

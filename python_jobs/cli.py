@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from python_jobs import db
+from python_jobs.warehouse import db
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from python_jobs import migrate
+    from python_jobs.warehouse import migrate
 
     url = db.ensure_server()
     if args.revision.startswith("-") or args.down:
@@ -41,7 +41,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_partitions(args: argparse.Namespace) -> int:
-    from python_jobs import migrate
+    from python_jobs.warehouse import migrate
 
     with db.connect(db.ensure_server()) as conn:
         made = migrate.ensure_partitions(conn, args.months_ahead)
@@ -50,14 +50,14 @@ def _cmd_partitions(args: argparse.Namespace) -> int:
 
 
 def _cmd_dbt(args: argparse.Namespace) -> int:
-    from python_jobs.dbt import run_dbt
+    from python_jobs.warehouse.dbt import run_dbt
 
     result = run_dbt(args.dbt_args, url=db.ensure_server(), capture=False, check=False)
     return result.returncode
 
 
 def _cmd_delete_user(args: argparse.Namespace) -> int:
-    from python_jobs.deletion import request_deletion
+    from python_jobs.warehouse.deletion import request_deletion
 
     with db.connect(db.ensure_server()) as conn:
         request_id = request_deletion(conn, args.user_id)
@@ -66,7 +66,12 @@ def _cmd_delete_user(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from python_jobs.pipeline import PipelineError, PipelineLocked, RunContext, run_pipeline
+    from python_jobs.warehouse.pipeline import (
+        PipelineError,
+        PipelineLocked,
+        RunContext,
+        run_pipeline,
+    )
 
     _configure_logging()
     ctx = RunContext(
@@ -89,7 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from python_jobs.simulator import simulate
+    from python_jobs.simulation.simulator import simulate
 
     with db.connect(db.ensure_server()) as conn:
         summary = simulate(
@@ -101,7 +106,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from python_jobs.demo import DemoOptions, run_demo
-    from python_jobs.pipeline import PipelineError
+    from python_jobs.warehouse.pipeline import PipelineError
 
     _configure_logging()
     try:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from python_jobs import db, migrate
 from python_jobs.paths import PROJECT_ROOT
+from python_jobs.warehouse import db, migrate
 
 log = logging.getLogger("studyin.demo")
 
@@ -80,8 +80,8 @@ def plot_path(url: str) -> str | None:
 
 
 def run_demo(options: DemoOptions, fresh: bool = True) -> int:
-    from python_jobs.pipeline import RunContext, run_pipeline
-    from python_jobs.simulator import simulate
+    from python_jobs.simulation.simulator import simulate
+    from python_jobs.warehouse.pipeline import RunContext, run_pipeline
 
     started = time.monotonic()
     url = prepare_database(fresh)

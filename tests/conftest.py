@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from python_jobs import db, migrate
+from python_jobs.warehouse import db, migrate
 
 
 @pytest.fixture(scope="session")

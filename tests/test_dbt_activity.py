@@ -32,11 +32,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from python_jobs.dbt import DbtError, run_dbt
-from python_jobs.deletion import apply_deletions, request_deletion
-from python_jobs.events import Event, QuestionAttempt
-from python_jobs.simulator import generate, prepare
-from python_jobs.tracker import Tracker
+from python_jobs.ingest.events import Event, QuestionAttempt
+from python_jobs.ingest.tracker import Tracker
+from python_jobs.simulation.simulator import generate, prepare
+from python_jobs.warehouse.dbt import DbtError, run_dbt
+from python_jobs.warehouse.deletion import apply_deletions, request_deletion
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from python_jobs.dbt import run_dbt
+from python_jobs.warehouse.dbt import run_dbt
 
 pytestmark = pytest.mark.slow  # about ten dbt invocations
 

@@ -30,9 +30,9 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from python_jobs import simulator
-from python_jobs.dbt import run_dbt
-from python_jobs.tracker import Tracker
+from python_jobs.ingest.tracker import Tracker
+from python_jobs.simulation import simulator
+from python_jobs.warehouse.dbt import run_dbt
 
 pytestmark = pytest.mark.slow  # a simulation, three deliveries, five dbt runs: about two minutes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from python_jobs import migrate
+from python_jobs.warehouse import migrate
 
 
 def _tables(url: str) -> set[str]:

@@ -18,18 +18,18 @@ import pandas as pd
 import psycopg
 import pytest
 
-from python_jobs import db
-from python_jobs.dbt import run_dbt
-from python_jobs.exam_readiness import (
+from python_jobs.jobs.readiness import (
     ReadinessOptions,
     active_learners,
     exam_features,
     load_labels,
     run_exam_readiness,
 )
-from python_jobs.gap_recommendations import RecommendationOptions, run_gap_recommendations
-from python_jobs.job_report import JobError, RunReport
-from python_jobs.readiness_features import ALL_COLUMNS, compute_features
+from python_jobs.jobs.readiness_features import ALL_COLUMNS, compute_features
+from python_jobs.jobs.recommendations import RecommendationOptions, run_gap_recommendations
+from python_jobs.jobs.report import JobError, RunReport
+from python_jobs.warehouse import db
+from python_jobs.warehouse.dbt import run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ TODAY = END.date()
 
 @pytest.fixture(scope="module")
 def sim_url(database_factory: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    from python_jobs.simulator import simulate
+    from python_jobs.simulation.simulator import simulate
 
     url = database_factory("ml_jobs")
     with psycopg.connect(url) as conn:

@@ -11,9 +11,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from python_jobs.deletion import request_deletion
-from python_jobs.pipeline import LOCK_KEY, PipelineError, RunContext, default_steps, run_pipeline
-from python_jobs.simulator import simulate
+from python_jobs.simulation.simulator import simulate
+from python_jobs.warehouse.deletion import request_deletion
+from python_jobs.warehouse.pipeline import (
+    LOCK_KEY,
+    PipelineError,
+    RunContext,
+    default_steps,
+    run_pipeline,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from python_jobs.readiness_features import (
+from python_jobs.jobs.readiness_features import (
     FeatureParams,
     MasteryParams,
     Taxonomy,

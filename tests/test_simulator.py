@@ -19,8 +19,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from python_jobs import simulator
-from python_jobs.reference import (
+from python_jobs.simulation import simulator
+from python_jobs.simulation.reference import (
     load_reference,
     make_materials,
     make_questions,
@@ -29,7 +29,7 @@ from python_jobs.reference import (
     read_topics,
     reference,
 )
-from python_jobs.simulator import (
+from python_jobs.simulation.simulator import (
     DAY,
     LATE_MAX_SECONDS,
     LATE_MIN_SECONDS,
@@ -525,7 +525,7 @@ def test_habits_show_in_the_stored_events(
 
 
 def test_simulate_is_idempotent_and_in_flight_events_arrive_later(database_factory) -> None:  # noqa: ANN001
-    from python_jobs.tracker import Tracker
+    from python_jobs.ingest.tracker import Tracker
 
     url = database_factory("studyin_sim_flight")
     with psycopg.connect(url) as conn:
@@ -560,7 +560,7 @@ def test_simulate_is_idempotent_and_in_flight_events_arrive_later(database_facto
 
 
 def test_fast_event_builder_makes_the_same_events_as_the_constructors() -> None:
-    from python_jobs import events as ev
+    from python_jobs.ingest import events as ev
 
     now = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
     rng = random.Random(0)

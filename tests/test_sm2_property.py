@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from supermemo2 import review
 
-from python_jobs.dbt import run_dbt
+from python_jobs.warehouse.dbt import run_dbt
 
 START = date(2026, 1, 5)
 EF_TOLERANCE = 1e-9

@@ -19,9 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import errors
 
-from python_jobs import migrate
-from python_jobs.deletion import apply_deletions, request_deletion
-from python_jobs.events import (
+from python_jobs.ingest.events import (
     Event,
     ExamResult,
     GenericEvent,
@@ -31,13 +29,15 @@ from python_jobs.events import (
     SessionHeartbeat,
     SessionStart,
 )
-from python_jobs.tracker import (
+from python_jobs.ingest.tracker import (
     BatchResult,
     Tracker,
     ValidationError,
     close_idle_sessions,
 )
-from python_jobs.validation import REJECTED_PAYLOAD_LIMIT, anonymise_ip, mask_ip_addresses
+from python_jobs.ingest.validation import REJECTED_PAYLOAD_LIMIT, anonymise_ip, mask_ip_addresses
+from python_jobs.warehouse import migrate
+from python_jobs.warehouse.deletion import apply_deletions, request_deletion
 
 # Question bank of the module: question id -> (topic id, correct answer).
 QUESTIONS = {101: (2, "A"), 102: (2, "C"), 103: (3, "E")}

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from python_jobs.db import database_url, dbt_env
 from python_jobs.paths import PROJECT_ROOT
+from python_jobs.warehouse.db import database_url, dbt_env
 
 log = logging.getLogger("studyin.dbt")
 

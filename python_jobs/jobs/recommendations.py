@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime
 
 import psycopg
 
-from python_jobs.job_report import DBT_FIRST, JobError, RunReport, require_relations
+from python_jobs.jobs.report import DBT_FIRST, JobError, RunReport, require_relations
 
 log = logging.getLogger(__name__)
 

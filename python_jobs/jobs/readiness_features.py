@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from python_jobs.job_report import query_frame
+from python_jobs.jobs.report import query_frame
 
 log = logging.getLogger(__name__)
 

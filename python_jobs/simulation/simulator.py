@@ -62,7 +62,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from python_jobs.events import (
+from python_jobs.ingest.events import (
     Event,
     ExamResult,
     GenericEvent,
@@ -72,7 +72,7 @@ from python_jobs.events import (
     SessionHeartbeat,
     SessionStart,
 )
-from python_jobs.reference import Reference, load_reference, reference
+from python_jobs.simulation.reference import Reference, load_reference, reference
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -1158,7 +1158,7 @@ def generate(
 SIM_DDL = """
 create schema if not exists sim;
 comment on schema sim is
-    'Latent truth of the learner simulator (python_jobs/simulator.py), to measure how well the '
+    'Latent truth of the learner simulator (python_jobs.simulation), to measure how well the '
     'analytics recover it. The marts never read it.';
 create table if not exists sim.runs (
     run_id                  bigint generated always as identity primary key,
@@ -1409,7 +1409,7 @@ def simulate(
     """
     from tqdm import tqdm
 
-    from python_jobs.tracker import Tracker
+    from python_jobs.ingest.tracker import Tracker
 
     started = time.perf_counter()
     sim = generate(users, days, seed, late_share=late_share, end=end)

@@ -78,15 +78,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from python_jobs.job_report import (
-    DBT_FIRST,
-    JobError,
-    RunReport,
-    query_frame,
-    require_relations,
-)
-from python_jobs.paths import PROJECT_ROOT
-from python_jobs.readiness_features import (
+from python_jobs.jobs.readiness_features import (
     FEATURE_COLUMNS,
     PRIOR_EXAM_COLUMNS,
     FeatureParams,
@@ -94,6 +86,14 @@ from python_jobs.readiness_features import (
     compute_features,
     load_taxonomy,
 )
+from python_jobs.jobs.report import (
+    DBT_FIRST,
+    JobError,
+    RunReport,
+    query_frame,
+    require_relations,
+)
+from python_jobs.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import psycopg
 
-from python_jobs import migrate
-from python_jobs.dbt import DbtSession
+from python_jobs.warehouse import migrate
+from python_jobs.warehouse.dbt import DbtSession
 
 log = logging.getLogger("studyin.run")
 
@@ -92,8 +92,8 @@ def _brin_summaries(ctx: RunContext) -> object:
 
 
 def _erase_and_close(ctx: RunContext) -> object:
-    from python_jobs.deletion import apply_deletions
-    from python_jobs.tracker import close_idle_sessions
+    from python_jobs.ingest.tracker import close_idle_sessions
+    from python_jobs.warehouse.deletion import apply_deletions
 
     with psycopg.connect(ctx.url) as conn:
         erased = apply_deletions(conn)
@@ -127,7 +127,7 @@ def _dbt_build(select: str | None, exclude: list[str]) -> Callable[[RunContext],
 
 
 def _exam_readiness(ctx: RunContext) -> object:
-    from python_jobs.exam_readiness import ReadinessOptions, run_exam_readiness
+    from python_jobs.jobs.readiness import ReadinessOptions, run_exam_readiness
 
     with psycopg.connect(ctx.url) as conn:
         options = ReadinessOptions(retrain_every_days=0) if ctx.retrain else ReadinessOptions()
@@ -135,7 +135,7 @@ def _exam_readiness(ctx: RunContext) -> object:
 
 
 def _gap_recommendations(ctx: RunContext) -> object:
-    from python_jobs.gap_recommendations import RecommendationOptions, run_gap_recommendations
+    from python_jobs.jobs.recommendations import RecommendationOptions, run_gap_recommendations
 
     with psycopg.connect(ctx.url) as conn:
         return run_gap_recommendations(conn, RecommendationOptions())

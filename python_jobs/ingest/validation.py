@@ -1,7 +1,8 @@
 """Input checks of the event tracker that need no database: errors, payload parsing, IP anonymising.
 
-The tracker (``python_jobs.tracker``) validates every event against the reference data it caches
-(event catalogue, learners, question bank, materials); this module holds what those checks share:
+The tracker (``python_jobs.ingest.tracker``) validates every event against the reference data it
+caches (event catalogue, learners, question bank, materials); this module holds
+what those checks share:
 
 - ``FieldError`` / ``ValidationError``: every problem of one event, each naming its field.
 - ``event_from_payload``: raw JSON from a client -> a typed ``Event`` (or a ValidationError).
@@ -24,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from python_jobs.events import EVENT_CLASSES, Event, GenericEvent
+from python_jobs.ingest.events import EVENT_CLASSES, Event, GenericEvent
 
 REJECTED_PAYLOAD_LIMIT = 65536
 """Bytes of a rejected payload kept in app.rejected_events (payload_bytes keeps the full size)."""

@@ -81,7 +81,7 @@ from uuid import UUID
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from python_jobs.events import (
+from python_jobs.ingest.events import (
     EVENT_CLASSES,
     Event,
     ExamResult,
@@ -92,7 +92,7 @@ from python_jobs.events import (
     SessionHeartbeat,
     SessionStart,
 )
-from python_jobs.validation import (
+from python_jobs.ingest.validation import (
     FieldError,
     ValidationError,
     event_from_payload,
@@ -786,7 +786,7 @@ class Tracker:
             return [
                 FieldError(
                     "event",
-                    "must be an instance of an event class of python_jobs.events, "
+                    "must be an instance of an event class of python_jobs.ingest.events, "
                     f"got {type(ev).__name__}",
                 )
             ]
@@ -1224,7 +1224,7 @@ def _erased_learners(
     conn: psycopg.Connection, rejected: list[tuple[int, list[FieldError]]]
 ) -> set[int]:
     """UUID.int of the unknown learners among ``rejected`` that were erased (a completed
-    deletion request keeps only the SHA-256 of the id, see python_jobs.deletion)."""
+    deletion request keeps only the SHA-256 of the id, see python_jobs.warehouse.deletion)."""
     claimed: dict[str, int] = {}
     for _, errs in rejected:
         for e in errs:

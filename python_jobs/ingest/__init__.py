@@ -1,0 +1,1 @@
+"""Ingest: event schemas, validation and the tracker, the one way events enter the warehouse."""

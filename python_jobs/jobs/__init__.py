@@ -1,0 +1,1 @@
+"""The python jobs of the nightly run: exam readiness and gap recommendations."""

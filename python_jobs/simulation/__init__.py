@@ -1,0 +1,1 @@
+"""The learner simulator and the reference data (taxonomy, questions, materials) it draws on."""

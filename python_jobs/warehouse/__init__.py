@@ -1,0 +1,1 @@
+"""Warehouse operations: the database, migrations, dbt, the nightly pipeline and erasure."""
