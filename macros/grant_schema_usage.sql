@@ -2,7 +2,10 @@
     marts too, and the review log int_topic_reviews_scheduled in intermediate (exam readiness
     recomputes point-in-time mastery from it). dbt grants select on each of those relations through
     the `grants` config; this gives the roles the schema usage those grants need. A run that
-    builds no model (e.g. `dbt seed`) may find a schema missing: then there is nothing to grant. -#}
+    builds no model (e.g. `dbt seed`) may find a schema missing: then there is nothing to grant.
+    PostgreSQL gives EXECUTE on every new function to PUBLIC: the functions dbt creates in
+    intermediate (SM-2, macros/sm2.sql) are called only while dbt builds the models, so PUBLIC's
+    EXECUTE is revoked (CREATE OR REPLACE keeps the revocation; a new function loses it here). -#}
 {% macro grant_schema_usage() -%}
     {%- if execute -%}
         do $$
@@ -12,6 +15,7 @@
             end if;
             if exists (select 1 from pg_namespace where nspname = 'intermediate') then
                 grant usage on schema intermediate to ml_writer;
+                revoke execute on all functions in schema intermediate from public;
             end if;
         end;
         $$

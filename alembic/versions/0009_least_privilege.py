@@ -1,0 +1,109 @@
+"""Least privilege: no function, schema or database right is left to PUBLIC.
+
+PostgreSQL grants EXECUTE on every new function to PUBLIC, so any role that could reach schema app
+could call app.delete_user (SECURITY DEFINER: it runs as the owner) and erase a learner, or take
+key-share locks on app.users through app.require_learners. This revision:
+  * revokes EXECUTE from PUBLIC (and from the four roles) on every function in app and ml, then
+    grants it back only where a role calls the function itself: loader (the tracker) calls
+    app.ensure_study_event_partitions. Nobody else calls a function directly:
+      - trigger functions are not checked for EXECUTE when a trigger fires (only when the trigger
+        is created), so loader's inserts still run app.check_event_references;
+      - app.require_learners is called by that trigger function, which runs as its owner;
+      - app.delete_user is called by the pipeline's erasure step, which connects as the owner of
+        the schemas (the role that runs the migrations), like the other steps that write app.
+  * pins search_path on every SECURITY DEFINER function to pg_catalog, its own schema, then pg_temp
+    (listed last: when pg_temp is not listed, the caller's temporary tables are searched first);
+  * stops new functions created by the migrating role (Alembic, and dbt when it connects as the
+    same role) from getting EXECUTE for PUBLIC. Default privileges can only be revoked for the whole
+    database, not per schema, so this covers every schema; dbt's own hook revokes PUBLIC's EXECUTE
+    on its functions in intermediate for set-ups where dbt connects as another role;
+  * revokes from PUBLIC the default USAGE on schema public (only alembic_version lives there) and
+    CONNECT and TEMPORARY on the database, granting CONNECT to the four roles and TEMPORARY to
+    those whose code uses temporary tables (loader: the tracker's batch tables; transformer: dbt's
+    incremental models; ml_writer: the recommendations job).
+What each role may do is the table in the README; tests/test_privileges.py compares the catalogue
+with it.
+
+Revision ID: 0009_least_privilege
+Revises: 0008_event_log_unread_indexes
+Create Date: 2026-12-02
+"""
+
+from alembic import op
+
+revision = "0009_least_privilege"
+down_revision = "0008_event_log_unread_indexes"
+branch_labels = None
+depends_on = None
+
+ROLES = "loader, transformer, ml_writer, reporter"
+
+UPGRADE = r"""
+do $$
+declare
+    f record;
+begin
+    for f in
+        select p.oid::regprocedure as signature, n.nspname as schema, p.prosecdef as definer
+        from pg_proc as p
+        join pg_namespace as n on n.oid = p.pronamespace
+        where n.nspname in ('app', 'ml')
+    loop
+        execute format('revoke all on function %s from public, {roles}', f.signature);
+        if f.definer then
+            execute format(
+                'alter function %s set search_path = pg_catalog, %I, pg_temp', f.signature, f.schema);
+        end if;
+    end loop;
+end;
+$$;
+grant execute on function app.ensure_study_event_partitions(timestamptz, integer) to loader;
+
+alter default privileges revoke execute on functions from public;
+
+revoke all on schema app, ml from public;
+revoke all on schema public from public;
+
+revoke all on database "{database}" from public;
+grant connect on database "{database}" to {roles};
+grant temporary on database "{database}" to loader, transformer, ml_writer;
+"""
+
+DOWNGRADE = r"""
+grant connect, temporary on database "{database}" to public;
+revoke connect, temporary on database "{database}" from {roles};
+grant usage on schema public to public;
+
+alter default privileges grant execute on functions to public;
+
+do $$
+declare
+    f record;
+begin
+    for f in
+        select p.oid::regprocedure as signature, p.prosecdef as definer
+        from pg_proc as p
+        join pg_namespace as n on n.oid = p.pronamespace
+        where n.nspname in ('app', 'ml')
+    loop
+        execute format('grant execute on function %s to public', f.signature);
+        if f.definer then
+            execute format('alter function %s set search_path = pg_catalog, app', f.signature);
+        end if;
+    end loop;
+end;
+$$;
+"""
+
+
+def _sql(template: str) -> str:
+    database = op.get_bind().exec_driver_sql("select current_database()").scalar_one()
+    return template.replace("{database}", database).replace("{roles}", ROLES)
+
+
+def upgrade() -> None:
+    op.execute(_sql(UPGRADE))
+
+
+def downgrade() -> None:
+    op.execute(_sql(DOWNGRADE))
