@@ -302,7 +302,8 @@ from pg_temp.tracker_batch
 where event_type = 'exam_result'
 """
 
-SELECT_LEARNERS = "select id from app.users where id = any(%s) order by id for key share"
+# A SECURITY DEFINER function: locking rows needs UPDATE on app.users, which loader has not.
+SELECT_LEARNERS = "select learner.id from app.lock_learners(%s) as learner (id)"
 
 SELECT_SESSIONS = """
 select id, user_id, started_at, last_activity_at, ended_at, end_reason
