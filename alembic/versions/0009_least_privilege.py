@@ -107,6 +107,17 @@ grant temporary on database "{database}" to loader, transformer, ml_writer;
 """
 
 DOWNGRADE = r"""
+-- As 0002 left them (it granted the partitions that existed then; this grants all of them).
+do $$
+declare
+    part regclass;
+begin
+    for part in select inhrelid::regclass from pg_inherits where inhparent = 'app.study_events'::regclass
+    loop
+        execute format('grant select on table %s to transformer, ml_writer', part);
+    end loop;
+end;
+$$;
 revoke select (subject_sha256) on app.deletion_requests from loader;
 drop function app.lock_learners(uuid[]);
 grant select on app.rejected_events, app.deletion_requests to ml_writer;
