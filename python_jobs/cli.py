@@ -110,7 +110,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _fail("run", str(err))
         return 75  # EX_TEMPFAIL: try again later
     except PipelineError as err:
-        raise CommandFailed(str(err)) from err
+        raise CommandFailed(_headline(err)) from err
     print(f"studyin run: {len(durations)} steps done in {sum(durations.values()):.1f}s")
     return 0
 
@@ -134,7 +134,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         return run_demo(DemoOptions(users=args.users, days=args.days, seed=args.seed))
     except PipelineError as err:
-        raise CommandFailed(str(err)) from err
+        raise CommandFailed(_headline(err)) from err
+
+
+def _headline(err: Exception) -> str:
+    """The first line of a failed step's error; the whole of it (e.g. dbt's output) was logged."""
+    lines = str(err).splitlines() or [""]
+    if len(lines) == 1:
+        return lines[0]
+    return f"{lines[0].rstrip(':')} (the log above has the details)"
 
 
 def _configure_logging() -> None:

@@ -215,7 +215,7 @@ def _run_step(ctx: RunContext, name: str, fn: Callable[[RunContext], object]) ->
     try:
         result = fn(ctx)
     except Exception as err:  # noqa: BLE001 - reported with the step's name
-        log.error("step %s: failed after %.1fs", name, time.monotonic() - started)
+        log.error("step %s: failed after %.1fs: %s", name, time.monotonic() - started, err)
         raise PipelineError(name, err) from err
     seconds = time.monotonic() - started
     ctx.notes[name] = result
