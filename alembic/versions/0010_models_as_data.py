@@ -26,7 +26,7 @@ update ml.model_runs set model = null where model is not null;
 alter table ml.model_runs
     add column model_format text,
     add constraint model_runs_model_format_check check (
-        (model is null and model_format is null) or (model is not null and model_format = 'skops')
+        (model is null) = (model_format is null) and coalesce(model_format = 'skops', true)
     );
 comment on column ml.model_runs.model_format is
     'Format of model: skops (a zip of JSON and arrays, loaded with an explicit list of trusted '
@@ -37,7 +37,7 @@ comment on column ml.model_runs.model is
 """
 
 DOWNGRADE = r"""
-update ml.model_runs set model = null where model is not null;
+update ml.model_runs set model = null, model_format = null where model is not null;
 alter table ml.model_runs
     drop constraint model_runs_model_format_check,
     drop column model_format;
