@@ -31,8 +31,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
         print(f"PostgreSQL ready at {url}")
     elif args.action == "stop":
         if not db.uses_embedded():
-            print(f"{db.ENV_URL} is set: that server is not ours to stop", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"{db.ENV_URL} is set: that server is not ours to stop")
         print("stopped" if db.stop_embedded() else "not running")
     elif args.action == "status":
         if db.uses_embedded():
