@@ -775,7 +775,7 @@ def _stored_model(
     except model_store.UntrustedModel as err:
         raise JobError(
             f"stored model {version} in ml.model_runs was refused, nothing in it was run: {err}."
-            " Delete that row (or null its model) and run again with --retrain"
+            " Delete that row (or set its model to null) and run again: a new model is trained"
         ) from err
     return version, _model_from_fields(fields)
 
