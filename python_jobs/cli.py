@@ -1,11 +1,28 @@
-"""`studyin`: the one command line of the warehouse (a thin layer over plain functions)."""
+"""`studyin`: the one command line of the warehouse (a thin layer over plain functions).
+
+Every failure ends with one line on stderr, ``studyin <command>: <what went wrong>``, and a
+non-zero exit: 2 when the command could not start (bad arguments, unusable database URL, server
+unreachable), 1 when it ran and failed (a pipeline step, which it names; an unknown migration
+revision; no such learner), 75 when another run holds the pipeline lock, 130 on Ctrl-C. No
+traceback is printed unless ``STUDYIN_DEBUG=1`` is set.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from typing import NoReturn
+from uuid import UUID
 
 from python_jobs.warehouse import db
+
+DEBUG_ENV = "STUDYIN_DEBUG"
+
+
+class CommandFailed(RuntimeError):
+    """A command ran and failed; the message says what happened (exit code 1)."""
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -14,8 +31,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
         print(f"PostgreSQL ready at {url}")
     elif args.action == "stop":
         if not db.uses_embedded():
-            print(f"{db.ENV_URL} is set: that server is not ours to stop", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"{db.ENV_URL} is set: that server is not ours to stop")
         print("stopped" if db.stop_embedded() else "not running")
     elif args.action == "status":
         if db.uses_embedded():
@@ -32,10 +48,13 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from python_jobs.warehouse import migrate
 
     url = db.ensure_server()
-    if args.revision.startswith("-") or args.down:
-        migrate.downgrade(url, args.revision)
-    else:
-        migrate.upgrade(url, args.revision)
+    try:
+        if args.revision.startswith("-") or args.down:
+            migrate.downgrade(url, args.revision)
+        else:
+            migrate.upgrade(url, args.revision)
+    except migrate.MigrationError as err:
+        raise CommandFailed(str(err)) from err
     print(f"migrated to {args.revision}")
     return 0
 
@@ -60,7 +79,10 @@ def _cmd_delete_user(args: argparse.Namespace) -> int:
     from python_jobs.warehouse.deletion import request_deletion
 
     with db.connect(db.ensure_server()) as conn:
-        request_id = request_deletion(conn, args.user_id)
+        try:
+            request_id = request_deletion(conn, args.user_id)
+        except ValueError as err:  # no such learner (never existed, or already erased)
+            raise CommandFailed(str(err)) from err
     print(f"deletion request {request_id} recorded; the next `studyin run` erases the learner")
     return 0
 
@@ -84,11 +106,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         durations = run_pipeline(ctx)
     except PipelineLocked as err:
-        print(f"studyin run: {err}", file=sys.stderr)
+        _fail("run", str(err))
         return 75  # EX_TEMPFAIL: try again later
     except PipelineError as err:
-        print(f"studyin run: {err}", file=sys.stderr)
-        return 1
+        raise CommandFailed(_headline(err)) from err
     print(f"studyin run: {len(durations)} steps done in {sum(durations.values()):.1f}s")
     return 0
 
@@ -112,8 +133,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         return run_demo(DemoOptions(users=args.users, days=args.days, seed=args.seed))
     except PipelineError as err:
-        print(f"studyin demo: {err}", file=sys.stderr)
-        return 1
+        raise CommandFailed(_headline(err)) from err
+
+
+def _headline(err: Exception) -> str:
+    """The first line of a failed step's error; the whole of it (e.g. dbt's output) was logged."""
+    lines = str(err).splitlines() or [""]
+    if len(lines) == 1:
+        return lines[0]
+    return f"{lines[0].rstrip(':')} (the log above has the details)"
 
 
 def _configure_logging() -> None:
@@ -124,15 +152,52 @@ def _configure_logging() -> None:
     )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+def _whole_number(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
     return value
 
 
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1, "a positive whole number")
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0, "a whole number, 0 or more")
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text!r}")
+    return value
+
+
+def _learner_id(text: str) -> str:
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a learner id (a UUID), got {text!r}") from None
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is one `--help` away), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="studyin", description=__doc__)
+    parser = _OneLineParser(
+        prog="studyin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("db", help="embedded PostgreSQL lifecycle (or report the external one)")
@@ -145,16 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_migrate)
 
     p = sub.add_parser("partitions", help="create the study_events partitions ahead of time")
-    p.add_argument("--months-ahead", type=int, default=3)
+    p.add_argument("--months-ahead", type=_non_negative_int, default=3)
     p.set_defaults(func=_cmd_partitions)
 
     p = sub.add_parser("simulate", help="load simulated learners through the tracker")
     p.add_argument("--users", type=_positive_int, default=200)
     p.add_argument("--days", type=_positive_int, default=30)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=_non_negative_int, default=42)
     p.add_argument(
         "--late-share",
-        type=float,
+        type=_share,
         default=0.03,
         help="share of events delivered 1 hour to 10 days late (default 0.03)",
     )
@@ -163,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="everything on the embedded database: simulate, run, docs")
     p.add_argument("--users", type=_positive_int, default=200)
     p.add_argument("--days", type=_positive_int, default=30)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=_non_negative_int, default=42)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("run", help="the nightly pipeline: migrate, erase, dbt build, jobs, docs")
@@ -188,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
-    p.add_argument("user_id")
+    p.add_argument("user_id", type=_learner_id)
     p.set_defaults(func=_cmd_delete_user)
 
     p = sub.add_parser("dbt", help="run dbt with the project's connection, e.g. studyin dbt build")
@@ -197,13 +262,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """A message on one line: its lines joined with ' | ' (multi-line errors from dbt, psycopg)."""
+    return " | ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _fail(command: str, message: str) -> None:
+    print(f"studyin {command}: {_one_line(message) or 'failed'}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import psycopg
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        _fail(args.command, "interrupted")
+        return 130
     except db.DatabaseError as err:
-        print(f"studyin: {err}", file=sys.stderr)
+        _fail(args.command, str(err))
         return 2
+    except CommandFailed as err:
+        _fail(args.command, str(err))
+        return 1
+    except psycopg.Error as err:
+        _fail(args.command, f"database error: {err}")
+        return 1
+    except Exception as err:  # noqa: BLE001 - one line for the user; the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _fail(
+            args.command,
+            f"unexpected {type(err).__name__}: {err} (set {DEBUG_ENV}=1 for the traceback)",
+        )
+        return 1
 
 
 if __name__ == "__main__":

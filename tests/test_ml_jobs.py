@@ -8,6 +8,7 @@ it adds stay out of the other tests.
 from __future__ import annotations
 
 import math
+import pickle
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -17,9 +18,11 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+import skops.io as sio
 
 from python_jobs.jobs.readiness import (
     ReadinessOptions,
+    _model_key,
     active_learners,
     exam_features,
     load_labels,
@@ -30,6 +33,7 @@ from python_jobs.jobs.recommendations import RecommendationOptions, run_gap_reco
 from python_jobs.jobs.report import JobError, RunReport
 from python_jobs.warehouse import db
 from python_jobs.warehouse.dbt import run_dbt
+from python_jobs.warehouse.pipeline import PipelineError, RunContext, default_steps, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -222,6 +226,97 @@ def test_stored_model_scores_until_retrain_is_due(
     )
     # the last run of the day (trained, retrain_every_days=0) replaced the stored-model scores
     assert next_day_versions == [(every_run.model_version,)]
+
+
+class _OpenOnUnpickle:
+    """A planted pickle: unpickling it creates `path` (any callable would run the same way)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+class _TouchOnBuild:
+    """A planted skops object of a type nobody trusted: building it creates `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["path"]).touch()
+        self.__dict__.update(state)
+
+
+def _plant(url: str, version: str, model: bytes, key: str, trained_as_of: date) -> None:
+    """Write a model row as the ml_writer role can: the newest stored model under `key`."""
+    with psycopg.connect(url) as conn:
+        conn.execute("set role ml_writer")
+        conn.execute(
+            "insert into ml.model_runs (model_version, model_kind, trained_as_of, model_key,"
+            " model, model_format) values (%s, 'logistic', %s, %s, %s, 'skops')",
+            (version, trained_as_of, key, model),
+        )
+
+
+def test_stored_model_is_a_skops_file_that_scores_like_the_trained_one(
+    readiness_run, sim_url: str, plot_dir: Path, database_factory: Callable[..., str]
+) -> None:
+    url = _clone(sim_url, "stored_format", database_factory)
+    query = (
+        "select user_id, pass_probability, predicted_score, interval_low, interval_high,"
+        " top_factors::text from ml.exam_readiness_scores order by user_id"
+    )
+    with psycopg.connect(url) as conn:
+        model, model_format = conn.execute(
+            "select model, model_format from ml.model_runs where model_version = %s",
+            (readiness_run.model_version,),
+        ).fetchone()
+        trained = conn.execute(query).fetchall()
+        rerun = run_exam_readiness(conn, ReadinessOptions(as_of=TODAY, plot_dir=plot_dir))
+        stored = conn.execute(query).fetchall()
+    assert model_format == "skops" and bytes(model)[:2] == b"PK"  # a zip of data, not a pickle
+    # the same day scored again with the model read back: the very same rows
+    assert rerun.details["stored_model"] and rerun.model_version == readiness_run.model_version
+    assert len(trained) > 100 and stored == trained
+
+
+@pytest.mark.parametrize("kind", ["pickle", "skops_untrusted", "garbage"])
+def test_planted_model_stops_the_run_and_runs_nothing(
+    kind: str,
+    readiness_run,
+    sim_url: str,
+    database_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    """A model written into ml.model_runs by whoever holds ml_writer is refused by the next
+    plain run: the step fails naming the model version, and nothing in the model is run."""
+    url = _clone(sim_url, f"planted_{kind}", database_factory)
+    marker = tmp_path / "planted-model-ran"
+    planted = {
+        "pickle": pickle.dumps(_OpenOnUnpickle(marker)),
+        "skops_untrusted": sio.dumps({"classifier": _TouchOnBuild(marker)}),
+        "garbage": b"PK\x03\x04 not really a zip",
+    }[kind]
+    version = f"readiness-planted-{kind}"
+    # trained "today" under the key of a plain run's options: the run's newest stored model
+    _plant(url, version, planted, _model_key(ReadinessOptions()), datetime.now(UTC).date())
+    steps = [step for step in default_steps() if step[0] == "python_jobs"]
+    with pytest.raises(PipelineError) as raised:
+        run_pipeline(RunContext(url=url), steps)
+    message = str(raised.value)
+    assert raised.value.step == "python_jobs"
+    assert f"stored model {version} in ml.model_runs was refused, nothing in it was run" in message
+    assert "\n" not in message
+    assert not marker.exists()
+    # the plant is live: loading it the unsafe way would have run it
+    if kind == "pickle":
+        pickle.loads(planted)
+        assert marker.exists()
+    elif kind == "skops_untrusted":
+        sio.loads(planted, trusted=sio.get_untrusted_types(data=planted))
+        assert marker.exists()
 
 
 def test_heuristic_fallback_below_min_labels(sim_url: str, plot_dir: Path) -> None:

@@ -40,13 +40,15 @@ replaces every row of its scoring day (one transaction), so a learner has one sc
 model version is ``readiness-<kind>-<day>-<fingerprint of the training data and options>``: the
 same data gives the same version and the same rows, so a rerun changes nothing downstream.
 
-Training cadence: a trained model is stored in ``ml.model_runs`` (pickled, with the day it was
-trained for and a key of the options that shape it and the library versions). A run less than
-``retrain_every_days`` (default 7) after the stored model's day, under the same key, scores today's
-learners with it: it reads no labels and computes features for today only, so the nightly cost
-follows the number of learners, not the length of the history. Training reads every labelled exam;
-it runs on the first night of each period, or every night with ``retrain_every_days=0``
-(``studyin run --retrain`` trains once now).
+Training cadence: a trained model is stored in ``ml.model_runs`` with the day it was trained for
+and a key of the options that shape it and the library versions. It is stored as data, never as a
+pickle: a skops file loaded with an explicit list of trusted types (``model_store``); a stored model
+in any other form stops the job with an error naming its version, and nothing in it is run. A run
+less than ``retrain_every_days`` (default 7) after the stored model's day, under the same key,
+scores today's learners with it: it reads no labels and computes features for today only, so the
+nightly cost follows the number of learners, not the length of the history. Training reads every
+labelled exam; it runs on the first night of each period, or every night with
+``retrain_every_days=0`` (``studyin run --retrain`` trains once now).
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ import hashlib
 import json
 import logging
 import math
-import pickle
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -78,6 +79,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from python_jobs.jobs import model_store
 from python_jobs.jobs.readiness_features import (
     FEATURE_COLUMNS,
     PRIOR_EXAM_COLUMNS,
@@ -710,11 +712,11 @@ def _upsert_model_run(conn: psycopg.Connection, run: dict[str, Any]) -> None:
         """
         insert into ml.model_runs (model_version, model_kind, data_window_start,
             data_window_end, n_train, n_test, auc, brier, calibration, params, plot_path,
-            trained_as_of, model_key, model)
+            trained_as_of, model_key, model, model_format)
         values (%(model_version)s, %(model_kind)s, %(data_window_start)s,
             %(data_window_end)s, %(n_train)s, %(n_test)s, %(auc)s, %(brier)s,
             %(calibration)s, %(params)s, %(plot_path)s,
-            %(trained_as_of)s, %(model_key)s, %(model)s)
+            %(trained_as_of)s, %(model_key)s, %(model)s, %(model_format)s)
         on conflict (model_version) do update set
             model_kind = excluded.model_kind,
             data_window_start = excluded.data_window_start,
@@ -723,7 +725,8 @@ def _upsert_model_run(conn: psycopg.Connection, run: dict[str, Any]) -> None:
             auc = excluded.auc, brier = excluded.brier,
             calibration = excluded.calibration, params = excluded.params,
             plot_path = excluded.plot_path, trained_as_of = excluded.trained_as_of,
-            model_key = excluded.model_key, model = excluded.model
+            model_key = excluded.model_key, model = excluded.model,
+            model_format = excluded.model_format
         """,
         {**run, "calibration": Jsonb(run["calibration"]), "params": Jsonb(run["params"])},
     )
@@ -750,12 +753,13 @@ def _stored_model(
     conn: psycopg.Connection, key: str, as_of: date, retrain_every_days: int
 ) -> tuple[str, TrainedModel] | None:
     """The latest model trained under `key` within `retrain_every_days` before `as_of` (never
-    one trained for a later day: it has seen labels after as_of)."""
+    one trained for a later day: it has seen labels after as_of). A stored model that is not in
+    the trusted format stops the job (JobError naming its version); nothing in it is run."""
     if retrain_every_days <= 0:
         return None
     row = conn.execute(
         """
-        select model_version, model from ml.model_runs
+        select model_version, model, model_format from ml.model_runs
         where model_key = %s and model is not null
             and trained_as_of <= %s and trained_as_of > %s
         order by trained_as_of desc, trained_at desc
@@ -763,7 +767,45 @@ def _stored_model(
         """,
         (key, as_of, as_of - timedelta(days=retrain_every_days)),
     ).fetchone()
-    return None if row is None else (row[0], pickle.loads(row[1]))
+    if row is None:
+        return None
+    version, data, model_format = row
+    try:
+        fields = model_store.load_model(bytes(data), model_format)
+    except model_store.UntrustedModel as err:
+        raise JobError(
+            f"stored model {version} in ml.model_runs was refused, nothing in it was run: {err}."
+            " Delete that row (or set its model to null) and run again: a new model is trained"
+        ) from err
+    return version, _model_from_fields(fields)
+
+
+def _model_fields(model: TrainedModel) -> dict[str, Any]:
+    """A trained model as the plain fields model_store keeps (see model_store.MODEL_FIELDS)."""
+    return {
+        "kind": model.kind,
+        "classifier": model.classifier,
+        "regressor": model.score_model.regressor,
+        "low_offset": model.score_model.low_offset,
+        "high_offset": model.score_model.high_offset,
+        "reference": model.reference,
+        "evaluation": model.evaluation,
+        "calibration": model.calibration,
+        "test_y": model.test_y,
+        "test_p": model.test_p,
+        "n_train": model.n_train,
+        "n_test": model.n_test,
+    }
+
+
+def _model_from_fields(fields: dict[str, Any]) -> TrainedModel:
+    score_model = ScoreModel(
+        regressor=fields["regressor"],
+        low_offset=float(fields["low_offset"]),
+        high_offset=float(fields["high_offset"]),
+    )
+    plain = {k: v for k, v in fields.items() if k not in ("regressor", "low_offset", "high_offset")}
+    return TrainedModel(score_model=score_model, **plain)
 
 
 def model_scores(
@@ -934,6 +976,7 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             "trained_as_of": as_of,
             "model_key": key,
             "model": None,
+            "model_format": None,
         }
         plot_y, plot_p = y, p
     else:
@@ -950,7 +993,8 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             "calibration": model.calibration,
             "trained_as_of": as_of,
             "model_key": key,
-            "model": pickle.dumps(model),
+            "model": model_store.dump_model(_model_fields(model)),
+            "model_format": model_store.FORMAT,
         }
         plot_y, plot_p = model.test_y, model.test_p
 

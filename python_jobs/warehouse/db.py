@@ -81,7 +81,10 @@ class ConnectionParts:
 
 
 def embedded_port() -> int:
-    return int(os.environ.get("STUDYIN_PG_PORT", DEFAULT_PORT))
+    text = os.environ.get("STUDYIN_PG_PORT", str(DEFAULT_PORT))
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise DatabaseError(f"STUDYIN_PG_PORT must be a port number (1-65535), got {text!r}")
+    return int(text)
 
 
 def secret_path() -> Path:
@@ -103,8 +106,13 @@ def embedded_url(dbname: str = DEFAULT_DB) -> str:
 
 
 def database_url() -> str:
-    """The URL every command connects to: the variable if set, else the embedded server."""
-    return os.environ.get(ENV_URL) or embedded_url()
+    """The URL every command connects to: the variable if set (checked: DatabaseError if it is
+    not a usable postgresql:// URL), else the embedded server."""
+    url = os.environ.get(ENV_URL)
+    if not url:
+        return embedded_url()
+    parse_url(url)
+    return url
 
 
 def uses_embedded() -> bool:
@@ -115,9 +123,13 @@ def parse_url(url: str) -> ConnectionParts:
     parts = urlsplit(url)
     if parts.scheme.split("+")[0] not in ("postgresql", "postgres"):
         raise DatabaseError(f"{ENV_URL} must be a postgresql:// URL, got scheme {parts.scheme!r}")
+    try:
+        port = parts.port or 5432
+    except ValueError as err:  # a port that is not a number from 0 to 65535
+        raise DatabaseError(f"{ENV_URL} has an invalid port: {err}") from err
     return ConnectionParts(
         host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
+        port=port,
         user=unquote(parts.username or "postgres"),
         password=unquote(parts.password or ""),
         dbname=(parts.path or "/").lstrip("/") or "postgres",

@@ -37,11 +37,13 @@ def subject_hash(user_id: UUID | str) -> str:
 
 
 def request_deletion(conn: psycopg.Connection, user_id: UUID | str) -> int:
-    """Record a deletion request (idempotent while one is pending); return its id."""
+    """Record a deletion request (idempotent while one is pending); return its id. An id that is
+    no learner's (a typo, or a learner already erased) is refused with ValueError: nothing is
+    recorded."""
     uid = UUID(str(user_id))
     known = conn.execute("select 1 from app.users where id = %s", (uid,)).fetchone()
     if not known:
-        raise ValueError(f"unknown user {uid}: nothing to delete")
+        raise ValueError(f"no learner {uid} (never existed, or already erased): nothing to delete")
     row = conn.execute(
         """
         insert into app.deletion_requests (user_id, subject_sha256) values (%s, %s)

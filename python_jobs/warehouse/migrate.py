@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from alembic.config import Config
+from alembic.util import CommandError
 from psycopg import errors
 
 from alembic import command
 from python_jobs.paths import ALEMBIC_INI
+
+
+class MigrationError(RuntimeError):
+    """Alembic refused the request (e.g. an unknown revision); the message says why."""
 
 
 def alembic_config(url: str) -> Config:
@@ -17,11 +22,17 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except CommandError as err:
+        raise MigrationError(f"cannot upgrade to {revision!r}: {err}") from err
 
 
 def downgrade(url: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(url), revision)
+    try:
+        command.downgrade(alembic_config(url), revision)
+    except CommandError as err:
+        raise MigrationError(f"cannot downgrade to {revision!r}: {err}") from err
 
 
 def ensure_partitions(conn, months_ahead: int = 3) -> int:

@@ -181,29 +181,54 @@ def default_steps() -> list[Step]:
 
 
 def run_pipeline(ctx: RunContext, steps: list[Step] | None = None) -> dict[str, float]:
-    """Run the steps under the advisory lock; return each step's duration in seconds."""
+    """Run the steps under the advisory lock; return each step's duration in seconds.
+
+    Every failure is a PipelineError naming its step (``lock`` when the lock could not be taken).
+    If the server went away, the failed release of the lock is logged and never hides the step's
+    error (the server frees a session's advisory locks when the session ends)."""
     durations: dict[str, float] = {}
-    with psycopg.connect(ctx.url, autocommit=True) as lock_conn:
+    try:
+        lock_conn = psycopg.connect(ctx.url, autocommit=True)
+    except psycopg.Error as err:
+        raise PipelineError("lock", err) from err
+    try:
         locked = lock_conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+    except psycopg.Error as err:
+        lock_conn.close()
+        raise PipelineError("lock", err) from err
+    try:
         if not locked:
             raise PipelineLocked("another studyin run holds the pipeline lock on this database")
         try:
             for name, fn in steps or default_steps():
-                log.info("step %s: starting", name)
-                started = time.monotonic()
-                try:
-                    result = fn(ctx)
-                except Exception as err:  # noqa: BLE001 - reported with the step's name
-                    log.error("step %s: failed after %.1fs", name, time.monotonic() - started)
-                    raise PipelineError(name, err) from err
-                durations[name] = time.monotonic() - started
-                ctx.notes[name] = result
-                log.info(
-                    "step %s: done in %.1fs%s",
-                    name,
-                    durations[name],
-                    f" {result}" if result else "",
-                )
+                durations[name] = _run_step(ctx, name, fn)
         finally:
-            lock_conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+            _release_lock(lock_conn)
+    finally:
+        lock_conn.close()  # never raises, even on a lost connection
     return durations
+
+
+def _run_step(ctx: RunContext, name: str, fn: Callable[[RunContext], object]) -> float:
+    log.info("step %s: starting", name)
+    started = time.monotonic()
+    try:
+        result = fn(ctx)
+    except Exception as err:  # noqa: BLE001 - reported with the step's name
+        log.error("step %s: failed after %.1fs: %s", name, time.monotonic() - started, err)
+        raise PipelineError(name, err) from err
+    seconds = time.monotonic() - started
+    ctx.notes[name] = result
+    log.info("step %s: done in %.1fs%s", name, seconds, f" {result}" if result else "")
+    return seconds
+
+
+def _release_lock(lock_conn: psycopg.Connection) -> None:
+    """Release the run's lock; on a lost connection, say so instead of raising."""
+    try:
+        lock_conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+    except psycopg.Error as err:
+        log.warning(
+            "pipeline lock not released (%s): the server releases it with the lost session",
+            " ".join(str(err).split()),
+        )
