@@ -41,6 +41,7 @@ from python_jobs.ingest.events import (
 )
 from python_jobs.ingest.tracker import Tracker
 from python_jobs.simulation.reference import load_reference
+from python_jobs.warehouse import migrate
 from python_jobs.warehouse.pipeline import RunContext, default_steps, run_pipeline
 
 pytestmark = pytest.mark.slow  # two nightly runs
@@ -326,3 +327,51 @@ def test_next_night_folds_forward_from_the_capped_state(nightly):
         TODAY.date() + timedelta(days=SM2_MAX_INTERVAL_DAYS),
     )
     read_every_date(url)
+
+
+# --------------------------------------------------------------------------- learner rows
+
+
+def test_learner_rows_that_no_model_could_compute_are_repaired_then_refused(database_factory):
+    """Migration 0012: an unknown or far-off time zone, or an exam date psycopg cannot read, is
+    repaired in stored rows (they failed every model before) and refused from then on."""
+    url = database_factory("studyin_learner_rows", migrated=False)
+    migrate.upgrade(url, "0008_event_log_unread_indexes")
+    stored = {
+        uuid.UUID(int=1): ("Mars/Base", "2027-05-01"),
+        uuid.UUID(int=2): ("UTC+99", "10000-01-01"),
+        uuid.UUID(int=3): ("Pacific/Kiritimati", "0044-03-15 BC"),
+        uuid.UUID(int=4): ("America/St_Johns", "9999-12-31"),
+    }
+    with psycopg.connect(url) as conn:
+        for user, (zone, exam) in stored.items():
+            conn.execute(
+                "insert into app.users (id, timezone, cohort, exam_target, exam_date)"
+                " values (%s, %s, 'c', 't', %s::date)",
+                (user, zone, exam),
+            )
+    migrate.upgrade(url)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "select id, timezone, exam_date from app.users order by id"
+        ).fetchall()
+        assert rows == [
+            (uuid.UUID(int=1), "UTC", date(2027, 5, 1)),
+            (uuid.UUID(int=2), "UTC", None),
+            (uuid.UUID(int=3), "Pacific/Kiritimati", None),
+            (uuid.UUID(int=4), "America/St_Johns", date(9999, 12, 31)),
+        ]
+        refused = [
+            ("Mars/Base", None, "not recognized"),
+            ("<+20>-20", None, "users_timezone_usable"),
+            ("Etc/GMT+12", "10000-01-01", "users_exam_date_readable"),
+        ]
+        for zone, exam, message in refused:
+            with pytest.raises(psycopg.DatabaseError, match=message), conn.transaction():
+                conn.execute(
+                    "insert into app.users (id, timezone, cohort, exam_target, exam_date)"
+                    " values (%s, %s, 'c', 't', %s::date)",
+                    (uuid.uuid4(), zone, exam),
+                )
+    migrate.downgrade(url, "0008_event_log_unread_indexes")
+    migrate.upgrade(url)
