@@ -352,9 +352,7 @@ def test_learner_rows_that_no_model_could_compute_are_repaired_then_refused(data
             )
     migrate.upgrade(url)
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "select id, timezone, exam_date from app.users order by id"
-        ).fetchall()
+        rows = conn.execute("select id, timezone, exam_date from app.users order by id").fetchall()
         assert rows == [
             (uuid.UUID(int=1), "UTC", date(2027, 5, 1)),
             (uuid.UUID(int=2), "UTC", None),

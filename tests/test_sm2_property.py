@@ -304,9 +304,7 @@ def test_sm2_sql_matches_supermemo2(sm2_conn: psycopg.Connection) -> None:
     )
     @given(batch_strategy)
     @example(
-        CROSSING_SEQUENCES
-        + [[(q, 1) for q in (5, 4, 3, 2, 1, 0, 3, 3, 3)]]
-        + LONG_PASSING_RUNS
+        CROSSING_SEQUENCES + [[(q, 1) for q in (5, 4, 3, 2, 1, 0, 3, 3, 3)]] + LONG_PASSING_RUNS
     )
     def property_holds(sequences: list[list[tuple[int, int]]]) -> None:
         check_batch(sm2_conn, sequences, tally)
@@ -384,7 +382,9 @@ def test_cap_is_the_var(database_factory: Callable[..., str], tmp_path: Path) ->
     assert [s.interval_days for s in ours] == [1, 6, 17, 48, 100, 100, 100, 100, 100, 100]
     for bad in ("0", "-5", "2147483648", "1.5", "forever"):
         result = run_dbt(
-            [*install, f"{{sm2_max_interval_days: {bad}}}"], url=url, target_path=tmp_path,
+            [*install, f"{{sm2_max_interval_days: {bad}}}"],
+            url=url,
+            target_path=tmp_path,
             check=False,
         )
         assert result.returncode != 0
@@ -402,4 +402,5 @@ def test_due_date_never_passes_9999(database_factory: Callable[..., str], tmp_pa
         )
     )
     result = run_dbt(["show", "--inline", query], url=url, target_path=tmp_path)
-    assert re.search(r"9999-12-31\s*\|\s*2125-12-08\s*\|\s*9999-12-31", result.stdout), result.stdout
+    dates = r"9999-12-31\s*\|\s*2125-12-08\s*\|\s*9999-12-31"
+    assert re.search(dates, result.stdout), result.stdout
