@@ -42,7 +42,7 @@ from python_jobs.ingest.events import (
 from python_jobs.ingest.tracker import Tracker
 from python_jobs.simulation.reference import load_reference
 from python_jobs.warehouse import migrate
-from python_jobs.warehouse.pipeline import RunContext, default_steps, run_pipeline
+from python_jobs.warehouse.pipeline import RunContext, Step, default_steps, run_pipeline
 
 pytestmark = pytest.mark.slow  # two nightly runs
 
@@ -189,7 +189,7 @@ def nightly(database_factory, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     yield url, target
 
 
-def nightly_steps():
+def nightly_steps() -> list[Step]:
     """The nightly run without `dbt docs generate` (the slowest step, and no model of its own)."""
     return [step for step in default_steps() if step[0] != "dbt_docs"]
 
