@@ -30,6 +30,8 @@
     );
     comment on table {{ watermark_relation() }} is
         'Per incremental model: the latest received_at it has processed (see macros/incremental.sql).';
+    -- earlier versions stored -infinity for a model that had seen no row; a missing row means the same
+    delete from {{ watermark_relation() }} where received_at = '-infinity';
 {%- endmacro %}
 
 {#- The lower bound on received_at for this run: everything on a full refresh.
@@ -68,10 +70,13 @@
 
 {#- Post-hook: the new watermark is the newest received_at among the given relations' rows. Only
     rows received since the lower bound are read: received_at is indexed with BRIN (migration
-    0006), which finds recent rows but cannot answer max() over the whole table. -#}
+    0006), which finds recent rows but cannot answer max() over the whole table.
+    A model that has seen no row yet gets no watermark row (watermark_literal reads a missing one
+    as -infinity): the table only holds finite timestamps, which every client can read (psycopg
+    refuses -infinity). -#}
 {% macro advance_watermark(relations, column='received_at') -%}
     insert into {{ watermark_relation() }} (model_name, received_at, updated_at)
-    select '{{ this.identifier }}', coalesce(max(received_at), '-infinity'::timestamptz), now()
+    select '{{ this.identifier }}', max(received_at), now()
     from (
         {%- for relation in relations %}
         select max({{ column }}) as received_at from {{ ref(relation) }}
@@ -79,6 +84,7 @@
         {%- if not loop.last %} union all{% endif %}
         {%- endfor %}
     ) as newest
+    having max(received_at) is not null
     on conflict (model_name) do update
         set received_at = greatest(excluded.received_at, {{ watermark_relation() }}.received_at),
             updated_at = excluded.updated_at
@@ -107,8 +113,9 @@
 
 {% macro advance_erasure_watermark(relation='stg_app__deletion_requests', column='completed_at') -%}
     insert into {{ watermark_relation() }} (model_name, received_at, updated_at)
-    select '{{ erasure_watermark_name() }}', coalesce(max({{ column }}), '-infinity'::timestamptz), now()
+    select '{{ erasure_watermark_name() }}', max({{ column }}), now()
     from {{ ref(relation) }}
+    having max({{ column }}) is not null  -- no erasure yet: no row (see advance_watermark)
     on conflict (model_name) do update
         set received_at = greatest(excluded.received_at, {{ watermark_relation() }}.received_at),
             updated_at = excluded.updated_at

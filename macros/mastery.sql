@@ -33,10 +33,15 @@
 {#- retrieval_strength = base ^ (days since last review / I); 0 when never reviewed (null date).
     Days before the last review (an as-of date in the past) count as 0 days. Computed in double
     precision (numeric's power() is some 50 times slower) and returned as numeric; the models round
-    it to 10 decimals. -#}
+    it to 10 decimals. A result below 1e-300 is returned as 0: PostgreSQL's power() raises
+    "value out of range: underflow" below about 1e-308, which a topic reviewed once (I = 1) reaches
+    some 19 years later with base 0.9, and which would fail every row of the model, not just one. -#}
 {% macro retrieval_strength(days_since_review, interval_days) -%}
     case
         when ({{ days_since_review }}) is null or ({{ interval_days }}) is null then 0::numeric
+        when greatest({{ days_since_review }}, 0)::double precision / ({{ interval_days }})
+            * ln({{ var('retrieval_base') }}::double precision) < ln(1e-300::double precision)
+            then 0::numeric
         else power(
             {{ var('retrieval_base') }}::double precision,
             greatest({{ days_since_review }}, 0)::double precision / ({{ interval_days }})

@@ -5,11 +5,16 @@
     - type intermediate.sm2_state (easiness numeric, repetitions integer, interval_days integer):
       the schedule after a review. easiness is an exact decimal: it only moves in steps of 0.02.
     - function intermediate.sm2_step(state, q): one review, in DESIGN's order of operations:
-        if q >= 3: I <- 1 when n = 0, 6 when n = 1, else ceil(I * EF) with the EF from before this
-                   review; n <- n + 1
+        if q >= 3: I <- 1 when n = 0, 6 when n = 1, else min(cap, ceil(I * EF)) with the EF from
+                   before this review; n <- n + 1
         else:      n <- 0, I <- 1
         then EF <- max(floor, EF + 0.1 - (5 - q) * (0.08 + 0.02 * (5 - q)))
       A null state is the start state (EF = var sm2_initial_easiness, n = 0, I = 0).
+      cap is var sm2_max_interval_days (default 36500 days, Anki's longest interval). Without it
+      I grows by x EF (about x2.5) a review: a month of daily correct answers to one topic would
+      pass 2^31 days and fail the whole model, and due dates would pass the year 9999. ceil(I * EF)
+      is computed in numeric (no overflow whatever I and EF are) and capped before it becomes an
+      integer; the cap applies to the 1 and 6 day first intervals too, should it be set below them.
     - aggregate intermediate.sm2_fold(q integer, seed sm2_state): folds reviews in order, starting
       from `seed` (the stored state before the first folded review; null = start state). Used as a
       running window aggregate it yields the state after every review in one pass:
@@ -21,6 +26,7 @@
 -#}
 
 {% macro create_sm2_functions() -%}
+    {%- set max_interval = sm2_max_interval_days() -%}
     create schema if not exists intermediate;
     do $sm2$
     begin
@@ -50,11 +56,11 @@
         end if;
         if quality >= 3 then
             if repetitions = 0 then
-                interval_days := 1;
+                interval_days := least(1, {{ max_interval }});
             elsif repetitions = 1 then
-                interval_days := 6;
+                interval_days := least(6, {{ max_interval }});
             else
-                interval_days := ceil(interval_days * easiness)::integer;
+                interval_days := least({{ max_interval }}::numeric, ceil(interval_days::numeric * easiness))::integer;
             end if;
             repetitions := repetitions + 1;
         else
@@ -69,7 +75,7 @@
     end
     $sm2$;
     comment on function intermediate.sm2_step(intermediate.sm2_state, integer) is
-        'One SM-2 review of quality 0-5 applied to a state (null = start state), exactly as DESIGN.md states it.';
+        'One SM-2 review of quality 0-5 applied to a state (null = start state); the interval is capped at {{ max_interval }} days (var sm2_max_interval_days).';
 
     create or replace function intermediate.sm2_fold_step(
         accumulated intermediate.sm2_state, quality integer, seed intermediate.sm2_state
@@ -99,4 +105,25 @@
 {% macro install_sm2_functions() -%}
     {%- do run_query(create_sm2_functions()) -%}
     {{ log('SM-2 type, functions and aggregate installed in schema intermediate', info=true) }}
+{%- endmacro %}
+
+{#- var sm2_max_interval_days as an integer, refused at compile time unless it is 1 to 2^31 - 1
+    (an interval is an integer number of days). -#}
+{% macro sm2_max_interval_days() -%}
+    {%- set raw = var('sm2_max_interval_days') -%}
+    {%- set days = raw | int(-1) -%}
+    {%- if days < 1 or days > 2147483647 or (days | string) != (raw | string | trim) -%}
+        {{ exceptions.raise_compiler_error(
+            "var sm2_max_interval_days must be a whole number of days from 1 to 2147483647, got '"
+            ~ raw ~ "'"
+        ) }}
+    {%- endif -%}
+    {{- days -}}
+{%- endmacro %}
+
+{#- The due date of a review: review day + interval, but never after 9999-12-31, the last date
+    that clients such as psycopg and Python's datetime can read (an interval of up to 2^31 - 1
+    days, if var sm2_max_interval_days allows one, would otherwise reach the year 5.8 million). -#}
+{% macro sm2_next_review_date(review_date, interval_days) -%}
+    (({{ review_date }}) + least(({{ interval_days }}), date '9999-12-31' - ({{ review_date }})))
 {%- endmacro %}

@@ -6,8 +6,11 @@ runs it (a running window aggregate). Every review's state is checked three ways
 
 1. Exactly equal to an independent exact-Decimal transcription of DESIGN.md's rules (EF in steps of
    0.02, never a float).
+   The interval is capped at var sm2_max_interval_days (default 36500 days).
 2. Equal to supermemo2's ``review()`` (EF within 1e-9, interval, repetitions and next review date
-   exactly) -- except after a *float crossing*: supermemo2 keeps EF as a float, so ceil(I x EF) can
+   exactly) as long as the cap has not bound (supermemo2 has no cap: the reviews from the first
+   one whose uncapped interval passes it on are compared with the exact rules only)
+   -- except after a *float crossing*: supermemo2 keeps EF as a float, so ceil(I x EF) can
    land one day later when the exact product is an integer and the float one is a hair above it
    (e.g. ceil(125 x 2.8000000000000003) = 351, exact ceil(125 x 2.80) = 350). The test detects
    those steps by recomputing with Decimal, asserts that every sequence that differs from
@@ -20,11 +23,13 @@ runs it (a running window aggregate). Every review's state is checked three ways
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -39,31 +44,15 @@ EF_TOLERANCE = 1e-9
 MIN_SEQUENCES = 500
 BATCH = 100
 
+SM2_MAX_INTERVAL_DAYS = 36500  # var sm2_max_interval_days, its default
+
 # One review: (quality 0-5, days since the previous review day); a sequence is a topic's history.
 # Qualities lean towards passing (>= 3) so that long runs reach large intervals, where ceil(I x EF)
-# matters; lengths are drawn first so that sequences are long as often as short.
+# matters, and the cap; lengths are drawn first so that sequences are long as often as short.
 quality_strategy = st.sampled_from([3, 4, 5, 0, 1, 2, 3, 4, 5, 5])
 reviews_strategy = st.tuples(quality_strategy, st.integers(1, 40))
-MAX_PASSING_RUN = 12
-
-
-def lapse_long_runs(sequence: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Turn every 13th successful review in a row into a lapse (quality 2). Without it, a run of
-    16 or more passes can schedule the next review after the year 9999, which neither Python's
-    date nor supermemo2 can represent (and no learner will see)."""
-    run, lapsed = 0, []
-    for quality, gap in sequence:
-        run = run + 1 if quality >= 3 else 0
-        if run > MAX_PASSING_RUN:
-            quality, run = 2, 0
-        lapsed.append((quality, gap))
-    return lapsed
-
-
-sequence_strategy = (
-    st.integers(1, 30)
-    .flatmap(lambda n: st.lists(reviews_strategy, min_size=n, max_size=n))
-    .map(lapse_long_runs)
+sequence_strategy = st.integers(1, 30).flatmap(
+    lambda n: st.lists(reviews_strategy, min_size=n, max_size=n)
 )
 batch_strategy = st.lists(sequence_strategy, min_size=BATCH, max_size=BATCH)
 
@@ -72,6 +61,8 @@ CROSSING_SEQUENCES = [
     [(5, 1), (5, 1), (4, 6), (4, 15), (5, 38), (3, 125)],
     [(5, 1), (5, 1), (5, 6), (4, 16), (4, 42), (4, 135)],
 ]
+# Runs of 30 passes: the interval reaches the cap (at the 12th and 9th review) and stays there.
+LONG_PASSING_RUNS = [[(4, 1)] * 30, [(5, 3)] * 30]
 
 
 @dataclass(frozen=True)
@@ -166,13 +157,16 @@ def sql_fold(
     return out
 
 
-def decimal_fold(sequence: list[tuple[int, int]]) -> list[State]:
-    """DESIGN.md's rules transcribed with exact decimals."""
+def decimal_fold(
+    sequence: list[tuple[int, int]], cap: int | None = SM2_MAX_INTERVAL_DAYS
+) -> list[State]:
+    """The SM-2 rules transcribed with exact decimals (cap=None: no cap on the interval)."""
     ef, n, interval = Decimal("2.5"), 0, 0
     states = []
     for (quality, _), day in zip(sequence, review_dates(sequence), strict=True):
         if quality >= 3:
             interval = 1 if n == 0 else 6 if n == 1 else math.ceil(interval * ef)
+            interval = interval if cap is None else min(cap, interval)
             n += 1
         else:
             n, interval = 0, 1
@@ -182,8 +176,18 @@ def decimal_fold(sequence: list[tuple[int, int]]) -> list[State]:
             + Decimal("0.1")
             - (5 - quality) * (Decimal("0.08") + Decimal("0.02") * (5 - quality)),
         )
-        states.append(State(ef, n, interval, day + timedelta(days=interval)))
+        due = day + timedelta(days=interval) if interval < 3_000_000 else None
+        states.append(State(ef, n, interval, due))
     return states
+
+
+def below_cap(sequence: list[tuple[int, int]]) -> int:
+    """How many leading reviews the cap does not touch: up to the first one whose uncapped
+    interval would exceed it."""
+    for k, state in enumerate(decimal_fold(sequence, cap=None)):
+        if state.interval_days > SM2_MAX_INTERVAL_DAYS:
+            return k
+    return len(sequence)
 
 
 def supermemo2_fold(sequence: list[tuple[int, int]]) -> list[State]:
@@ -245,12 +249,17 @@ def check_batch(
         assert ours == decimal_fold(sequence), f"sequence {sequence}"
         for state in ours:
             assert (state.easiness * 50) == (state.easiness * 50).to_integral_value()
-        # 2. supermemo2, up to float crossings
-        theirs = supermemo2_fold(sequence)
-        mismatches = [k for k in range(len(sequence)) if not same_as_supermemo2(ours[k], theirs[k])]
-        crossing = first_float_crossing(sequence)
+        # 2. supermemo2, up to float crossings, while the cap has not bound
+        uncapped = below_cap(sequence)
+        theirs = supermemo2_fold(sequence[:uncapped])
+        mismatches = [k for k in range(uncapped) if not same_as_supermemo2(ours[k], theirs[k])]
+        crossing = first_float_crossing(sequence[:uncapped])
         tally["sequences"] += 1
         tally["reviews"] += len(sequence)
+        tally["reviews_compared_with_supermemo2"] += uncapped
+        tally["reviews_at_the_cap"] += sum(
+            state.interval_days == SM2_MAX_INTERVAL_DAYS for state in ours
+        )
         if crossing is not None:
             tally["sequences_with_float_crossing"] += 1
         if mismatches:
@@ -294,18 +303,24 @@ def test_sm2_sql_matches_supermemo2(sm2_conn: psycopg.Connection) -> None:
         ],
     )
     @given(batch_strategy)
-    @example(CROSSING_SEQUENCES + [[(q, 1) for q in (5, 4, 3, 2, 1, 0, 3, 3, 3)]])
+    @example(
+        CROSSING_SEQUENCES + [[(q, 1) for q in (5, 4, 3, 2, 1, 0, 3, 3, 3)]] + LONG_PASSING_RUNS
+    )
     def property_holds(sequences: list[list[tuple[int, int]]]) -> None:
         check_batch(sm2_conn, sequences, tally)
 
     property_holds()
     print(
-        f"\nSM-2 property: {tally['sequences']} sequences, {tally['reviews']} reviews; "
+        f"\nSM-2 property: {tally['sequences']} sequences, {tally['reviews']} reviews "
+        f"({tally['reviews_compared_with_supermemo2']} below the cap compared with supermemo2, "
+        f"{tally['reviews_at_the_cap']} at the cap); "
         f"{tally['sequences_with_float_crossing']} sequences with a float crossing "
         f"({tally['reviews_differing_after_crossing']} reviews differ from supermemo2 from that "
         f"point on, all explained); {tally['seeded_suffixes']} suffixes resumed from a stored state"
     )
     assert tally["sequences"] >= MIN_SEQUENCES
+    assert tally["reviews_at_the_cap"] >= 30  # the long passing runs alone give 41
+    assert tally["reviews_compared_with_supermemo2"] >= tally["reviews"] * 0.8
     assert tally["sequences_with_float_crossing"] >= len(CROSSING_SEQUENCES)
 
 
@@ -324,3 +339,68 @@ def test_known_float_crossing_is_exact_in_sql(sm2_conn: psycopg.Connection) -> N
 def test_quality_out_of_range_is_refused(sm2_conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.RaiseException, match="quality must be"):
         sm2_conn.execute("select intermediate.sm2_step(null, 6)")
+
+
+def test_interval_stops_at_the_cap(sm2_conn: psycopg.Connection) -> None:
+    """400 daily correct reviews (quality 4, EF stays 2.5): uncapped, I passes 2^31 days at the
+    24th review (PostgreSQL's integer overflows) and the due date passes the year 9999 at the 17th;
+    capped, I reaches 36500 days at the 12th review and stays there."""
+    sequence = [(4, 1)] * 400
+    ours = sql_fold(sm2_conn, [sequence])[0]
+    uncapped = decimal_fold(sequence, cap=None)
+    assert uncapped[23].interval_days > 2**31 - 1
+    assert [s.interval_days for s in ours] == [
+        min(s.interval_days, SM2_MAX_INTERVAL_DAYS) for s in uncapped
+    ]
+    assert ours == decimal_fold(sequence)
+    assert ours[10].interval_days < SM2_MAX_INTERVAL_DAYS == ours[11].interval_days
+    assert {s.interval_days for s in ours[11:]} == {SM2_MAX_INTERVAL_DAYS}
+    assert ours[-1].next_review_date == review_dates(sequence)[-1] + timedelta(days=36500)
+    # supermemo2 (no cap) agrees up to the review before the cap binds
+    assert below_cap(sequence) == 11
+    assert supermemo2_fold(sequence[:11]) == [
+        State(float(s.easiness), s.repetitions, s.interval_days, s.next_review_date)
+        for s in ours[:11]
+    ]
+
+
+def test_a_stored_interval_beyond_the_cap_comes_back_to_it(sm2_conn: psycopg.Connection) -> None:
+    """A state stored before the cap existed (I up to 2^31 - 1) folds forward without overflow."""
+    seeds = {0: State(Decimal("3.00"), 30, 2**31 - 1, date(9999, 12, 31))}
+    ours = sql_fold(sm2_conn, [[(5, 1), (2, 1)]], seeds=seeds)[0]
+    assert [(s.interval_days, s.repetitions) for s in ours] == [(SM2_MAX_INTERVAL_DAYS, 31), (1, 0)]
+
+
+def test_cap_is_the_var(database_factory: Callable[..., str], tmp_path: Path) -> None:
+    url = database_factory(prefix="studyin_sm2_cap", migrated=False)
+    install = ["run-operation", "install_sm2_functions", "--vars"]
+    run_dbt([*install, "{sm2_max_interval_days: 100}"], url=url, target_path=tmp_path)
+    sequence = [(5, 1)] * 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        ours = sql_fold(conn, [sequence])[0]
+    assert ours == decimal_fold(sequence, cap=100)
+    assert [s.interval_days for s in ours] == [1, 6, 17, 48, 100, 100, 100, 100, 100, 100]
+    for bad in ("0", "-5", "2147483648", "1.5", "forever"):
+        result = run_dbt(
+            [*install, f"{{sm2_max_interval_days: {bad}}}"],
+            url=url,
+            target_path=tmp_path,
+            check=False,
+        )
+        assert result.returncode != 0
+        assert "sm2_max_interval_days must be a whole number of days" in result.stdout
+
+
+def test_due_date_never_passes_9999(database_factory: Callable[..., str], tmp_path: Path) -> None:
+    """Only a cap raised far beyond its default can reach it; the date stays readable."""
+    url = database_factory(prefix="studyin_sm2_due", migrated=False)
+    due = "{{ sm2_next_review_date(\"date '%s'\", '%s') }}"
+    query = "select " + ", ".join(
+        f"{due % (day, days)} as due_{k}"
+        for k, (day, days) in enumerate(
+            [("9999-12-01", 36500), ("2026-01-01", 36500), ("2026-01-01", 2**31 - 1)]
+        )
+    )
+    result = run_dbt(["show", "--inline", query], url=url, target_path=tmp_path)
+    dates = r"9999-12-31\s*\|\s*2125-12-08\s*\|\s*9999-12-31"
+    assert re.search(dates, result.stdout), result.stdout

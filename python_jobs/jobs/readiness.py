@@ -161,8 +161,10 @@ where
 order by exam_day, exam_id
 """
 
+# days_until_exam is counted in SQL: any exam_date the database holds gives an integer, where
+# pandas' timestamps end in the year 2262 (a learner's exam date of 2300 failed the whole job)
 ACTIVE_SQL = """
-select u.id::text as user_id, u.exam_date
+select u.id::text as user_id, u.exam_date - %(as_of)s::date as days_until_exam
 from app.users as u
 where exists (
     select 1 from app.study_events as e
@@ -211,12 +213,11 @@ def active_learners(
         as_of - timedelta(days=options.active_days - 1), datetime.min.time(), UTC
     )
     until = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), UTC)
-    active = query_frame(conn, ACTIVE_SQL, {"since": since, "until": until})
+    active = query_frame(conn, ACTIVE_SQL, {"since": since, "until": until, "as_of": as_of})
     if active.empty:
         return _no_learners()
     horizon_max = max(options.horizons)
-    exam_dates = pd.to_datetime(active["exam_date"]).dt.date
-    days = [None if pd.isna(d) else (d - as_of).days for d in exam_dates]
+    days = [None if pd.isna(d) else int(d) for d in active["days_until_exam"]]
     # the learner's exam date, seen from today: today or tomorrow -> 1 day; later -> capped at
     # the longest horizon; none, or already past (the next one is unknown) -> the longest horizon
     active["days_to_exam"] = [

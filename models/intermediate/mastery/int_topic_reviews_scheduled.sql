@@ -273,7 +273,7 @@ final as (
         (state_after).easiness::numeric(8, 2) as easiness,
         (state_after).repetitions as repetitions,
         (state_after).interval_days as interval_days,
-        review_date + (state_after).interval_days as next_review_date,
+        {{ sm2_next_review_date('review_date', '(state_after).interval_days') }} as next_review_date,
         cumulative_attempts::integer as cumulative_attempts,
         cumulative_correct_attempts::integer as cumulative_correct_attempts,
         cumulative_first_attempts::integer as cumulative_first_attempts,

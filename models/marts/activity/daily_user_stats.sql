@@ -167,7 +167,7 @@ final as (
         hints_used::integer as hints_used,
         median_time_to_answer_ms::numeric(12, 1) as median_time_to_answer_ms,
         materials_completed::integer as materials_completed,
-        round(material_seconds / 60.0, 2)::numeric(12, 2) as material_minutes,
+        round(material_seconds / 60.0, 2)::numeric(20, 2) as material_minutes,
         distinct_topics::integer as distinct_topics
     from joined
 )

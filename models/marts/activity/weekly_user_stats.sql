@@ -85,7 +85,7 @@ final as (
         round(questions_correct::numeric / nullif(questions_attempted, 0), 4)::numeric(5, 4) as accuracy,
         hints_used::integer as hints_used,
         materials_completed::integer as materials_completed,
-        material_minutes::numeric(12, 2) as material_minutes
+        material_minutes::numeric(20, 2) as material_minutes
     from summed
 )
 
