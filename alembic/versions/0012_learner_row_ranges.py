@@ -17,14 +17,14 @@ Rows already stored that break the new rules are repaired first (time zone 'UTC'
 with a warning naming how many: they could not be computed at all before.
 
 Revision ID: 0012_learner_row_ranges
-Revises: 0008_event_log_unread_indexes
+Revises: 0010_models_as_data
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0012_learner_row_ranges"
-down_revision = "0008_event_log_unread_indexes"
+down_revision = "0010_models_as_data"
 branch_labels = None
 depends_on = None
 
