@@ -8,8 +8,10 @@ set-based inserts). Every path runs the same steps:
    its field: the event type against ``app.event_types``; the learner against ``app.users``;
    question and material ids against the bank; ``occurred_at`` tz-aware, at most ``max_future``
    after and at most ``max_past`` before the receive time; ranges (durations >= 0, confidence
-   1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object of at most
-   ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
+   1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object, of which only the
+   keys declared for the event type with values of their type are kept (the rest is dropped and
+   counted, strings have e-mail and IP addresses masked: ``python_jobs.ingest.properties``), of
+   at most ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
    schema's check measures; asked of the server only for large ones); ``ip`` a valid address.
    Reference ids are cached per Tracker; misses are looked up in one query per chunk.
 2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
@@ -92,12 +94,16 @@ from python_jobs.ingest.events import (
     SessionHeartbeat,
     SessionStart,
 )
+from python_jobs.ingest.properties import DeclaredProperties
 from python_jobs.ingest.validation import (
     FieldError,
     ValidationError,
     event_from_payload,
     ip_prefix,
+    mask_personal_data,
+    mentioned_ids,
     parse_json,
+    redact_ids,
     rejected_payload,
     show,
 )
@@ -337,12 +343,16 @@ class BatchResult:
     duplicates: int = 0
     rejected: int = 0
     rejections: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+    # Property keys removed from the batch's events: not declared for the event type, or a value
+    # of the wrong type (python_jobs.ingest.properties). Not an event count.
+    dropped_properties: int = 0
 
     def add(self, other: BatchResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected += other.rejected
         self.rejections.extend(other.rejections)
+        self.dropped_properties += other.dropped_properties
 
 
 # --------------------------------------------------------------------------- sessions
@@ -491,6 +501,9 @@ class Tracker:
         # by _lookup_missing before those events are checked again with misses as errors.
         self._defer_misses = True
         self._large_properties = False  # set by _properties_json, read by _validate
+        self._dropped: dict[int, int] = {}  # batch index -> property keys dropped (_validate)
+        self.dropped_properties = 0
+        """Property keys dropped by this Tracker so far (undeclared or of the wrong type)."""
         self._want_users: set[UUID] = set()
         self._want_questions: set[int] = set()
         self._want_materials: set[int] = set()
@@ -498,6 +511,7 @@ class Tracker:
         with self._transaction():
             conn.execute(CREATE_TEMP_TABLES)
             names = [r[0] for r in conn.execute("select name from app.event_types")]
+            self.declared = DeclaredProperties.load(conn)
         self.event_types: frozenset[str] = frozenset(names)
         self._generic_types = self.event_types - _TYPED_EVENT_TYPES
 
@@ -618,6 +632,7 @@ class Tracker:
                     conns.extend(self._open_worker() for _ in range(n))
                 collect()
                 total.duplicates += checked.duplicates
+                total.dropped_properties += checked.dropped_properties
                 parts: list[list[tuple]] = [[] for _ in range(n)]
                 for row in checked.rows:
                     key = row[R_SESSION] or row[R_USER]
@@ -733,7 +748,9 @@ class Tracker:
         else:
             self._covered = (min(lo, self._covered[0]), max(top, self._covered[1]))
 
-    def _properties_json(self, props: Any, errors: list[FieldError]) -> str | None:
+    def _properties_json(
+        self, props: Any, errors: list[FieldError], event_type: Any, idx: int
+    ) -> str | None:
         if type(props) is not dict:
             if isinstance(props, dict):
                 props = dict(props)
@@ -743,6 +760,8 @@ class Tracker:
                 )
                 errors.append(FieldError("properties", f"must be a JSON object, got {kind}"))
                 return None
+        if props:
+            props = self._declared_properties(event_type, props, idx)
         if not props:
             return "{}"
         try:
@@ -777,6 +796,14 @@ class Tracker:
         if size > self.max_properties_bytes // JSONB_GROWTH_BOUND:
             self._large_properties = True  # _validate asks the server for its JSONB size
         return text
+
+    def _declared_properties(self, event_type: Any, props: dict, idx: int) -> dict[str, Any]:
+        """The declared keys of ``props`` with values of their type (strings masked); counts
+        the keys dropped under the event's batch index."""
+        kept, dropped = self.declared.clean(event_type, props)
+        if dropped:
+            self._dropped[idx] = dropped
+        return kept
 
     def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
         """The batch-table row of one event, or every problem it has (or ``_MISS`` when a
@@ -883,7 +910,9 @@ class Tracker:
             elif type(props) is dict:
                 props = {**props, "end_reason": end_reason}
         props_json = (
-            "{}" if type(props) is dict and not props else self._properties_json(props, errors)
+            "{}"
+            if type(props) is dict and not props
+            else self._properties_json(props, errors, event_type, idx)
         )
 
         ip = ev.ip
@@ -1020,6 +1049,7 @@ class Tracker:
         exist. Touches the database only for cache misses and for months not seen yet."""
         checked = _Checked(now=datetime.now(UTC))
         now = checked.now
+        self._dropped.clear()
         prepare = self._prepare
         prepared: list[tuple] = []
         rejected = checked.rejected
@@ -1069,6 +1099,9 @@ class Tracker:
         if rows:
             occurred = [r[R_OCCURRED] for r in rows]
             self._ensure_partitions(min(occurred), max(occurred))
+        if self._dropped:
+            checked.dropped_properties = sum(self._dropped.values())
+            self.dropped_properties += checked.dropped_properties
         return checked
 
     def _check_stored_sizes(
@@ -1116,6 +1149,7 @@ class Tracker:
             self.conn, checked.rows, checked.rejected, chunk, raw, checked.now
         )
         result.duplicates += checked.duplicates
+        result.dropped_properties = checked.dropped_properties
         return result, [errs for _, errs in sorted(checked.rejected, key=lambda r: r[0])]
 
     def _store_in_transaction(
@@ -1206,6 +1240,7 @@ class _Checked:
     rows: list[tuple] = field(default_factory=list)
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
     duplicates: int = 0
+    dropped_properties: int = 0
 
 
 _MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
@@ -1246,9 +1281,31 @@ def _insert_rejections(
     params = []
     for payload, user_id, reason in items:
         text, size = rejected_payload(payload)
-        params.append((now, user_id, text, size, reason))
+        params.append([now, user_id, text, size, mask_personal_data(reason)])
+    _redact_erased_ids(conn, params)
     with conn.cursor() as cur:
         cur.executemany(INSERT_REJECTED, params)
+
+
+def _redact_erased_ids(conn: psycopg.Connection, params: list[list[Any]]) -> None:
+    """Replace, in the payloads and reasons of rejection rows, every identifier of an erased
+    learner in whatever spelling (a deletion request keeps only the SHA-256 of the id): a payload
+    sent after the erasure must not bring the id back, however broken it is."""
+    mentioned: set[str] = set()
+    for row in params:
+        mentioned |= mentioned_ids(row[2]) | mentioned_ids(row[4])
+    if not mentioned:
+        return
+    erased = {
+        r[0]
+        for r in conn.execute(
+            "select subject_sha256 from app.deletion_requests where subject_sha256 = any(%s)",
+            (list(mentioned),),
+        )
+    }
+    if erased:
+        for row in params:
+            row[2], row[4] = redact_ids(row[2], erased), redact_ids(row[4], erased)
 
 
 class _Sessions:

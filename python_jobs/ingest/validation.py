@@ -8,17 +8,24 @@ what those checks share:
 - ``event_from_payload``: raw JSON from a client -> a typed ``Event`` (or a ValidationError).
 - ``anonymise_ip``: IPv4 -> its /24 network, IPv6 -> its /48 network; the full address never
   reaches the database.
+- ``mask_personal_data``: free text with every e-mail address replaced by a placeholder and every
+  IP address by its network (used on property strings, rejected payloads and their reasons).
+- ``mentioned_ids`` / ``redact_ids``: the UUID-shaped substrings of a text in any spelling (any
+  case, with or without hyphens, braces or ``urn:uuid:``), by the SHA-256 a deletion request
+  keeps, and the text with the ones of given hashes (erased learners) replaced.
 - ``rejected_payload``: the text kept in ``app.rejected_events``: the IP replaced by its prefix,
-  anything else that looks like an IP address masked, truncated to ``REJECTED_PAYLOAD_LIMIT`` bytes.
+  e-mail addresses and anything else that looks like an IP address masked, truncated to
+  ``REJECTED_PAYLOAD_LIMIT`` bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -33,6 +40,8 @@ REJECTED_PAYLOAD_LIMIT = 65536
 UUID_FIELDS = frozenset({"event_id", "user_id", "session_id"})
 DATETIME_FIELDS = frozenset({"occurred_at", "received_at"})
 INVALID_IP_PLACEHOLDER = "[invalid ip removed]"
+EMAIL_PLACEHOLDER = "[email removed]"
+ERASED_ID_PLACEHOLDER = "[erased learner]"
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,56 @@ def mask_ip_addresses(text: str) -> str:
     return text
 
 
+# Something shaped like an e-mail address: a local part, "@", a domain with at least one dot.
+# Deliberately broad (any Unicode word character, the RFC 5322 specials in the local part):
+# masking a look-alike costs a few characters of a free-text value, missing an address leaks it.
+_EMAIL_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[\w-]+")
+
+
+def mask_emails(text: str) -> str:
+    """Replace everything in ``text`` shaped like an e-mail address by EMAIL_PLACEHOLDER."""
+    if "@" not in text:
+        return text
+    return _EMAIL_RE.sub(EMAIL_PLACEHOLDER, text)
+
+
+def mask_personal_data(text: str) -> str:
+    """``text`` with e-mail addresses replaced by a placeholder and IP addresses by their network
+    (what the warehouse may keep of free text: see mask_emails and mask_ip_addresses)."""
+    return mask_ip_addresses(mask_emails(text))
+
+
+# --------------------------------------------------------------------------- identifiers
+
+# 32 hex digits, optionally with hyphens between them, not part of a longer run of hex digits:
+# a UUID in every spelling clients use (any case, hyphenated or not, in braces, urn:uuid:...).
+_UUID_RE = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f](?:-?[0-9A-Fa-f]){31}(?![0-9A-Fa-f])")
+_TRAILING_HEX_RE = re.compile(r"[0-9A-Fa-f-]+\Z")
+
+
+def _id_hash(spelling: str) -> str:
+    """The SHA-256 a deletion request keeps of the id (of its canonical spelling)."""
+    canonical = str(UUID(spelling.replace("-", "")))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def mentioned_ids(text: str) -> set[str]:
+    """SHA-256 of every UUID-shaped substring of ``text`` (see python_jobs.warehouse.deletion)."""
+    return {_id_hash(m) for m in _UUID_RE.findall(text)}
+
+
+def redact_ids(text: str, hashes: Collection[str]) -> str:
+    """``text`` with every UUID-shaped substring whose SHA-256 is in ``hashes`` replaced by
+    ERASED_ID_PLACEHOLDER."""
+    if not hashes:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        return ERASED_ID_PLACEHOLDER if _id_hash(match[0]) in hashes else match[0]
+
+    return _UUID_RE.sub(replace, text)
+
+
 # --------------------------------------------------------------------------- rejected payloads
 
 
@@ -146,7 +205,8 @@ def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[
     """(text to store, original size in bytes) for app.rejected_events.
 
     The ``ip`` field is replaced by its network (or a placeholder when it is not an address), any
-    other IP-looking text is masked, and the text is cut to REJECTED_PAYLOAD_LIMIT bytes.
+    other IP-looking text and every e-mail address are masked, and the text is cut to
+    REJECTED_PAYLOAD_LIMIT bytes.
     """
     if isinstance(payload, Event):
         payload = event_as_payload(payload)
@@ -176,10 +236,15 @@ def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[
             text = show(payload, REJECTED_PAYLOAD_LIMIT)
         size = len(text.encode("utf-8", errors="surrogatepass"))
     # Mask a little beyond the cut so an address straddling it is masked before being cut.
-    head = mask_ip_addresses(text[: REJECTED_PAYLOAD_LIMIT + 64])
-    data = head.encode("utf-8", errors="replace")[:REJECTED_PAYLOAD_LIMIT]
-    stored = data.decode("utf-8", errors="ignore").replace("\x00", "\\u0000")
-    return stored, size
+    head = mask_personal_data(text[: REJECTED_PAYLOAD_LIMIT + 320])
+    encoded = head.encode("utf-8", errors="replace")
+    data = encoded[:REJECTED_PAYLOAD_LIMIT]
+    stored = data.decode("utf-8", errors="ignore")
+    if len(data) < len(encoded):
+        # The cut may have split an identifier: a part of one can be neither found nor redacted
+        # when its learner is erased (see redact_ids), so the cut text never ends with one.
+        stored = _TRAILING_HEX_RE.sub("", stored)
+    return stored.replace("\x00", "\\u0000"), size
 
 
 # --------------------------------------------------------------------------- raw JSON payloads
