@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -112,6 +113,13 @@ def test_declared_properties_match_the_seed_and_name_nobody(conn):
         conn.execute(
             "insert into app.event_type_properties values ('search', 'page', 'json', 'anything')"
         )
+
+
+@pytest.mark.parametrize("doc", ["README.md", "models/overview.md"])
+def test_the_docs_show_the_declared_properties(doc):
+    text = (Path(__file__).parent.parent / doc).read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \| (\w+) \|", text, flags=re.MULTILINE)
+    assert sorted(rows) == sorted((t, k, kind) for t, k, kind, _ in read_event_type_properties())
 
 
 def test_accepted_events_store_no_email_name_or_ip_address(conn, new_user):
