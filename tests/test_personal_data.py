@@ -237,13 +237,20 @@ def test_rejected_payloads_and_reasons_hold_no_email_or_ip(conn, new_user):
                 ip=IPV6_FORMS[1],
             )
         )
+    # Refused events of a known type keep only declared properties (no name key), masked.
+    leaky = {"name": NAME, "query": f"{EMAIL} {IPV4}"}
+    result = tracker.track_batch([_event(user, "search", leaky, ip="300.1.2.3")])
+    assert result.rejected == 1
+    with pytest.raises(ValidationError, match="occurred_at: required"):
+        tracker.track_payload({"event_type": "search", "user_id": str(user), "properties": leaky})
     rows = conn.execute(
         "select payload, reason from app.rejected_events "
         "where payload like %s or reason like %s or user_id = %s",
         ("%[email removed]%", "%[email removed]%", user),
     ).fetchall()
-    assert len(rows) == 3
+    assert len(rows) == 5
     assert sum("[email removed]" in reason for _, reason in rows) == 2
+    assert sum('"query": "[email removed] 203.0.113.0/24"' in p for p, _ in rows) == 2
     assert _text_hits(conn, SECRETS) == set()
 
 
@@ -302,7 +309,9 @@ def test_mentioned_ids_and_redaction():
     redacted = redact_ids(text, {subject_hash(uid)})
     assert redacted.count(ERASED_ID_PLACEHOLDER) == 4
     assert str(other) in redacted and uid.hex + "0" in redacted  # a longer hex run is no id
-    assert mask_personal_data(f"<{EMAIL}>, {IPV4}") == "<[email removed]>, 203.0.113.0/24"
+    masked = mask_personal_data(f"<{EMAIL}>, {IPV4} {IPV6}")
+    assert masked == "<[email removed]>, 203.0.113.0/24 2001:db8:85a3::/48"
+    assert mask_personal_data(masked) == masked  # a network is not masked again
     # A cut payload never ends with part of an identifier.
     text, size = rejected_payload("x" * (65536 - 10) + str(uid))
     assert size == 65536 + 26 and text == "x" * (65536 - 10)

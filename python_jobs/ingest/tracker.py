@@ -97,6 +97,7 @@ from python_jobs.ingest.events import (
 from python_jobs.ingest.properties import DeclaredProperties
 from python_jobs.ingest.validation import (
     FieldError,
+    PropertiesFilter,
     ValidationError,
     event_from_payload,
     ip_prefix,
@@ -690,7 +691,7 @@ class Tracker:
 
     def _reject_now(self, items: list[tuple[Any, UUID | None, str]]) -> None:
         with self._transaction():
-            _insert_rejections(self.conn, items, datetime.now(UTC))
+            _insert_rejections(self.conn, items, datetime.now(UTC), self.declared.clean)
 
     def _lookup_missing(self) -> bool:
         """Fetch the learners, questions and materials ``_prepare`` missed in the caches.
@@ -1199,7 +1200,7 @@ class Tracker:
                     items.append(
                         (payload, uid if type(uid) is UUID else None, str(ValidationError(errs)))
                     )
-                _insert_rejections(conn, items, now)
+                _insert_rejections(conn, items, now, self.declared.clean)
         result.rejected = len(rejected)
         result.rejections = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
         return result
@@ -1276,11 +1277,16 @@ def _erased_learners(
 
 
 def _insert_rejections(
-    conn: psycopg.Connection, items: list[tuple[Any, UUID | None, str]], now: datetime
+    conn: psycopg.Connection,
+    items: list[tuple[Any, UUID | None, str]],
+    now: datetime,
+    clean_properties: PropertiesFilter | None = None,
 ) -> None:
+    """Record refused input: payloads keep only declared properties (``clean_properties``), and
+    payloads and reasons have e-mail and IP addresses masked and erased learners' ids redacted."""
     params = []
     for payload, user_id, reason in items:
-        text, size = rejected_payload(payload)
+        text, size = rejected_payload(payload, clean_properties)
         params.append([now, user_id, text, size, mask_personal_data(reason)])
     _redact_erased_ids(conn, params)
     with conn.cursor() as cur:

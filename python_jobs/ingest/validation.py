@@ -25,7 +25,7 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -108,8 +108,18 @@ _IPV6_RE = re.compile(
 )
 
 
+def _followed_by_prefix(match: re.Match[str], bits: int) -> bool:
+    """Whether the match is followed by ``/bits`` (and no further digit)."""
+    end = match.end()
+    suffix = f"/{bits}"
+    after = match.string[end + len(suffix) : end + len(suffix) + 1]
+    return match.string.startswith(suffix, end) and not after.isdigit()
+
+
 def _mask_ipv4(match: re.Match[str]) -> str:
     if all(int(part) <= 255 for part in match.groups()):
+        if int(match[4]) == 0 and _followed_by_prefix(match, 24):
+            return match[0]  # already a /24 network: masking twice changes nothing
         return f"{match[1]}.{match[2]}.{match[3]}.0/24"
     return match[0]
 
@@ -119,11 +129,15 @@ def _mask_ipv6(match: re.Match[str]) -> str:
         addr = ipaddress.IPv6Address(match[0])
     except ValueError:
         return match[0]
-    return str(ipaddress.ip_network((addr, 48), strict=False))
+    network = ipaddress.ip_network((addr, 48), strict=False)
+    if network.network_address == addr and _followed_by_prefix(match, 48):
+        return match[0]  # already a /48 network
+    return str(network)
 
 
 def mask_ip_addresses(text: str) -> str:
-    """Replace everything in ``text`` that parses as an IP address by its /24 or /48 network."""
+    """Replace everything in ``text`` that parses as an IP address by its /24 or /48 network
+    (a /24 or /48 network already written as such is left as it is)."""
     if "." in text:
         text = _IPV4_RE.sub(_mask_ipv4, text)
     if "::" in text or text.count(":") >= 7:
@@ -184,12 +198,21 @@ def redact_ids(text: str, hashes: Collection[str]) -> str:
 # --------------------------------------------------------------------------- rejected payloads
 
 
-def _redact_ip_field(data: Mapping[str, Any]) -> dict[str, Any]:
+PropertiesFilter = Callable[[Any, Mapping[Any, Any]], tuple[dict[str, Any], int]]
+"""(event type, properties) -> (what may be kept, keys dropped): DeclaredProperties.clean."""
+
+
+def _redact_fields(
+    data: Mapping[str, Any], clean_properties: PropertiesFilter | None
+) -> dict[str, Any]:
     out = dict(data)
     ip = out.get("ip")
     if ip is not None:
         prefix = ip_prefix(ip) if isinstance(ip, str) else None
         out["ip"] = prefix if prefix is not None else INVALID_IP_PLACEHOLDER
+    props = out.get("properties")
+    if clean_properties is not None and isinstance(props, Mapping):
+        out["properties"] = clean_properties(out.get("event_type"), props)[0]
     return out
 
 
@@ -201,10 +224,15 @@ def event_as_payload(event: Event) -> dict[str, Any]:
     return data
 
 
-def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[str, int]:
+def rejected_payload(
+    payload: str | bytes | Mapping[str, Any] | Event,
+    clean_properties: PropertiesFilter | None = None,
+) -> tuple[str, int]:
     """(text to store, original size in bytes) for app.rejected_events.
 
-    The ``ip`` field is replaced by its network (or a placeholder when it is not an address), any
+    The ``ip`` field is replaced by its network (or a placeholder when it is not an address), the
+    ``properties`` of a payload that parses keep what ``clean_properties`` keeps (the declared
+    keys: no undeclared key, such as a name, is stored for a refused event either), any
     other IP-looking text and every e-mail address are masked, and the text is cut to
     REJECTED_PAYLOAD_LIMIT bytes.
     """
@@ -218,7 +246,9 @@ def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
-            text = json.dumps(_redact_ip_field(parsed), ensure_ascii=False, default=str)
+            text = json.dumps(
+                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
+            )
     elif isinstance(payload, str):
         size = len(payload.encode("utf-8", errors="surrogatepass"))
         try:
@@ -226,12 +256,16 @@ def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
-            text = json.dumps(_redact_ip_field(parsed), ensure_ascii=False, default=str)
+            text = json.dumps(
+                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
+            )
         else:
             text = payload
     else:
         try:
-            text = json.dumps(_redact_ip_field(payload), ensure_ascii=False, default=str)
+            text = json.dumps(
+                _redact_fields(payload, clean_properties), ensure_ascii=False, default=str
+            )
         except (ValueError, TypeError, RecursionError):
             text = show(payload, REJECTED_PAYLOAD_LIMIT)
         size = len(text.encode("utf-8", errors="surrogatepass"))
