@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from python_jobs.ingest.validation import (
     rejected_payload,
 )
 from python_jobs.simulation.reference import read_event_type_properties
+from python_jobs.simulation.simulator import generate
 from python_jobs.warehouse import migrate
 from python_jobs.warehouse.deletion import apply_deletions, request_deletion, subject_hash
 
@@ -113,6 +115,27 @@ def test_declared_properties_match_the_seed_and_name_nobody(conn):
         conn.execute(
             "insert into app.event_type_properties values ('search', 'page', 'json', 'anything')"
         )
+
+
+def test_the_simulated_app_sends_only_declared_properties():
+    """Nothing the simulator sends (the app's event mix) is dropped: the declarations cover it."""
+    declared: dict[str, dict[str, str]] = {}
+    for event_type, key, kind, _ in read_event_type_properties():
+        declared.setdefault(event_type, {})[key] = kind
+    schema = DeclaredProperties(declared)
+    sim = generate(20, 7, seed=5, end=datetime(2026, 3, 20, 12, 0, tzinfo=UTC))
+    seen: Counter[str] = Counter()
+    for event in sim.events():
+        props = dict(event.properties)
+        if isinstance(event, SessionEnd):
+            props["end_reason"] = event.end_reason  # what the tracker stores
+        kept, dropped = schema.clean(event.event_type, props)
+        assert (kept, dropped) == (props, 0), event
+        seen.update(f"{event.event_type}.{key}" for key in kept)
+    assert set(seen) == {f"{t}.{k}" for t, keys in declared.items() for k in keys} - {
+        "search.query",  # the app's free text: declared, the simulator sends none
+        "search.results",
+    }
 
 
 @pytest.mark.parametrize("doc", ["README.md", "models/overview.md"])
