@@ -148,7 +148,10 @@ def mask_ip_addresses(text: str) -> str:
 # Something shaped like an e-mail address: a local part, "@", a domain with at least one dot.
 # Deliberately broad (any Unicode word character, the RFC 5322 specials in the local part):
 # masking a look-alike costs a few characters of a free-text value, missing an address leaks it.
-_EMAIL_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[\w-]+")
+# A match starts only where a local part starts (the lookbehind) and the local part never gives
+# characters back (possessive): linear time on any text, a long run of letters included.
+_LOCAL_PART = r"[\w.!#$%&'*+/=?^`{|}~-]"
+_EMAIL_RE = re.compile(rf"(?<!{_LOCAL_PART}){_LOCAL_PART}++@(?:[\w-]+\.)+[\w-]+")
 
 
 def mask_emails(text: str) -> str:
