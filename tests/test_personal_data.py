@@ -338,6 +338,8 @@ def test_mentioned_ids_and_redaction():
     # A cut payload never ends with part of an identifier.
     text, size = rejected_payload("x" * (65536 - 10) + str(uid))
     assert size == 65536 + 26 and text == "x" * (65536 - 10)
+    text, _ = rejected_payload("a" * 70_000)  # at most an identifier's length is given up
+    assert text == "a" * (65536 - 63)
 
 
 def test_migration_erases_refused_payloads_left_by_earlier_erasures(database_factory):

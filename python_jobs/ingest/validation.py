@@ -172,7 +172,8 @@ def mask_personal_data(text: str) -> str:
 # 32 hex digits, optionally with hyphens between them, not part of a longer run of hex digits:
 # a UUID in every spelling clients use (any case, hyphenated or not, in braces, urn:uuid:...).
 _UUID_RE = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f](?:-?[0-9A-Fa-f]){31}(?![0-9A-Fa-f])")
-_TRAILING_HEX_RE = re.compile(r"[0-9A-Fa-f-]+\Z")
+_ID_CHARS = frozenset("0123456789abcdefABCDEF-")
+_LONGEST_ID = 63  # 32 hex digits with a hyphen between every two
 
 
 def _id_hash(spelling: str) -> str:
@@ -280,7 +281,10 @@ def rejected_payload(
     if len(data) < len(encoded):
         # The cut may have split an identifier: a part of one can be neither found nor redacted
         # when its learner is erased (see redact_ids), so the cut text never ends with one.
-        stored = _TRAILING_HEX_RE.sub("", stored)
+        end = len(stored)
+        while end > 0 and len(stored) - end < _LONGEST_ID and stored[end - 1] in _ID_CHARS:
+            end -= 1
+        stored = stored[:end]
     return stored.replace("\x00", "\\u0000"), size
 
 
