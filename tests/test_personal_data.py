@@ -227,6 +227,25 @@ def test_undeclared_keys_and_wrong_types_are_dropped_and_counted(conn, new_user)
     assert single.dropped_properties == 10
 
 
+def test_repeats_that_differ_only_in_dropped_keys_are_duplicates_in_a_batch_too(conn, new_user):
+    """Two sends of one event that differ only in what is dropped store the same row: a
+    duplicate, whether they arrive in one batch or one by one."""
+    user = new_user()
+    first = _event(user, "page_view", {"screen": "reader", "name": NAME})
+    again = GenericEvent(**(first.__dict__ | {"properties": {"colour": 1, "screen": "reader"}}))
+    other = GenericEvent(**(first.__dict__ | {"properties": {"screen": "dashboard"}}))
+    result = Tracker(conn, parallel_from=1).track_batch([first, again, other])
+    assert (result.accepted, result.duplicates, result.rejected) == (1, 1, 1)
+    assert result.rejections[0][0] == 2
+
+    single = Tracker(conn)
+    copy = GenericEvent(**(first.__dict__ | {"event_id": uuid.uuid4()}))
+    assert single.track(copy) is True
+    assert single.track(GenericEvent(**(again.__dict__ | {"event_id": copy.event_id}))) is False
+    with pytest.raises(ValidationError, match="event_id: already stored with different content"):
+        single.track(GenericEvent(**(other.__dict__ | {"event_id": copy.event_id})))
+
+
 def test_declared_properties_checks_its_types():
     declared = DeclaredProperties({"search": {"query": "string", "score": "number"}})
     assert declared.clean("search", {"score": 1.5, "query": f"me {EMAIL}"}) == (

@@ -458,11 +458,15 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def _content(event: Event) -> tuple[type, dict[str, Any]]:
-    """What must match for two events with one event_id to be the same event."""
-    data = dict(event.__dict__)
-    data.pop("received_at", None)
-    return type(event), data
+def _stored_content(row: tuple) -> tuple:
+    """What must match for two batch rows with one event_id to be the same event: what would be
+    stored (received_at aside), properties as stored and compared as JSON values, as the check
+    against events stored earlier does (FIND_REPEATS)."""
+    return (
+        *row[R_EVENT_ID : R_OCCURRED + 1],
+        json.loads(row[R_PROPERTIES]),
+        *row[R_PROPERTIES + 1 :],
+    )
 
 
 class Tracker:
@@ -1086,14 +1090,13 @@ class Tracker:
         # Repeats inside the chunk: the first occurrence is kept.
         rows = checked.rows
         first_seen: dict[int, tuple] = {}
-        base = chunk[0][0]
         for row in prepared:
             key = row[R_EVENT_ID].int
             first = first_seen.get(key)
             if first is None:
                 first_seen[key] = row
                 rows.append(row)
-            elif _content(chunk[first[R_IDX] - base][1]) == _content(chunk[row[R_IDX] - base][1]):
+            elif _stored_content(first) == _stored_content(row):
                 checked.duplicates += 1
             else:
                 rejected.append((row[R_IDX], [_repeat_error()]))
