@@ -151,11 +151,13 @@ def generate_events(ref: Reference, n: int, seed: int = 11, days: int = 45) -> I
                 )
             else:
                 event_type = rng.choice(["page_view", "search", "ai_coach_message"])
-                props = (
-                    {"page": rng.choice(["home", "qbank", "library", "stats"])}
-                    if event_type == "page_view"
-                    else {"query": f"topic {rng.randrange(100)}", "results": rng.randrange(30)}
-                )
+                # Keys declared for each type (seeds/event_type_properties.csv).
+                if event_type == "page_view":
+                    props = {"screen": rng.choice(["dashboard", "reader", "question_block"])}
+                elif event_type == "search":
+                    props = {"query": f"topic {rng.randrange(100)}", "results": rng.randrange(30)}
+                else:
+                    props = {"topic_id": rng.randrange(100), "chars": rng.randint(20, 400)}
                 yield GenericEvent(
                     event_type=event_type,
                     event_id=uuid4(),

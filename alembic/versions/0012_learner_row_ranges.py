@@ -17,14 +17,14 @@ Rows already stored that break the new rules are repaired first (time zone 'UTC'
 with a warning naming how many: they could not be computed at all before.
 
 Revision ID: 0012_learner_row_ranges
-Revises: 0010_models_as_data
+Revises: 0011_declared_properties
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0012_learner_row_ranges"
-down_revision = "0010_models_as_data"
+down_revision = "0011_declared_properties"
 branch_labels = None
 depends_on = None
 

@@ -8,8 +8,10 @@ set-based inserts). Every path runs the same steps:
    its field: the event type against ``app.event_types``; the learner against ``app.users``;
    question and material ids against the bank; ``occurred_at`` tz-aware, at most ``max_future``
    after and at most ``max_past`` before the receive time; ranges (durations >= 0, confidence
-   1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object of at most
-   ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
+   1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object, of which only the
+   keys declared for the event type with values of their type are kept (the rest is dropped and
+   counted, strings have e-mail and IP addresses masked: ``python_jobs.ingest.properties``), of
+   at most ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
    schema's check measures; asked of the server only for large ones); ``ip`` a valid address.
    Reference ids are cached per Tracker; misses are looked up in one query per chunk.
 2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
@@ -92,12 +94,17 @@ from python_jobs.ingest.events import (
     SessionHeartbeat,
     SessionStart,
 )
+from python_jobs.ingest.properties import DeclaredProperties
 from python_jobs.ingest.validation import (
     FieldError,
+    PropertiesFilter,
     ValidationError,
     event_from_payload,
     ip_prefix,
+    mask_personal_data,
+    mentioned_ids,
     parse_json,
+    redact_ids,
     rejected_payload,
     show,
 )
@@ -338,12 +345,16 @@ class BatchResult:
     duplicates: int = 0
     rejected: int = 0
     rejections: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+    # Property keys removed from the batch's events: not declared for the event type, or a value
+    # of the wrong type (python_jobs.ingest.properties). Not an event count.
+    dropped_properties: int = 0
 
     def add(self, other: BatchResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected += other.rejected
         self.rejections.extend(other.rejections)
+        self.dropped_properties += other.dropped_properties
 
 
 # --------------------------------------------------------------------------- sessions
@@ -448,11 +459,15 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def _content(event: Event) -> tuple[type, dict[str, Any]]:
-    """What must match for two events with one event_id to be the same event."""
-    data = dict(event.__dict__)
-    data.pop("received_at", None)
-    return type(event), data
+def _stored_content(row: tuple) -> tuple:
+    """What must match for two batch rows with one event_id to be the same event: what would be
+    stored (received_at aside), properties as stored and compared as JSON values, as the check
+    against events stored earlier does (FIND_REPEATS)."""
+    return (
+        *row[R_EVENT_ID : R_OCCURRED + 1],
+        json.loads(row[R_PROPERTIES]),
+        *row[R_PROPERTIES + 1 :],
+    )
 
 
 class Tracker:
@@ -492,6 +507,9 @@ class Tracker:
         # by _lookup_missing before those events are checked again with misses as errors.
         self._defer_misses = True
         self._large_properties = False  # set by _properties_json, read by _validate
+        self._dropped: dict[int, int] = {}  # batch index -> property keys dropped (_validate)
+        self.dropped_properties = 0
+        """Property keys dropped by this Tracker so far (undeclared or of the wrong type)."""
         self._want_users: set[UUID] = set()
         self._want_questions: set[int] = set()
         self._want_materials: set[int] = set()
@@ -499,6 +517,7 @@ class Tracker:
         with self._transaction():
             conn.execute(CREATE_TEMP_TABLES)
             names = [r[0] for r in conn.execute("select name from app.event_types")]
+            self.declared = DeclaredProperties.load(conn)
         self.event_types: frozenset[str] = frozenset(names)
         self._generic_types = self.event_types - _TYPED_EVENT_TYPES
 
@@ -619,6 +638,7 @@ class Tracker:
                     conns.extend(self._open_worker() for _ in range(n))
                 collect()
                 total.duplicates += checked.duplicates
+                total.dropped_properties += checked.dropped_properties
                 parts: list[list[tuple]] = [[] for _ in range(n)]
                 for row in checked.rows:
                     key = row[R_SESSION] or row[R_USER]
@@ -676,7 +696,7 @@ class Tracker:
 
     def _reject_now(self, items: list[tuple[Any, UUID | None, str]]) -> None:
         with self._transaction():
-            _insert_rejections(self.conn, items, datetime.now(UTC))
+            _insert_rejections(self.conn, items, datetime.now(UTC), self.declared.clean)
 
     def _lookup_missing(self) -> bool:
         """Fetch the learners, questions and materials ``_prepare`` missed in the caches.
@@ -734,7 +754,9 @@ class Tracker:
         else:
             self._covered = (min(lo, self._covered[0]), max(top, self._covered[1]))
 
-    def _properties_json(self, props: Any, errors: list[FieldError]) -> str | None:
+    def _properties_json(
+        self, props: Any, errors: list[FieldError], event_type: Any, idx: int
+    ) -> str | None:
         if type(props) is not dict:
             if isinstance(props, dict):
                 props = dict(props)
@@ -744,6 +766,8 @@ class Tracker:
                 )
                 errors.append(FieldError("properties", f"must be a JSON object, got {kind}"))
                 return None
+        if props:
+            props = self._declared_properties(event_type, props, idx)
         if not props:
             return "{}"
         try:
@@ -778,6 +802,14 @@ class Tracker:
         if size > self.max_properties_bytes // JSONB_GROWTH_BOUND:
             self._large_properties = True  # _validate asks the server for its JSONB size
         return text
+
+    def _declared_properties(self, event_type: Any, props: dict, idx: int) -> dict[str, Any]:
+        """The declared keys of ``props`` with values of their type (strings masked); counts
+        the keys dropped under the event's batch index."""
+        kept, dropped = self.declared.clean(event_type, props)
+        if dropped:
+            self._dropped[idx] = dropped
+        return kept
 
     def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
         """The batch-table row of one event, or every problem it has (or ``_MISS`` when a
@@ -884,7 +916,9 @@ class Tracker:
             elif type(props) is dict:
                 props = {**props, "end_reason": end_reason}
         props_json = (
-            "{}" if type(props) is dict and not props else self._properties_json(props, errors)
+            "{}"
+            if type(props) is dict and not props
+            else self._properties_json(props, errors, event_type, idx)
         )
 
         ip = ev.ip
@@ -1021,6 +1055,7 @@ class Tracker:
         exist. Touches the database only for cache misses and for months not seen yet."""
         checked = _Checked(now=datetime.now(UTC))
         now = checked.now
+        self._dropped.clear()
         prepare = self._prepare
         prepared: list[tuple] = []
         rejected = checked.rejected
@@ -1056,20 +1091,22 @@ class Tracker:
         # Repeats inside the chunk: the first occurrence is kept.
         rows = checked.rows
         first_seen: dict[int, tuple] = {}
-        base = chunk[0][0]
         for row in prepared:
             key = row[R_EVENT_ID].int
             first = first_seen.get(key)
             if first is None:
                 first_seen[key] = row
                 rows.append(row)
-            elif _content(chunk[first[R_IDX] - base][1]) == _content(chunk[row[R_IDX] - base][1]):
+            elif _stored_content(first) == _stored_content(row):
                 checked.duplicates += 1
             else:
                 rejected.append((row[R_IDX], [_repeat_error()]))
         if rows:
             occurred = [r[R_OCCURRED] for r in rows]
             self._ensure_partitions(min(occurred), max(occurred))
+        if self._dropped:
+            checked.dropped_properties = sum(self._dropped.values())
+            self.dropped_properties += checked.dropped_properties
         return checked
 
     def _check_stored_sizes(
@@ -1117,6 +1154,7 @@ class Tracker:
             self.conn, checked.rows, checked.rejected, chunk, raw, checked.now
         )
         result.duplicates += checked.duplicates
+        result.dropped_properties = checked.dropped_properties
         return result, [errs for _, errs in sorted(checked.rejected, key=lambda r: r[0])]
 
     def _store_in_transaction(
@@ -1166,7 +1204,7 @@ class Tracker:
                     items.append(
                         (payload, uid if type(uid) is UUID else None, str(ValidationError(errs)))
                     )
-                _insert_rejections(conn, items, now)
+                _insert_rejections(conn, items, now, self.declared.clean)
         result.rejected = len(rejected)
         result.rejections = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
         return result
@@ -1207,6 +1245,7 @@ class _Checked:
     rows: list[tuple] = field(default_factory=list)
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
     duplicates: int = 0
+    dropped_properties: int = 0
 
 
 _MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
@@ -1242,14 +1281,41 @@ def _erased_learners(
 
 
 def _insert_rejections(
-    conn: psycopg.Connection, items: list[tuple[Any, UUID | None, str]], now: datetime
+    conn: psycopg.Connection,
+    items: list[tuple[Any, UUID | None, str]],
+    now: datetime,
+    clean_properties: PropertiesFilter | None = None,
 ) -> None:
+    """Record refused input: payloads keep only declared properties (``clean_properties``), and
+    payloads and reasons have e-mail and IP addresses masked and erased learners' ids redacted."""
     params = []
     for payload, user_id, reason in items:
-        text, size = rejected_payload(payload)
-        params.append((now, user_id, text, size, reason))
+        text, size = rejected_payload(payload, clean_properties)
+        params.append([now, user_id, text, size, mask_personal_data(reason)])
+    _redact_erased_ids(conn, params)
     with conn.cursor() as cur:
         cur.executemany(INSERT_REJECTED, params)
+
+
+def _redact_erased_ids(conn: psycopg.Connection, params: list[list[Any]]) -> None:
+    """Replace, in the payloads and reasons of rejection rows, every identifier of an erased
+    learner in whatever spelling (a deletion request keeps only the SHA-256 of the id): a payload
+    sent after the erasure must not bring the id back, however broken it is."""
+    mentioned: set[str] = set()
+    for row in params:
+        mentioned |= mentioned_ids(row[2]) | mentioned_ids(row[4])
+    if not mentioned:
+        return
+    erased = {
+        r[0]
+        for r in conn.execute(
+            "select subject_sha256 from app.deletion_requests where subject_sha256 = any(%s)",
+            (list(mentioned),),
+        )
+    }
+    if erased:
+        for row in params:
+            row[2], row[4] = redact_ids(row[2], erased), redact_ids(row[4], erased)
 
 
 class _Sessions:

@@ -8,17 +8,24 @@ what those checks share:
 - ``event_from_payload``: raw JSON from a client -> a typed ``Event`` (or a ValidationError).
 - ``anonymise_ip``: IPv4 -> its /24 network, IPv6 -> its /48 network; the full address never
   reaches the database.
+- ``mask_personal_data``: free text with every e-mail address replaced by a placeholder and every
+  IP address by its network (used on property strings, rejected payloads and their reasons).
+- ``mentioned_ids`` / ``redact_ids``: the UUID-shaped substrings of a text in any spelling (any
+  case, with or without hyphens, braces or ``urn:uuid:``), by the SHA-256 a deletion request
+  keeps, and the text with the ones of given hashes (erased learners) replaced.
 - ``rejected_payload``: the text kept in ``app.rejected_events``: the IP replaced by its prefix,
-  anything else that looks like an IP address masked, truncated to ``REJECTED_PAYLOAD_LIMIT`` bytes.
+  e-mail addresses and anything else that looks like an IP address masked, truncated to
+  ``REJECTED_PAYLOAD_LIMIT`` bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -33,6 +40,8 @@ REJECTED_PAYLOAD_LIMIT = 65536
 UUID_FIELDS = frozenset({"event_id", "user_id", "session_id"})
 DATETIME_FIELDS = frozenset({"occurred_at", "received_at"})
 INVALID_IP_PLACEHOLDER = "[invalid ip removed]"
+EMAIL_PLACEHOLDER = "[email removed]"
+ERASED_ID_PLACEHOLDER = "[erased learner]"
 
 
 @dataclass(frozen=True)
@@ -99,8 +108,18 @@ _IPV6_RE = re.compile(
 )
 
 
+def _followed_by_prefix(match: re.Match[str], bits: int) -> bool:
+    """Whether the match is followed by ``/bits`` (and no further digit)."""
+    end = match.end()
+    suffix = f"/{bits}"
+    after = match.string[end + len(suffix) : end + len(suffix) + 1]
+    return match.string.startswith(suffix, end) and not after.isdigit()
+
+
 def _mask_ipv4(match: re.Match[str]) -> str:
     if all(int(part) <= 255 for part in match.groups()):
+        if int(match[4]) == 0 and _followed_by_prefix(match, 24):
+            return match[0]  # already a /24 network: masking twice changes nothing
         return f"{match[1]}.{match[2]}.{match[3]}.0/24"
     return match[0]
 
@@ -110,11 +129,15 @@ def _mask_ipv6(match: re.Match[str]) -> str:
         addr = ipaddress.IPv6Address(match[0])
     except ValueError:
         return match[0]
-    return str(ipaddress.ip_network((addr, 48), strict=False))
+    network = ipaddress.ip_network((addr, 48), strict=False)
+    if network.network_address == addr and _followed_by_prefix(match, 48):
+        return match[0]  # already a /48 network
+    return str(network)
 
 
 def mask_ip_addresses(text: str) -> str:
-    """Replace everything in ``text`` that parses as an IP address by its /24 or /48 network."""
+    """Replace everything in ``text`` that parses as an IP address by its /24 or /48 network
+    (a /24 or /48 network already written as such is left as it is)."""
     if "." in text:
         text = _IPV4_RE.sub(_mask_ipv4, text)
     if "::" in text or text.count(":") >= 7:
@@ -122,15 +145,78 @@ def mask_ip_addresses(text: str) -> str:
     return text
 
 
+# Something shaped like an e-mail address: a local part, "@", a domain with at least one dot.
+# Deliberately broad (any Unicode word character, the RFC 5322 specials in the local part):
+# masking a look-alike costs a few characters of a free-text value, missing an address leaks it.
+# A match starts only where a local part starts (the lookbehind) and the local part never gives
+# characters back (possessive): linear time on any text, a long run of letters included.
+_LOCAL_PART = r"[\w.!#$%&'*+/=?^`{|}~-]"
+_EMAIL_RE = re.compile(rf"(?<!{_LOCAL_PART}){_LOCAL_PART}++@(?:[\w-]+\.)+[\w-]+")
+
+
+def mask_emails(text: str) -> str:
+    """Replace everything in ``text`` shaped like an e-mail address by EMAIL_PLACEHOLDER."""
+    if "@" not in text:
+        return text
+    return _EMAIL_RE.sub(EMAIL_PLACEHOLDER, text)
+
+
+def mask_personal_data(text: str) -> str:
+    """``text`` with e-mail addresses replaced by a placeholder and IP addresses by their network
+    (what the warehouse may keep of free text: see mask_emails and mask_ip_addresses)."""
+    return mask_ip_addresses(mask_emails(text))
+
+
+# --------------------------------------------------------------------------- identifiers
+
+# 32 hex digits, optionally with hyphens between them, not part of a longer run of hex digits:
+# a UUID in every spelling clients use (any case, hyphenated or not, in braces, urn:uuid:...).
+_UUID_RE = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f](?:-?[0-9A-Fa-f]){31}(?![0-9A-Fa-f])")
+_ID_CHARS = frozenset("0123456789abcdefABCDEF-")
+_LONGEST_ID = 63  # 32 hex digits with a hyphen between every two
+
+
+def _id_hash(spelling: str) -> str:
+    """The SHA-256 a deletion request keeps of the id (of its canonical spelling)."""
+    canonical = str(UUID(spelling.replace("-", "")))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def mentioned_ids(text: str) -> set[str]:
+    """SHA-256 of every UUID-shaped substring of ``text`` (see python_jobs.warehouse.deletion)."""
+    return {_id_hash(m) for m in _UUID_RE.findall(text)}
+
+
+def redact_ids(text: str, hashes: Collection[str]) -> str:
+    """``text`` with every UUID-shaped substring whose SHA-256 is in ``hashes`` replaced by
+    ERASED_ID_PLACEHOLDER."""
+    if not hashes:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        return ERASED_ID_PLACEHOLDER if _id_hash(match[0]) in hashes else match[0]
+
+    return _UUID_RE.sub(replace, text)
+
+
 # --------------------------------------------------------------------------- rejected payloads
 
 
-def _redact_ip_field(data: Mapping[str, Any]) -> dict[str, Any]:
+PropertiesFilter = Callable[[Any, Mapping[Any, Any]], tuple[dict[str, Any], int]]
+"""(event type, properties) -> (what may be kept, keys dropped): DeclaredProperties.clean."""
+
+
+def _redact_fields(
+    data: Mapping[str, Any], clean_properties: PropertiesFilter | None
+) -> dict[str, Any]:
     out = dict(data)
     ip = out.get("ip")
     if ip is not None:
         prefix = ip_prefix(ip) if isinstance(ip, str) else None
         out["ip"] = prefix if prefix is not None else INVALID_IP_PLACEHOLDER
+    props = out.get("properties")
+    if clean_properties is not None and isinstance(props, Mapping):
+        out["properties"] = clean_properties(out.get("event_type"), props)[0]
     return out
 
 
@@ -142,11 +228,17 @@ def event_as_payload(event: Event) -> dict[str, Any]:
     return data
 
 
-def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[str, int]:
+def rejected_payload(
+    payload: str | bytes | Mapping[str, Any] | Event,
+    clean_properties: PropertiesFilter | None = None,
+) -> tuple[str, int]:
     """(text to store, original size in bytes) for app.rejected_events.
 
-    The ``ip`` field is replaced by its network (or a placeholder when it is not an address), any
-    other IP-looking text is masked, and the text is cut to REJECTED_PAYLOAD_LIMIT bytes.
+    The ``ip`` field is replaced by its network (or a placeholder when it is not an address), the
+    ``properties`` of a payload that parses keep what ``clean_properties`` keeps (the declared
+    keys: no undeclared key, such as a name, is stored for a refused event either), any
+    other IP-looking text and every e-mail address are masked, and the text is cut to
+    REJECTED_PAYLOAD_LIMIT bytes.
     """
     if isinstance(payload, Event):
         payload = event_as_payload(payload)
@@ -158,7 +250,9 @@ def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
-            text = json.dumps(_redact_ip_field(parsed), ensure_ascii=False, default=str)
+            text = json.dumps(
+                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
+            )
     elif isinstance(payload, str):
         size = len(payload.encode("utf-8", errors="surrogatepass"))
         try:
@@ -166,20 +260,32 @@ def rejected_payload(payload: str | bytes | Mapping[str, Any] | Event) -> tuple[
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
-            text = json.dumps(_redact_ip_field(parsed), ensure_ascii=False, default=str)
+            text = json.dumps(
+                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
+            )
         else:
             text = payload
     else:
         try:
-            text = json.dumps(_redact_ip_field(payload), ensure_ascii=False, default=str)
+            text = json.dumps(
+                _redact_fields(payload, clean_properties), ensure_ascii=False, default=str
+            )
         except (ValueError, TypeError, RecursionError):
             text = show(payload, REJECTED_PAYLOAD_LIMIT)
         size = len(text.encode("utf-8", errors="surrogatepass"))
     # Mask a little beyond the cut so an address straddling it is masked before being cut.
-    head = mask_ip_addresses(text[: REJECTED_PAYLOAD_LIMIT + 64])
-    data = head.encode("utf-8", errors="replace")[:REJECTED_PAYLOAD_LIMIT]
-    stored = data.decode("utf-8", errors="ignore").replace("\x00", "\\u0000")
-    return stored, size
+    head = mask_personal_data(text[: REJECTED_PAYLOAD_LIMIT + 320])
+    encoded = head.encode("utf-8", errors="replace")
+    data = encoded[:REJECTED_PAYLOAD_LIMIT]
+    stored = data.decode("utf-8", errors="ignore")
+    if len(data) < len(encoded):
+        # The cut may have split an identifier: a part of one can be neither found nor redacted
+        # when its learner is erased (see redact_ids), so the cut text never ends with one.
+        end = len(stored)
+        while end > 0 and len(stored) - end < _LONGEST_ID and stored[end - 1] in _ID_CHARS:
+            end -= 1
+        stored = stored[:end]
+    return stored.replace("\x00", "\\u0000"), size
 
 
 # --------------------------------------------------------------------------- raw JSON payloads

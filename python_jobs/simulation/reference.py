@@ -123,6 +123,14 @@ def read_event_types(seeds_dir: Path = SEEDS_DIR) -> list[tuple[str, str]]:
     return [(r["name"], r["description"]) for r in _read_csv(seeds_dir / "event_types.csv")]
 
 
+def read_event_type_properties(seeds_dir: Path = SEEDS_DIR) -> list[tuple[str, str, str, str]]:
+    """(event_type, key, type, description): the properties each event type declares."""
+    return [
+        (r["event_type"], r["key"], r["type"], r["description"])
+        for r in _read_csv(seeds_dir / "event_type_properties.csv")
+    ]
+
+
 def _bank_rng(leaf_id: int, what: str) -> random.Random:
     return random.Random(f"studyin-reference:{what}:{leaf_id}")
 

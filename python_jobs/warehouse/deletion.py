@@ -3,9 +3,13 @@
 The step finds every table with a ``user_id`` column in the warehouse schemas (so a new mart is
 covered without touching this file), deletes the learner's rows there, then calls
 ``app.delete_user`` which cascades through the OLTP tables (the one way rows leave the append-only
-event log). The request row keeps no identifier: only a SHA-256 of it, and the time span of the
-erased activity, which tells incremental models that aggregate across learners which days to
-recompute.
+event log) and deletes the refused input in ``app.rejected_events`` that claimed the learner or
+mentions their id in any spelling (any case, with or without hyphens, braces or ``urn:uuid:``: a
+payload that could not be parsed still names them). The request row keeps no identifier: only a
+SHA-256 of it, and the time span of the erased activity, which tells incremental models that
+aggregate across learners which days to recompute. The tracker hashes the UUID-shaped text of every
+payload it refuses and redacts the ids whose hash a request holds, so a payload sent after the
+erasure does not store the id again.
 """
 
 from __future__ import annotations
