@@ -1,5 +1,5 @@
 {#-
-  Incremental processing by arrival (DESIGN.md section 5).
+  Incremental processing by arrival (the docs overview: "Incremental processing").
 
   Every incremental model over events reads the rows *received* since its own watermark, minus
   the `incremental_overlap` var (transactions still open when the last run read the log commit
@@ -91,7 +91,7 @@
 {%- endmacro %}
 
 {#-
-  Erasures (DESIGN.md section 5). The pipeline's erasure step deletes an erased learner's rows from
+  Erasures (the docs overview: "Erasure"). The pipeline's erasure step deletes an erased learner's rows from
   every table with a user_id column, so per-learner models need nothing more. Models that aggregate
   ACROSS learners must also recompute what the erased learner contributed to: they keep a second
   watermark, on app.deletion_requests.completed_at, under '<model>__erasures' in the same table

@@ -1,5 +1,5 @@
 {#-
-  Mastery formulas shared by the mastery models (DESIGN.md section 4, "Retrieval strength,
+  Mastery formulas shared by the mastery models (docs block mastery_vars: "Retrieval strength,
   mastery" and "Knowledge gaps"). Every constant is a dbt var documented in dbt_project.yml.
 -#}
 
@@ -11,7 +11,7 @@
     )
 {%- endmacro %}
 
-{#- Quality (0-5) of one attempt, DESIGN's rules in order. -#}
+{#- Quality (0-5) of one attempt, the rules in order. -#}
 {% macro attempt_quality(is_answered, is_correct, hint_used, confidence_level) -%}
     case
         when not {{ is_answered }} then 0

@@ -1,10 +1,10 @@
 {#-
-  SM-2 at topic level (DESIGN.md section 4, "SM-2 at topic level"), folded inside PostgreSQL.
+  SM-2 at topic level (docs block mastery_vars and the int_topic_reviews_scheduled page), folded inside PostgreSQL.
 
   create_sm2_functions() runs as an on-run-start hook and (re)creates, in schema intermediate:
     - type intermediate.sm2_state (easiness numeric, repetitions integer, interval_days integer):
       the schedule after a review. easiness is an exact decimal: it only moves in steps of 0.02.
-    - function intermediate.sm2_step(state, q): one review, in DESIGN's order of operations:
+    - function intermediate.sm2_step(state, q): one review, in the published order of operations:
         if q >= 3: I <- 1 when n = 0, 6 when n = 1, else min(cap, ceil(I * EF)) with the EF from
                    before this review; n <- n + 1
         else:      n <- 0, I <- 1

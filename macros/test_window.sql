@@ -1,5 +1,5 @@
 {#-
-  Nightly data tests of history-sized models check the recent rows only (DESIGN.md section 5: a
+  Nightly data tests of history-sized models check the recent rows only (a
   nightly run's cost follows the new data, not the history).
 
   A model opts in with `meta: {test_window_column: <date or timestamp column>}`. When the var

@@ -1,5 +1,5 @@
 """Mastery marts on crafted events: incremental delivery equals a full rebuild, every state equals
-an independent Python fold of DESIGN.md's rules, and the forgetting curve moves with the as-of date.
+an independent Python fold of the SM-2 rules, and the forgetting curve moves with the as-of date.
 
 Attempts are written straight into app tables (event_receipts + question_attempts) with chosen
 ``received_at`` values, so the watermark sees exactly the batches the test means:

@@ -4,7 +4,7 @@ Hypothesis draws batches of random review sequences (quality 0-5, random day gap
 through ``intermediate.sm2_fold`` in PostgreSQL in one query, exactly as int_topic_reviews_scheduled
 runs it (a running window aggregate). Every review's state is checked three ways:
 
-1. Exactly equal to an independent exact-Decimal transcription of DESIGN.md's rules (EF in steps of
+1. Exactly equal to an independent exact-Decimal transcription of the SM-2 rules (EF in steps of
    0.02, never a float).
    The interval is capped at var sm2_max_interval_days (default 36500 days).
 2. Equal to supermemo2's ``review()`` (EF within 1e-9, interval, repetitions and next review date

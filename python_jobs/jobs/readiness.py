@@ -1,17 +1,16 @@
-"""Exam readiness (DESIGN.md section 4): who is on track to pass, trained on past exam results.
+"""Exam readiness: who is on track to pass, trained on past exam results.
 
 Labels are ``app.exam_results`` (practice and board). For each labelled exam taken on local day X
-the features are computed point-in-time as of day X - h for every horizon h in ``horizons``
-(default 1, 7, 14, 28 days) from the dbt review log and daily stats (``readiness_features``):
-board-weighted mastery
-(DESIGN's formula recomputed as of that day), coverage of the high-weight topics, recent accuracy,
-retrieval strength, volume, consistency, length of the record, days to the exam (= h), the exam
-kind and (option ``use_prior_exams``, on by default) the learner's earlier exam results, i.e. those
-taken on or before day X - h: count, last and mean scaled score, days since the last. The h = 1 rows
-are DESIGN's "as of the day before the exam" and are the rows every reported metric is computed
-on; the longer horizons teach the model what "N days before the exam" looks like, so that a learner
-whose exam is weeks away is scored for *their* exam date, not for tomorrow. Practice and board
-exams are both used (more labels); ``is_board`` tells them apart and learners are scored for a
+the features are computed point-in-time as of day X - h for every horizon h in ``horizons`` (default
+1, 7, 14, 28 days) from the dbt review log and daily stats (``readiness_features``): board-weighted
+mastery (the mastery formula recomputed as of that day), coverage of the high-weight topics, recent
+accuracy, retrieval strength, volume, consistency, length of the record, days to the exam (= h), the
+exam kind and (option ``use_prior_exams``, on by default) the learner's earlier exam results, i.e.
+those taken on or before day X - h: count, last and mean scaled score, days since the last. The h =
+1 rows are the "as of the day before the exam" features and are the rows every reported metric is
+computed on; the longer horizons teach the model what "N days before the exam" looks like, so that a
+learner whose exam is weeks away is scored for *their* exam date, not for tomorrow. Practice and
+board exams are both used (more labels); ``is_board`` tells them apart and learners are scored for a
 board exam (``score_exam_kind``).
 
 Model selection by time: exams are ordered by day; the latest ``test_fraction`` of them (whole

@@ -5,7 +5,7 @@ interactions whose local day (in the learner's own timezone) is on or before D, 
 exam are computed with D = the day before the exam's local day and nothing at or after the exam can
 leak in. The same code scores today's learners with D = today.
 
-Per leaf topic the mastery of DESIGN.md section 4 is recomputed as of D (the marts only hold
+Per leaf topic the mastery of topic_mastery is recomputed as of D (the marts only hold
 today's state) from the review log the dbt project keeps incrementally,
 ``intermediate.int_topic_reviews_scheduled``: one row per (learner, leaf topic, local day) with the
 SM-2 interval and the cumulative attempt counts after that review. The last review on or before D
@@ -50,7 +50,7 @@ KEY_SPAN = 1_000_000  # days per key block: (group * KEY_SPAN + day) sorts by gr
 
 @dataclass(frozen=True)
 class MasteryParams:
-    """DESIGN.md section 4 constants (same defaults as the dbt vars of the mastery marts)."""
+    """The mastery constants (same defaults as the dbt vars of the mastery marts)."""
 
     weight_first_attempt: float = 0.30
     weight_accuracy: float = 0.20
@@ -262,7 +262,7 @@ def topic_mastery(
     has_materials: np.ndarray,
     params: MasteryParams,
 ) -> np.ndarray:
-    """DESIGN.md mastery; without materials the materials weight is spread over the other three."""
+    """topic_mastery's formula; without materials, their weight goes to the other three."""
     core = (
         params.weight_first_attempt * first_acc
         + params.weight_accuracy * accuracy

@@ -1,4 +1,4 @@
-"""Gap recommendations (DESIGN.md section 4): what each learner should do next, and why.
+"""Gap recommendations: what each learner should do next, and why.
 
 For each learner's ``top_n`` knowledge gaps by priority (``marts.knowledge_gaps``; ties broken by
 topic id), ranked actions go to ``ml.gap_recommendations``. At most ``max_unstudied_gaps`` (default

@@ -8,7 +8,7 @@ simulation seed), so every database gets the same bank and re-loading it changes
 
 Ids: topics come from the seed (system 100*s, subject +10*j, subtopic +k); question ids are
 ``leaf_id * 100 + n`` (n = 1..40); material ids are ``leaf_id * 10 + n`` (n = 1..4).
-Some leaf topics deliberately have no materials (DESIGN.md's mastery formula spreads the materials
+Some leaf topics deliberately have no materials (the mastery formula spreads the materials
 weight over the other terms then).
 """
 

@@ -1,6 +1,6 @@
 """`studyin run`: the nightly pipeline, one command for cron and CI.
 
-Steps, in order (DESIGN.md section 1): partitions ahead, ``alembic upgrade head``, summaries of
+Steps, in order: partitions ahead, ``alembic upgrade head``, summaries of
 the event tables' new BRIN block ranges, erasure of requested learners and closing of idle
 sessions, ``dbt build`` of everything upstream of the python jobs, the python jobs (exam readiness
 and gap recommendations, side by side), ``dbt build`` of what reads the ml tables, ``dbt docs

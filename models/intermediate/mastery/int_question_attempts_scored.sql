@@ -1,5 +1,5 @@
 -- One row per answer to a question of a leaf topic, with the learner's local day and the attempt's
--- SM-2 quality (DESIGN.md section 4). A view: it holds no state, and incremental models filter it
+-- SM-2 quality (macros/mastery.sql). A view: it holds no state, and incremental models filter it
 -- on received_at, which PostgreSQL pushes down to app.question_attempts.
 {{ config(materialized='view') }}
 

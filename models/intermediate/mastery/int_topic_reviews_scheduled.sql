@@ -1,7 +1,7 @@
 -- One row per SM-2 review: a learner's attempts on one leaf topic on one local day, with the review's
--- quality and the schedule after it (DESIGN.md section 4, "SM-2 at topic level").
+-- quality and the schedule after it (SM-2 at topic level: macros/sm2.sql).
 --
--- Incremental (DESIGN.md section 5): attempts received since the watermark touch (user, topic) pairs;
+-- Incremental by arrival: attempts received since the watermark touch (user, topic) pairs;
 -- each touched pair is replayed from its learner's earliest touched day, starting from the stored
 -- state of the review just before that day (the fold is deterministic, so the stored prefix is what
 -- a replay from the first review would give) and rewrites every review on or after it. An arrival

@@ -3,7 +3,7 @@
 -- completion and the mastery score as of the last review day (retrieval strength 1 on that day;
 -- topic_mastery_current applies the forgetting curve as of a later date).
 --
--- Incremental (DESIGN.md section 5): a pair is recomputed when its review history changed (any
+-- Incremental by arrival: a pair is recomputed when its review history changed (any
 -- review row whose state depends on an attempt received since the watermark: the history model
 -- folds new days forward and replays late ones) or when one of its materials saw a new interaction.
 {{

@@ -1,6 +1,6 @@
 -- Grain: one row per learner and parent topic (subject or system) with at least one studied leaf
 -- topic beneath it, as of the same date as topic_mastery_current. Parents roll up by the
--- board-exam-weighted mean of their studied leaves' current mastery (DESIGN.md section 4.6);
+-- board-exam-weighted mean of their studied leaves' current mastery;
 -- coverage says how much of the parent's leaf weight the learner has studied at all.
 {{ config(materialized='view') }}
 
