@@ -759,7 +759,8 @@ def test_anonymise_ip_and_masking():
 
 
 def test_event_and_typed_row_are_written_atomically(conn, ref):
-    """If the typed insert fails, neither the receipt, the event nor the session row remain."""
+    """If the typed insert fails, neither the receipt, the event nor the session row remain; the
+    event is rejected with the database's reason (a stale cache is no excuse to raise)."""
     user = ref.new_user()
     conn.execute(
         "insert into app.questions (id, topic_id, difficulty, correct_answer) "
@@ -773,9 +774,10 @@ def test_event_and_typed_row_are_written_atomically(conn, ref):
     conn.commit()
     session = uuid.uuid4()
     event = question(user, question_id=909, session_id=session)
-    with pytest.raises(errors.ForeignKeyViolation, match="question 909"):
+    with pytest.raises(ValidationError, match="event: refused by the database: .*question 909"):
         tracker.track(event)
-    conn.rollback()
+    ((reason, payload, _, _),) = _rejections(conn, user)[-1:]
+    assert "question 909" in reason and str(event.event_id) in payload
     for table in ("event_receipts", "study_events", "question_attempts"):
         assert _count(conn, table, event.event_id) == 0, table
     assert conn.execute(

@@ -104,6 +104,7 @@ from python_jobs.ingest.validation import (
 
 __all__ = [
     "IDLE_TIMEOUT",
+    "BatchIncomplete",
     "BatchResult",
     "FieldError",
     "Tracker",
@@ -113,13 +114,25 @@ __all__ = [
 ]
 
 IDLE_TIMEOUT = timedelta(minutes=30)
+REASON_LIMIT = 4096
+"""Characters of a rejection's reason kept in app.rejected_events."""
 ERASED_MESSAGE = "the learner was erased: the event is refused and its content not kept"
 DB_MAX_PROPERTIES_BYTES = 65536
 """The largest ``max_properties_bytes`` accepted (the schema's check on study_events.properties)."""
+MAX_PROPERTIES_DEPTH = 64
+"""Default of ``Tracker(max_properties_depth=...)``: how deeply objects and arrays may nest in
+``properties``. Deeper ones are refused (Python's and PostgreSQL's recursive code would fail on
+thousands of levels)."""
+PROPERTIES_DEPTH_CAP = 256
+"""The largest ``max_properties_depth`` accepted (far below Python's recursion limit)."""
 JSONB_GROWTH_BOUND = 8
 """JSONB is at most ~6x its compact JSON text (arrays of one-digit numbers); properties under
 ``max_properties_bytes / 8`` bytes of text cannot reach the limit as JSONB, larger ones are
 measured by the server."""
+
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""A trusted ``received_at`` may not be earlier (nor later than ``max_future`` after the
+tracker's clock): keeps back-filled times, and the monthly partitions made for them, sane."""
 
 INT4_MAX = 2**31 - 1
 ANSWERS = frozenset("ABCDE")
@@ -423,6 +436,10 @@ def _duration(td: timedelta) -> str:
     return f"{seconds} seconds"
 
 
+def _utc(dt: datetime | None) -> datetime | None:
+    return None if dt is None else dt.astimezone(UTC)
+
+
 def _month(dt: datetime) -> date:
     d = dt.astimezone(UTC)
     return date(d.year, d.month, 1)
@@ -438,13 +455,110 @@ def _add_months(d: date, months: int) -> date:
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
+    """Whether a NUL character is in any string (key or value) of a JSON-like structure."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return False
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply dicts and lists nest in ``value`` (a scalar: 0), counting only up to
+    ``limit + 1``. Iterative, so any depth is measured without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _printable_int(value: int) -> bool:
+    """Whether ``value`` converts to decimal text (Python refuses over 4,300 digits)."""
+    try:
+        int.__repr__(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _too_deep(limit: int) -> str:
+    return f"nested more than {limit} levels deep"
+
+
+def _unserialisable(props: dict[Any, Any], depth_limit: int) -> str:
+    """Why json.dumps refused ``props`` (only asked once it has): the first problem found."""
+    if _depth(props, depth_limit) > depth_limit:
+        return _too_deep(depth_limit)
+    stack: list[Any] = [props]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    return f"keys must be strings, got {show(key)}"
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "NaN and Infinity are not valid JSON"
+        elif isinstance(item, int) and not _printable_int(item):
+            return f"number too long to store: {show(item)}"
+        elif not isinstance(item, str | int | float | bool) and item is not None:
+            return f"not JSON-serialisable: {show(item)} ({type(item).__name__})"
+    return "not JSON-serialisable"
+
+
+def _attr(obj: Any, name: str) -> Any:
+    """``obj.name``, or None when it has none or reading it fails (any object may be sent)."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - a property of the client's making failed
+        return None
+
+
+def _event_of(payload: Any, known_types: Iterable[str]) -> Event:
+    """The Event of a raw payload; whatever goes wrong reading it is a ValidationError."""
+    try:
+        return event_from_payload(parse_json(payload), known_types)
+    except ValidationError:
+        raise
+    except Exception as err:  # noqa: BLE001 - input no check foresaw
+        message = f"could not be read: {show(err, 160)}"
+        raise ValidationError([FieldError("payload", message)]) from None
+
+
+def _same_content(a: Event, b: Event) -> bool:
+    try:
+        return _content(a) == _content(b)
+    except Exception:  # noqa: BLE001 - content that cannot be compared is not the same
+        return False
+
+
+def _unexpected(err: Exception) -> FieldError:
+    return FieldError("event", f"could not be checked: {show(err, 160)}")
+
+
+def _bad_zone(err: Exception) -> str:
+    return f"its time zone failed: {show(err, 120)}"
 
 
 def _content(event: Event) -> tuple[type, dict[str, Any]]:
@@ -468,9 +582,12 @@ class Tracker:
         idle_timeout: timedelta = IDLE_TIMEOUT,
         batch_connections: int = 2,
         parallel_from: int = 10_000,
+        max_properties_depth: int = MAX_PROPERTIES_DEPTH,
     ) -> None:
         if batch_connections < 0:
             raise ValueError("batch_connections must be >= 0")
+        if not 1 <= max_properties_depth <= PROPERTIES_DEPTH_CAP:
+            raise ValueError(f"max_properties_depth must be 1-{PROPERTIES_DEPTH_CAP}")
         if not 0 < max_properties_bytes <= DB_MAX_PROPERTIES_BYTES:
             raise ValueError(
                 f"max_properties_bytes must be 1-{DB_MAX_PROPERTIES_BYTES} (the schema's limit)"
@@ -478,6 +595,7 @@ class Tracker:
         self.conn = conn
         self.trust_received_at = trust_received_at
         self.max_properties_bytes = max_properties_bytes
+        self.max_properties_depth = max_properties_depth
         self.max_future = max_future
         self.max_past = max_past
         self.idle_timeout = idle_timeout
@@ -516,15 +634,14 @@ class Tracker:
         """``track`` for raw JSON from a client (a JSON object with ``event_type`` and the fields
         of its event class; ids as UUID strings, times ISO 8601 with an offset)."""
         try:
-            data = parse_json(payload)
-            event = event_from_payload(data, self.event_types)
+            event = _event_of(payload, self.event_types)
         except ValidationError as err:
             user_id = None
             if isinstance(payload, Mapping | str | bytes):
                 try:
                     claimed = parse_json(payload).get("user_id")
                     user_id = UUID(claimed) if isinstance(claimed, str) else None
-                except (ValidationError, ValueError):
+                except Exception:  # noqa: BLE001 - the error above is the one to report
                     user_id = None
             if user_id is not None and self._was_erased(user_id):
                 self._reject_now([({"event_id": None}, None, str(err))])
@@ -575,47 +692,75 @@ class Tracker:
         chunk_size: int,
         progress: Callable[[int], None] | None,
     ) -> BatchResult:
-        total = BatchResult()
-        numbered = enumerate(events)
         self._commit_pending()
-        first = list(itertools.islice(numbered, chunk_size))
+        run = _BatchRun(enumerate(events), chunk_size)
+        first = run.next_chunk()
         if not first:
-            return total
-        chunks = itertools.chain(
-            [first], iter(lambda: list(itertools.islice(numbered, chunk_size)), [])
-        )
+            return run.total
         if self.batch_connections == 0 or len(first) < self.parallel_from:
             # Small batches or chunks: worker connections would cost more than they save.
-            for chunk in chunks:
+            return self._track_inline(run, first, progress)
+        return self._track_parallel(run, first, progress)
+
+    def _track_inline(
+        self, run: _BatchRun, first: list[tuple[int, Any]], progress: Callable[[int], None] | None
+    ) -> BatchResult:
+        chunk = first
+        try:
+            while chunk:
                 result, _ = self._process(chunk, raw=None)
-                total.add(result)
+                run.total.add(result)
+                run.settled(chunk)
                 if progress is not None:
                     progress(len(chunk))
-            return _sorted(total)
+                chunk = run.next_chunk()
+        except Exception as err:
+            raise run.incomplete(err) from err
+        return _sorted(run.total)
 
+    def _track_parallel(
+        self, run: _BatchRun, first: list[tuple[int, Any]], progress: Callable[[int], None] | None
+    ) -> BatchResult:
         n = self.batch_connections
-        conns: list[psycopg.Connection] = []  # opened with the first chunk
+        conns: list[psycopg.Connection | None] = [None] * n  # opened with the first chunk
         pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tracker")
-        pending: list[Future[BatchResult]] = []
-        pending_size = 0
+        pending: list[_Share] = []
+        total = run.total
 
         def collect() -> None:
-            nonlocal pending, pending_size
-            try:
-                for future in pending:
-                    total.add(future.result())
-            finally:
-                for future in pending:  # let every worker finish before raising
-                    future.exception()
-            if pending and progress is not None:
-                progress(pending_size)
-            pending, pending_size = [], 0
+            """Wait for the workers' shares. A share whose transaction failed (nothing of it was
+            committed) is stored again on the Tracker's own connection."""
+            nonlocal pending
+            shares, pending = pending, []
+            if not shares:
+                return
+            failed: list[Exception] = []
+            unsettled: set[int] = set()
+            for share in shares:
+                try:
+                    total.add(share.future.result())
+                except Exception:  # noqa: BLE001 - a lost worker connection, a deadlock, ...
+                    _close_quietly(conns[share.worker])
+                    conns[share.worker] = None  # reopened for the next chunk
+                    try:
+                        total.add(self._store_share(share))
+                    except Exception as err:  # noqa: BLE001 - raised below, once all are counted
+                        failed.append(err)
+                        unsettled.update(share.indices())
+            chunk = shares[0].chunk
+            run.settled([item for item in chunk if item[0] not in unsettled])
+            if failed:
+                raise failed[0]
+            if progress is not None:
+                progress(len(chunk))
 
         try:
-            for chunk in chunks:
+            chunk = first
+            while chunk:
                 checked = self._validate(chunk)
-                if not conns:
-                    conns.extend(self._open_worker() for _ in range(n))
+                for i, conn in enumerate(conns):
+                    if conn is None:
+                        conns[i] = self._open_worker()
                 collect()
                 total.duplicates += checked.duplicates
                 parts: list[list[tuple]] = [[] for _ in range(n)]
@@ -625,23 +770,38 @@ class Tracker:
                 for i, conn in enumerate(conns):
                     rejected = checked.rejected if i == 0 else []
                     if parts[i] or rejected:
-                        pending.append(
-                            pool.submit(
-                                self._store_in_transaction,
-                                conn, parts[i], rejected, chunk, None, checked.now,
-                            )
+                        future = pool.submit(
+                            self._store_in_transaction,
+                            conn, parts[i], list(rejected), chunk, None, checked.now,
                         )  # fmt: skip
-                pending_size = len(chunk)
+                        pending.append(_Share(future, parts[i], rejected, chunk, checked.now, i))
+                if not pending:  # nothing to store (every event a repeat within the chunk)
+                    run.settled(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                chunk = run.next_chunk()
             collect()
+        except Exception as err:
+            for share in pending:  # what the workers still finished counts
+                if share.future.exception() is None:
+                    total.add(share.future.result())
+                    run.settled_indices(share.indices())
+            raise run.incomplete(err) from err
         finally:
-            for future in pending:
-                future.exception()
+            for share in pending:
+                share.future.exception()
             pool.shutdown(wait=True)
             for conn in conns:
-                conn.close()
+                _close_quietly(conn)
         return _sorted(total)
 
     # ------------------------------------------------------------------ internals
+
+    def _store_share(self, share: _Share) -> BatchResult:
+        """Store a worker's share on the Tracker's own connection (the worker failed)."""
+        self._commit_pending()
+        rejected = list(share.rejected)
+        return self._store(self.conn, share.rows, rejected, share.chunk, None, share.now)
 
     def _commit_pending(self) -> None:
         """Commit what the caller left open on the connection (the Tracker owns its commits)."""
@@ -723,7 +883,8 @@ class Tracker:
         ahead = max(3, _months_between(this_month, hi) + 1)
         with self._transaction():
             self.conn.execute(
-                "select app.ensure_study_event_partitions(%s, %s)", (min(earliest, latest), ahead)
+                "select app.ensure_study_event_partitions(%s, %s)",
+                (_utc(min(earliest, latest)), ahead),
             )
         # The function made every month from `earliest`'s to `ahead` months after the server's
         # now; count one month less in case the server's clock is a month behind ours.
@@ -747,11 +908,15 @@ class Tracker:
             return "{}"
         try:
             text = json.dumps(props, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        except ValueError:
-            errors.append(FieldError("properties", "NaN and Infinity are not valid JSON"))
+        except (ValueError, TypeError, RecursionError):
+            reason = _unserialisable(props, self.max_properties_depth)
+            errors.append(FieldError("properties", reason))
             return None
-        except (TypeError, RecursionError) as err:
-            errors.append(FieldError("properties", f"not JSON-serialisable: {show(str(err), 80)}"))
+        # Nesting: a text shorter than twice the limit cannot nest deeper (cheap on the hot path).
+        if len(text) > 2 * self.max_properties_depth and (
+            _depth(props, self.max_properties_depth) > self.max_properties_depth
+        ):
+            errors.append(FieldError("properties", _too_deep(self.max_properties_depth)))
             return None
         if text.isascii():
             size = len(text)
@@ -777,6 +942,69 @@ class Tracker:
         if size > self.max_properties_bytes // JSONB_GROWTH_BOUND:
             self._large_properties = True  # _validate asks the server for its JSONB size
         return text
+
+    def _times(
+        self, ev: Event, now: datetime, errors: list[FieldError]
+    ) -> tuple[datetime, datetime]:
+        """(occurred_at, receive time) of an event, appending to ``errors`` what is wrong with
+        them. Any offset Python accepts is fine (rows reach the database as UTC); a tzinfo that
+        fails or gives an offset Python refuses is an error of the field, not of the tracker."""
+        received = now
+        if self.trust_received_at and ev.received_at is not None:
+            rec = ev.received_at
+            try:
+                if not isinstance(rec, datetime) or rec.tzinfo is None or rec.utcoffset() is None:
+                    errors.append(
+                        FieldError(
+                            "received_at", f"must be a timezone-aware datetime, got {show(rec)}"
+                        )
+                    )
+                elif not EARLIEST_TIME <= rec <= now + self.max_future:
+                    errors.append(
+                        FieldError(
+                            "received_at",
+                            f"must be between {EARLIEST_TIME:%Y-%m-%d} and "
+                            f"{_duration(self.max_future)} after the tracker's clock, "
+                            f"got {show(rec)}",
+                        )
+                    )
+                else:
+                    received = rec
+            except Exception as err:  # noqa: BLE001 - a tzinfo of the client's making failed
+                errors.append(FieldError("received_at", _bad_zone(err)))
+        occurred = ev.occurred_at
+        try:
+            if not isinstance(occurred, datetime):
+                errors.append(
+                    FieldError("occurred_at", f"must be a datetime, got {show(occurred)}")
+                )
+            elif occurred.tzinfo is None or occurred.utcoffset() is None:
+                errors.append(
+                    FieldError(
+                        "occurred_at", f"must be timezone-aware, got naive {occurred.isoformat()}"
+                    )
+                )
+            else:
+                ahead = occurred - received
+                if ahead > self.max_future:
+                    errors.append(
+                        FieldError(
+                            "occurred_at",
+                            f"{occurred.isoformat()} is more than {_duration(self.max_future)} "
+                            f"after the receive time {received.isoformat()}",
+                        )
+                    )
+                elif -ahead > self.max_past:
+                    errors.append(
+                        FieldError(
+                            "occurred_at",
+                            f"{occurred.isoformat()} is more than {_duration(self.max_past)} "
+                            f"before the receive time {received.isoformat()}",
+                        )
+                    )
+        except Exception as err:  # noqa: BLE001 - as above
+            errors.append(FieldError("occurred_at", _bad_zone(err)))
+        return occurred, received
 
     def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
         """The batch-table row of one event, or every problem it has (or ``_MISS`` when a
@@ -832,42 +1060,7 @@ class Tracker:
                 FieldError("session_id", f"must be a UUID or null, got {show(session_id)}")
             )
 
-        received = now
-        if self.trust_received_at and ev.received_at is not None:
-            rec = ev.received_at
-            if not isinstance(rec, datetime) or rec.tzinfo is None or rec.utcoffset() is None:
-                errors.append(
-                    FieldError("received_at", f"must be a timezone-aware datetime, got {show(rec)}")
-                )
-            else:
-                received = rec
-        occurred = ev.occurred_at
-        if not isinstance(occurred, datetime):
-            errors.append(FieldError("occurred_at", f"must be a datetime, got {show(occurred)}"))
-        elif occurred.tzinfo is None or occurred.utcoffset() is None:
-            errors.append(
-                FieldError(
-                    "occurred_at", f"must be timezone-aware, got naive {occurred.isoformat()}"
-                )
-            )
-        else:
-            ahead = occurred - received
-            if ahead > self.max_future:
-                errors.append(
-                    FieldError(
-                        "occurred_at",
-                        f"{occurred.isoformat()} is more than {_duration(self.max_future)} "
-                        f"after the receive time {received.isoformat()}",
-                    )
-                )
-            elif -ahead > self.max_past:
-                errors.append(
-                    FieldError(
-                        "occurred_at",
-                        f"{occurred.isoformat()} is more than {_duration(self.max_past)} "
-                        f"before the receive time {received.isoformat()}",
-                    )
-                )
+        occurred, received = self._times(ev, now, errors)
 
         props = ev.properties
         end_reason = None
@@ -905,7 +1098,7 @@ class Tracker:
                         self._want_questions.add(q)
                         missed = True
                     else:
-                        errors.append(FieldError("question_id", f"unknown question {q}"))
+                        errors.append(FieldError("question_id", f"unknown question {show(q)}"))
             sel = ev.selected_answer
             if sel is not None and (type(sel) is not str or sel not in ANSWERS):
                 errors.append(
@@ -950,7 +1143,7 @@ class Tracker:
                     self._want_materials.add(m)
                     missed = True
                 else:
-                    errors.append(FieldError("material_id", f"unknown material {m}"))
+                    errors.append(FieldError("material_id", f"unknown material {show(m)}"))
             itype = ev.interaction_type
             if type(itype) is not str or itype not in INTERACTION_TYPES:
                 errors.append(
@@ -1026,7 +1219,10 @@ class Tracker:
         missed: list[tuple[int, Any]] = []
         self._defer_misses = True
         for idx, ev in chunk:
-            out = prepare(idx, ev, now)
+            try:
+                out = prepare(idx, ev, now)
+            except Exception as err:  # noqa: BLE001 - input no check foresaw: refuse that event
+                out = [_unexpected(err)]
             if type(out) is tuple:
                 prepared.append(out)
             elif out is _MISS:
@@ -1039,7 +1235,10 @@ class Tracker:
             self._lookup_missing()
             self._defer_misses = False
             for idx, ev in missed:
-                out = prepare(idx, ev, now)
+                try:
+                    out = prepare(idx, ev, now)
+                except Exception as err:  # noqa: BLE001 - as above
+                    out = [_unexpected(err)]
                 if type(out) is tuple:
                     prepared.append(out)
                 else:
@@ -1062,7 +1261,7 @@ class Tracker:
             if first is None:
                 first_seen[key] = row
                 rows.append(row)
-            elif _content(chunk[first[R_IDX] - base][1]) == _content(chunk[row[R_IDX] - base][1]):
+            elif _same_content(chunk[first[R_IDX] - base][1], chunk[row[R_IDX] - base][1]):
                 checked.duplicates += 1
             else:
                 rejected.append((row[R_IDX], [_repeat_error()]))
@@ -1112,11 +1311,45 @@ class Tracker:
         Returns the counts and, in batch order, the errors of each rejected event."""
         checked = self._validate(chunk)
         self._commit_pending()
-        result = self._store_in_transaction(
-            self.conn, checked.rows, checked.rejected, chunk, raw, checked.now
-        )
+        result = self._store(self.conn, checked.rows, checked.rejected, chunk, raw, checked.now)
         result.duplicates += checked.duplicates
         return result, [errs for _, errs in sorted(checked.rejected, key=lambda r: r[0])]
+
+    def _store(
+        self,
+        conn: psycopg.Connection,
+        rows: list[tuple],
+        rejected: list[tuple[int, list[FieldError]]],
+        chunk: list[tuple[int, Any]],
+        raw: dict[int, Any] | None,
+        now: datetime,
+    ) -> BatchResult:
+        """``_store_in_transaction``, except that an event the database refuses although it
+        passed validation costs only itself: the rows are stored in halves, down to the one that
+        fails, which is rejected with the database's reason. Each part is applied in order, so
+        the outcome is what storing the events one by one gives. Other errors (a lost
+        connection, ...) are raised; nothing of the failed transaction was committed."""
+        attempt = list(rejected)
+        try:
+            result = self._store_in_transaction(conn, rows, attempt, chunk, raw, now)
+        except _INPUT_FAULTS as err:
+            if conn.broken or conn.closed:
+                raise
+            if not rows:  # recording the rejections failed: record them plainly
+                return _record_plainly(conn, rejected, now)
+            if len(rows) == 1:
+                rejected.append((rows[0][R_IDX], [_refused(err)]))
+                return self._store(conn, [], rejected, chunk, raw, now)
+            result = self._store(conn, [], rejected, chunk, raw, now) if rejected else BatchResult()
+            mid = len(rows) // 2
+            for part in (rows[:mid], rows[mid:]):
+                found: list[tuple[int, list[FieldError]]] = []
+                result.add(self._store(conn, part, found, chunk, raw, now))
+                rejected.extend(found)
+            rejected.sort(key=_first)
+            return result
+        rejected[:] = attempt
+        return result
 
     def _store_in_transaction(
         self,
@@ -1150,14 +1383,14 @@ class Tracker:
                 items = []
                 for n, (idx, errs) in enumerate(rejected):
                     ev = chunk[idx - base][1]
-                    uid = getattr(ev, "user_id", None)
+                    uid = _attr(ev, "user_id")
                     if type(uid) is UUID and uid.int in erased:
                         # Keep no data about an erased learner: not even who the event claimed.
                         errs = [FieldError("user_id", ERASED_MESSAGE)]
                         rejected[n] = (idx, errs)
                         payload = {
-                            "event_id": str(getattr(ev, "event_id", "")),
-                            "event_type": getattr(ev, "event_type", None),
+                            "event_id": _attr(ev, "event_id"),
+                            "event_type": _attr(ev, "event_type"),
                         }
                         items.append((payload, None, str(ValidationError(errs))))
                         continue
@@ -1198,6 +1431,74 @@ class Tracker:
         return kept
 
 
+class BatchIncomplete(RuntimeError):
+    """``track_batch`` stopped before settling every event: the connection or the server failed
+    (bad input never does this: it is rejected). ``result`` counts what was committed;
+    ``unsettled`` lists the batch indices of events read but not known to be stored or rejected,
+    and events from index ``read`` on were not read. Sending those again is safe: an event that
+    was stored after all counts as a duplicate."""
+
+    def __init__(self, result: BatchResult, unsettled: list[int], read: int, cause: Exception):
+        self.result = result
+        self.unsettled = unsettled
+        self.read = read
+        super().__init__(
+            f"the batch stopped: {result.accepted} events stored, {result.duplicates} duplicates "
+            f"and {result.rejected} rejected were committed; {len(unsettled)} events were not "
+            f"(see .unsettled) and events from index {read} on were not read: {show(cause, 300)}"
+        )
+
+
+class _BatchRun:
+    """The chunks of one ``track_batch`` call and which of their events are settled yet."""
+
+    def __init__(self, numbered: Iterable[tuple[int, Any]], chunk_size: int) -> None:
+        self.numbered = iter(numbered)
+        self.chunk_size = chunk_size
+        self.total = BatchResult()
+        self.read = 0
+        self.open: dict[int, None] = {}  # indices read, not settled (insertion-ordered)
+
+    def next_chunk(self) -> list[tuple[int, Any]]:
+        chunk = list(itertools.islice(self.numbered, self.chunk_size))
+        self.read += len(chunk)
+        self.open.update(dict.fromkeys(i for i, _ in chunk))
+        return chunk
+
+    def settled(self, chunk: list[tuple[int, Any]]) -> None:
+        self.settled_indices(i for i, _ in chunk)
+
+    def settled_indices(self, indices: Iterable[int]) -> None:
+        for i in indices:
+            self.open.pop(i, None)
+
+    def incomplete(self, err: Exception) -> BatchIncomplete:
+        return BatchIncomplete(_sorted(self.total), sorted(self.open), self.read, err)
+
+
+@dataclass
+class _Share:
+    """One worker's part of a chunk, kept to store it again if the worker's transaction fails."""
+
+    future: Future[BatchResult]
+    rows: list[tuple]
+    rejected: list[tuple[int, list[FieldError]]]
+    chunk: list[tuple[int, Any]]
+    now: datetime
+    worker: int
+
+    def indices(self) -> list[int]:
+        return [r[R_IDX] for r in self.rows] + [i for i, _ in self.rejected]
+
+
+def _close_quietly(conn: psycopg.Connection | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a connection that already failed
+            pass
+
+
 @dataclass
 class _Checked:
     """One validated chunk: rows for the batch table, rejections, repeats within the chunk."""
@@ -1207,6 +1508,18 @@ class _Checked:
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
     duplicates: int = 0
 
+
+# Errors the database (or psycopg, dumping a row) raises for one bad row rather than for the
+# connection or the server: the rows are then stored in halves to find it (Tracker._store).
+_INPUT_FAULTS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+)
 
 _MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
 
@@ -1240,15 +1553,44 @@ def _erased_learners(
     return {claimed[r[0]] for r in rows}
 
 
+def _refused(err: Exception) -> FieldError:
+    """The rejection of an event the database refused."""
+    primary = getattr(getattr(err, "diag", None), "message_primary", None)
+    message = primary[:200] if isinstance(primary, str) else show(err, 200)
+    return FieldError("event", f"refused by the database: {message}")
+
+
+def _record_plainly(
+    conn: psycopg.Connection, rejected: list[tuple[int, list[FieldError]]], now: datetime
+) -> BatchResult:
+    """Last resort when recording rejections with their payloads failed: without payloads."""
+    reasons = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
+    items = [({"payload": "not kept: it could not be recorded"}, None, r) for _, r in reasons]
+    with conn.transaction():
+        _insert_rejections(conn, items, now)
+    return BatchResult(rejected=len(rejected), rejections=reasons)
+
+
 def _insert_rejections(
     conn: psycopg.Connection, items: list[tuple[Any, UUID | None, str]], now: datetime
 ) -> None:
     params = []
     for payload, user_id, reason in items:
         text, size = rejected_payload(payload)
-        params.append((now, user_id, text, size, reason))
+        size = min(size, INT4_MAX)  # payload_bytes is an integer column
+        params.append((now, user_id, text, size, _storable(reason, REASON_LIMIT)))
     with conn.cursor() as cur:
         cur.executemany(INSERT_REJECTED, params)
+
+
+def _storable(text: str, limit: int) -> str:
+    """``text`` as PostgreSQL text can hold it: no NUL, no lone surrogate, at most ``limit``
+    characters."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if not text.isascii():
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text.replace("\x00", "\\u0000")
 
 
 class _Sessions:
@@ -1302,8 +1644,11 @@ class _Sessions:
         ids = self.ids
         with self.conn.cursor() as cur:
             with cur.copy("copy pg_temp.tracker_sessions from stdin") as copy:
-                for key, state in self.states.items():
-                    copy.write_row((ids[key], *state))
+                for key, (user_id, started, last, ended, reason) in self.states.items():
+                    # In UTC: text COPY would send an offset PostgreSQL refuses (beyond +/-15:59).
+                    copy.write_row(
+                        (ids[key], user_id, _utc(started), _utc(last), _utc(ended), reason)
+                    )
             cur.execute(UPSERT_SESSIONS)
 
 
