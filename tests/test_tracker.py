@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,6 +31,7 @@ from python_jobs.ingest.events import (
     SessionStart,
 )
 from python_jobs.ingest.tracker import (
+    BatchIncomplete,
     BatchResult,
     Tracker,
     ValidationError,
@@ -1059,3 +1061,315 @@ def test_future_check_is_relative_to_the_trusted_receive_time(conn, ref):
         tracker.track(ahead)  # three days ago by our clock, but two days after its receipt
     fine = page_view(user, occurred_at=received + timedelta(hours=20), received_at=received)
     assert tracker.track(fine) is True
+
+
+# --------------------------------------------------------------------------- poison input
+# Each of these once made a whole batch fail (nothing stored, nothing rejected) or escaped
+# ``track``/``track_payload`` as an exception other than ValidationError.
+
+
+class _Zone(tzinfo):
+    """A client-made tzinfo: a fixed offset Python may refuse, or one that raises."""
+
+    def __init__(self, offset: timedelta | None) -> None:
+        self.offset = offset
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        if self.offset is None:
+            raise RuntimeError("no such zone")
+        return self.offset
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr failed")
+
+    __str__ = __repr__
+
+
+def _nested(depth: int) -> dict:
+    props: dict = {"leaf": 1}
+    for _ in range(depth):
+        props = {"a": props}
+    return props
+
+
+_FAR_EAST = timezone(timedelta(hours=23, minutes=59))
+
+# name -> (make an event for a learner, expected error or None when the event is to be stored)
+POISONS: dict[str, tuple[Callable[[uuid.UUID], Event], str | None]] = {
+    "properties 2,000 levels deep": (
+        lambda u: page_view(u, properties=_nested(2000)),
+        "properties: nested more than 64 levels deep",
+    ),
+    "properties 900 levels deep with a NUL": (
+        lambda u: page_view(u, properties=_nested(900) | {"x": "\x00"}),
+        "properties: nested more than 64 levels deep",
+    ),
+    "integer of 5,000 digits in properties": (
+        lambda u: page_view(u, properties={"n": 10**5000}),
+        "properties: number too long to store: <integer of about 5001 digits>",
+    ),
+    "integer of 5,000 digits as question_id": (
+        lambda u: question(u, question_id=10**5000),
+        "question_id: unknown question <integer of about 5001 digits>",
+    ),
+    "integer of 5,000 digits as a duration": (
+        lambda u: question(u, time_to_answer_ms=-(10**5000)),
+        "time_to_answer_ms: must be a non-negative integer, got <integer of about 5001 digits>",
+    ),
+    "tzinfo with a 30-hour offset": (
+        lambda u: question(
+            u, occurred_at=datetime(2026, 11, 20, 10, tzinfo=_Zone(timedelta(hours=30)))
+        ),
+        "occurred_at: its time zone failed: ValueError(",
+    ),
+    "tzinfo that raises": (
+        lambda u: question(u, occurred_at=datetime(2026, 11, 20, 10, tzinfo=_Zone(None))),
+        "occurred_at: its time zone failed: RuntimeError('no such zone')",
+    ),
+    "NaN in properties": (
+        lambda u: page_view(u, properties={"score": float("nan")}),
+        "properties: NaN and Infinity are not valid JSON",
+    ),
+    "a tuple as a properties key": (
+        lambda u: page_view(u, properties={(1, 2): "x"}),
+        "properties: keys must be strings, got (1, 2)",
+    ),
+    "a lone surrogate in properties": (
+        lambda u: page_view(u, properties={"q": "\ud800"}),
+        "properties: contains invalid Unicode",
+    ),
+    "an object whose repr raises": (
+        lambda u: question(u, question_id=_Unprintable()),
+        "question_id: must be an integer, got <unprintable _Unprintable>",
+    ),
+    "properties holding an object whose repr raises": (
+        lambda u: page_view(u, properties={"x": _Unprintable()}),
+        "properties: not JSON-serialisable: <unprintable _Unprintable>",
+    ),
+    "occurred_at at +23:59, in a session": (
+        lambda u: SessionStart(
+            event_id=uuid.uuid4(),
+            user_id=u,
+            session_id=uuid.uuid4(),
+            occurred_at=(_now() - timedelta(minutes=5)).astimezone(_FAR_EAST),
+        ),
+        None,
+    ),
+}
+
+
+def _table_counts(conn: psycopg.Connection) -> tuple[int, int]:
+    return conn.execute(
+        "select (select count(*) from app.study_events), (select count(*) from app.rejected_events)"
+    ).fetchone()
+
+
+@pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
+@pytest.mark.parametrize(("make", "error"), POISONS.values(), ids=list(POISONS))
+def test_one_poison_event_costs_only_itself(conn, ref, make, error, parallel_from):
+    user = ref.new_user()
+    tracker = Tracker(conn, parallel_from=parallel_from)
+    good = [page_view(user) for _ in range(300)]
+    poison = make(user)
+    before = _table_counts(conn)
+    result = tracker.track_batch([*good[:150], poison, *good[150:]])
+    stored, rejected = (a - b for a, b in zip(_table_counts(conn), before, strict=True))
+    if error is None:
+        assert (result.accepted, result.rejected, stored, rejected) == (301, 0, 301, 0)
+    else:
+        assert (result.accepted, result.rejected, stored, rejected) == (300, 1, 300, 1)
+        assert result.rejections[0][0] == 150
+        assert result.rejections[0][1].startswith(error), result.rejections[0][1]
+        (reason,) = conn.execute(
+            "select reason from app.rejected_events order by id desc limit 1"
+        ).fetchone()
+        assert reason == result.rejections[0][1]
+    # One by one, the same: a ValidationError with the same reason, or stored.
+    if error is None:
+        again = make(user)
+        assert tracker.track(again) is True
+        sid = again.session_id
+        assert _session(conn, sid)[1] == again.occurred_at  # the instant, whatever its offset
+    else:
+        with pytest.raises(ValidationError) as caught:
+            tracker.track(make(user))
+        assert str(caught.value).startswith(error)
+
+
+PAYLOAD_POISONS: dict[str, tuple[Callable[[dict], Any], str]] = {
+    "JSON nested 100,000 levels": (lambda _: "[" * 100_000, "payload: malformed JSON"),
+    "properties nested 2,000 levels": (
+        lambda base: (
+            json.dumps(base)[:-1] + ', "properties": ' + '{"a": ' * 2000 + "1" + "}" * 2001
+        ),
+        "payload: malformed JSON",  # the parser gives up first: exceeds the recursion limit
+    ),
+    "properties 100 levels deep, as an object": (
+        lambda base: base | {"properties": _nested(100)},
+        "properties: nested more than 64 levels deep",
+    ),
+    "an integer of 5,000 digits": (
+        lambda base: json.dumps(base)[:-1] + ', "properties": {"n": 1' + "0" * 5000 + "}}",
+        "payload: malformed JSON: 'Exceeds the limit (4300 digits)",
+    ),
+    "an integer of 5,000 digits, as an object": (
+        lambda base: base | {"properties": {"n": 10**5000}},
+        "properties: number too long to store",
+    ),
+    "bytes that are not UTF-8": (
+        lambda base: json.dumps(base).encode()[:-1] + b', "x": "\xff\xfe"}',
+        "payload: malformed JSON",
+    ),
+    "a repeated key": (
+        lambda base: json.dumps(base)[:-1] + f', "user_id": "{uuid.uuid4()}"}}',
+        "payload: repeated key 'user_id' in a JSON object",
+    ),
+    "two megabytes of JSON": (
+        lambda base: json.dumps(base | {"properties": {"x": "y" * 2_000_000}}),
+        "payload: 2000",
+    ),
+    "an offset of +24:00": (
+        lambda base: json.dumps(base | {"occurred_at": "2026-11-20T10:00:00+24:00"}),
+        "occurred_at: must be an ISO 8601 timestamp",
+    ),
+    "an object whose repr raises": (lambda _: _Unprintable(), "payload: must be JSON text"),
+    "a mapping that cannot be read": (lambda _: _BrokenMapping(), "payload: could not be read"),
+}
+
+
+class _BrokenMapping(Mapping):
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("broken")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("broken")
+
+    def __len__(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(("make", "error"), PAYLOAD_POISONS.values(), ids=list(PAYLOAD_POISONS))
+def test_poison_payloads_raise_validation_error_and_are_recorded(conn, tracker, ref, make, error):
+    user = ref.new_user()
+    base = {
+        "event_type": "page_view",
+        "event_id": str(uuid.uuid4()),
+        "user_id": str(user),
+        "occurred_at": _now().isoformat(),
+    }
+    before = _table_counts(conn)
+    with pytest.raises(ValidationError) as caught:
+        tracker.track_payload(make(base))
+    assert str(caught.value).startswith(error), str(caught.value)
+    assert _table_counts(conn) == (before[0], before[1] + 1)
+    (reason, payload) = conn.execute(
+        "select reason, payload from app.rejected_events order by id desc limit 1"
+    ).fetchone()
+    assert reason == str(caught.value)
+    assert len(payload.encode()) <= REJECTED_PAYLOAD_LIMIT
+
+
+def test_offsets_postgresql_does_not_know_are_stored_as_the_instant(conn, tracker, ref):
+    """Python accepts offsets up to +/-23:59; PostgreSQL only +/-15:59 as text."""
+    user, session = ref.new_user(), uuid.uuid4()
+    at = (_now() - timedelta(hours=1)).replace(microsecond=0)
+    payload = {
+        "event_type": "session_start",
+        "event_id": str(uuid.uuid4()),
+        "user_id": str(user),
+        "session_id": str(session),
+        "occurred_at": at.astimezone(timezone(-timedelta(hours=23, minutes=59))).isoformat(),
+    }
+    assert tracker.track_payload(json.dumps(payload)) is True
+    assert _session(conn, session)[:2] == (at, at)
+
+
+def test_trusted_receive_times_far_from_now_are_refused(conn, ref):
+    user = ref.new_user()
+    tracker = Tracker(conn, trust_received_at=True)
+    for received in (datetime(9999, 12, 31, 23, tzinfo=_FAR_EAST), datetime(1, 1, 1, tzinfo=UTC)):
+        event = page_view(user, occurred_at=received, received_at=received)
+        with pytest.raises(ValidationError, match="received_at: must be between 2000-01-01 and"):
+            tracker.track(event)
+
+
+def _refusing_database(database_factory) -> str:
+    """A database whose schema refuses what the tracker's checks let through (a stand-in for any
+    check the database has and the tracker does not mirror)."""
+    url = database_factory()
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "alter table app.study_events "
+            "add constraint no_poison check (not properties ? 'poison')"
+        )
+    return url
+
+
+@pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
+def test_an_event_the_database_refuses_is_rejected_alone(database_factory, parallel_from):
+    url = _refusing_database(database_factory)
+    ref = Ref(url)
+    users = [ref.new_user() for _ in range(4)]
+    with psycopg.connect(url) as conn:
+        tracker = Tracker(conn, parallel_from=parallel_from)
+        batch = [page_view(users[i % 4]) for i in range(1000)]
+        for i in (10, 500, 501, 999):
+            batch[i] = page_view(users[i % 4], properties={"poison": True})
+        result = tracker.track_batch(batch)
+        assert (result.accepted, result.rejected) == (996, 4)
+        assert [i for i, _ in result.rejections] == [10, 500, 501, 999]
+        assert all('violates check constraint "no_poison"' in r for _, r in result.rejections)
+        assert _table_counts(conn) == (996, 4)
+        with pytest.raises(ValidationError, match="event: refused by the database"):
+            tracker.track(page_view(users[0], properties={"poison": 1}))
+
+
+class _LosingTracker(Tracker):
+    """Its worker connections are cut by the server before they are used."""
+
+    def _open_worker(self) -> psycopg.Connection:
+        conn = super()._open_worker()
+        pid = conn.info.backend_pid
+        with psycopg.connect(self.conn.info.dsn, autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+        return conn
+
+
+def test_a_lost_worker_connection_costs_no_event(conn, ref):
+    users = [ref.new_user() for _ in range(8)]
+    tracker = _LosingTracker(conn, parallel_from=1)
+    batch = [page_view(users[i % 8]) for i in range(3000)]
+    batch[7] = page_view(users[0], properties=[1])  # one rejection
+    before = _table_counts(conn)
+    result = tracker.track_batch(batch, chunk_size=1000)
+    assert (result.accepted, result.rejected) == (2999, 1)
+    assert _table_counts(conn) == (before[0] + 2999, before[1] + 1)
+
+
+def test_a_batch_cut_short_says_which_events_were_not_stored(conn, ref):
+    user = ref.new_user()
+    tracker = Tracker(conn, batch_connections=0)
+    pid = conn.info.backend_pid
+
+    def cut(_: int) -> None:  # after the first chunk, the server ends the tracker's session
+        with psycopg.connect(conn.info.dsn, autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+
+    batch = [page_view(user) for _ in range(300)]
+    with pytest.raises(BatchIncomplete) as caught:
+        tracker.track_batch(iter(batch), chunk_size=100, progress=cut)
+    err = caught.value
+    assert (err.result.accepted, err.unsettled, err.read) == (100, list(range(100, 200)), 200)
+    assert isinstance(err.__cause__, psycopg.OperationalError)
+    with psycopg.connect(conn.info.dsn) as fresh:
+        stored = fresh.execute(
+            "select count(*) from app.study_events where user_id = %s", (user,)
+        ).fetchone()
+        assert stored == (100,)
+        result = Tracker(fresh).track_batch(batch)  # sending all again is safe
+        assert (result.accepted, result.duplicates) == (200, 100)

@@ -367,6 +367,8 @@ def parse_json(payload: Any) -> dict[str, Any]:
         raise ValidationError([FieldError("payload", message)])
     try:
         data = json.loads(payload, object_pairs_hook=_unique_keys)
+    except _RepeatedKeyError as err:
+        raise ValidationError([FieldError("payload", str(err))]) from None
     except (ValueError, RecursionError) as err:
         raise ValidationError(
             [FieldError("payload", f"malformed JSON: {show(str(err), 120)}")]
@@ -378,13 +380,17 @@ def parse_json(payload: Any) -> dict[str, Any]:
     return data
 
 
+class _RepeatedKeyError(ValueError):
+    pass
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data = dict(pairs)
     if len(data) < len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"repeated key {show(key, 40)}")
+                raise _RepeatedKeyError(f"repeated key {show(key, 40)} in a JSON object")
             seen.add(key)
     return data
 
