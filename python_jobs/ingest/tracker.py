@@ -546,26 +546,12 @@ def _event_of(payload: Any, known_types: Iterable[str]) -> Event:
         raise ValidationError([FieldError("payload", message)]) from None
 
 
-def _same_content(a: Event, b: Event) -> bool:
-    try:
-        return _content(a) == _content(b)
-    except Exception:  # noqa: BLE001 - content that cannot be compared is not the same
-        return False
-
-
 def _unexpected(err: Exception) -> FieldError:
     return FieldError("event", f"could not be checked: {show(err, 160)}")
 
 
 def _bad_zone(err: Exception) -> str:
     return f"its time zone failed: {show(err, 120)}"
-
-
-def _content(event: Event) -> tuple[type, dict[str, Any]]:
-    """What must match for two events with one event_id to be the same event."""
-    data = dict(event.__dict__)
-    data.pop("received_at", None)
-    return type(event), data
 
 
 class Tracker:
@@ -762,7 +748,13 @@ class Tracker:
                     if conn is None:
                         conns[i] = self._open_worker()
                 collect()
-                total.duplicates += checked.duplicates
+                if checked.cuts:  # an event_id repeated in the chunk: stored segment by segment
+                    total.add(self._store_checked(checked, chunk, None))
+                    run.settled(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                    chunk = run.next_chunk()
+                    continue
                 parts: list[list[tuple]] = [[] for _ in range(n)]
                 for row in checked.rows:
                     key = row[R_SESSION] or row[R_USER]
@@ -1209,8 +1201,9 @@ class Tracker:
         )  # fmt: skip
 
     def _validate(self, chunk: list[tuple[int, Any]]) -> _Checked:
-        """Validate every event, drop repeats inside the chunk and make sure the partitions
-        exist. Touches the database only for cache misses and for months not seen yet."""
+        """Validate every event, cut the rows into segments where an event_id repeats and make
+        sure the partitions exist. Touches the database only for cache misses and for months not
+        seen yet."""
         checked = _Checked(now=datetime.now(UTC))
         now = checked.now
         prepare = self._prepare
@@ -1251,22 +1244,19 @@ class Tracker:
             self._large_properties = False
             prepared = self._check_stored_sizes(prepared, rejected)
 
-        # Repeats inside the chunk: the first occurrence is kept.
-        rows = checked.rows
-        first_seen: dict[int, tuple] = {}
-        base = chunk[0][0]
-        for row in prepared:
+        # An event_id repeated within the chunk starts a new segment: segments are stored one
+        # after the other, so the database compares a repeat with what is stored by then, as
+        # sending the events one by one does (the first occurrence that is stored wins).
+        checked.rows = prepared
+        seen: set[int] = set()
+        for n, row in enumerate(prepared):
             key = row[R_EVENT_ID].int
-            first = first_seen.get(key)
-            if first is None:
-                first_seen[key] = row
-                rows.append(row)
-            elif _same_content(chunk[first[R_IDX] - base][1], chunk[row[R_IDX] - base][1]):
-                checked.duplicates += 1
-            else:
-                rejected.append((row[R_IDX], [_repeat_error()]))
-        if rows:
-            occurred = [r[R_OCCURRED] for r in rows]
+            if key in seen:
+                checked.cuts.append(n)
+                seen = set()
+            seen.add(key)
+        if prepared:
+            occurred = [r[R_OCCURRED] for r in prepared]
             self._ensure_partitions(min(occurred), max(occurred))
         return checked
 
@@ -1311,9 +1301,21 @@ class Tracker:
         Returns the counts and, in batch order, the errors of each rejected event."""
         checked = self._validate(chunk)
         self._commit_pending()
-        result = self._store(self.conn, checked.rows, checked.rejected, chunk, raw, checked.now)
-        result.duplicates += checked.duplicates
+        result = self._store_checked(checked, chunk, raw)
         return result, [errs for _, errs in sorted(checked.rejected, key=lambda r: r[0])]
+
+    def _store_checked(
+        self, checked: _Checked, chunk: list[tuple[int, Any]], raw: dict[int, Any] | None
+    ) -> BatchResult:
+        """Store a validated chunk on the Tracker's own connection, segment after segment;
+        every rejection ends up in ``checked.rejected``."""
+        result = BatchResult()
+        for n, rows in enumerate(checked.segments()):
+            rejected = checked.rejected if n == 0 else []
+            result.add(self._store(self.conn, rows, rejected, chunk, raw, checked.now))
+            if n:
+                checked.rejected.extend(rejected)
+        return result
 
     def _store(
         self,
@@ -1340,7 +1342,9 @@ class Tracker:
             if len(rows) == 1:
                 rejected.append((rows[0][R_IDX], [_refused(err)]))
                 return self._store(conn, [], rejected, chunk, raw, now)
-            result = self._store(conn, [], rejected, chunk, raw, now) if rejected else BatchResult()
+            result = BatchResult()
+            if rejected:
+                result = self._store(conn, [], rejected, chunk, raw, now)
             mid = len(rows) // 2
             for part in (rows[:mid], rows[mid:]):
                 found: list[tuple[int, list[FieldError]]] = []
@@ -1369,9 +1373,9 @@ class Tracker:
             sessions = _Sessions(conn, rows, self.idle_timeout)
             rows = sessions.apply(rows, rejected)
             if rows:
-                stored, not_new, repeats = _write(conn, rows, rejected)
+                stored, not_new, same = _write(conn, rows, rejected)
                 result.accepted = stored
-                result.duplicates = repeats
+                result.duplicates = same
                 if not_new:  # rare: replay the sessions without the rows already stored
                     sessions.reset()
                     sessions.apply([r for r in rows if r[R_IDX] not in not_new], [])
@@ -1501,12 +1505,18 @@ def _close_quietly(conn: psycopg.Connection | None) -> None:
 
 @dataclass
 class _Checked:
-    """One validated chunk: rows for the batch table, rejections, repeats within the chunk."""
+    """One validated chunk: rows for the batch table (in segments when an event_id repeats),
+    and the rejections."""
 
     now: datetime
     rows: list[tuple] = field(default_factory=list)
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
-    duplicates: int = 0
+    cuts: list[int] = field(default_factory=list)  # where a segment of rows starts, after the 1st
+
+    def segments(self) -> list[list[tuple]]:
+        """The rows, split before every row that repeats an event_id of its segment."""
+        bounds = [0, *self.cuts, len(self.rows)]
+        return [self.rows[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 # Errors the database (or psycopg, dumping a row) raises for one bad row rather than for the
