@@ -1373,3 +1373,53 @@ def test_a_batch_cut_short_says_which_events_were_not_stored(conn, ref):
         assert stored == (100,)
         result = Tracker(fresh).track_batch(batch)  # sending all again is safe
         assert (result.accepted, result.duplicates) == (200, 100)
+
+
+def _one_by_one_outcome(tracker: Tracker, events: list[Event]) -> tuple[int, int, list[int]]:
+    stored, rejected = 0, []
+    for i, event in enumerate(events):
+        try:
+            stored += tracker.track(event)
+        except ValidationError:
+            rejected.append(i)
+    return stored, len(events) - stored - len(rejected), rejected
+
+
+def _repeat_cases(users: list[uuid.UUID]) -> dict[str, Callable[[], list[Event]]]:
+    """Batches where an event_id comes back after its first occurrence was refused in the
+    transaction (found by tests/test_tracker_fuzz.py)."""
+    a, b = users
+
+    def first_refused() -> list[Event]:
+        sid, eid = uuid.uuid4(), uuid.uuid4()
+        taken = SessionStart(event_id=uuid.uuid4(), user_id=a, occurred_at=_now(), session_id=sid)
+        other = material(b, event_id=eid, session_id=sid)  # a's session: refused
+        mine = SessionHeartbeat(event_id=eid, user_id=a, occurred_at=_now(), session_id=sid)
+        return [taken, other, other, mine]  # one by one, `mine` is the first to be stored
+
+    def stored_repeat_claims_a_session() -> list[Event]:
+        sid = uuid.uuid4()
+        first = page_view(a)
+        claim = SessionStart(
+            event_id=first.event_id, user_id=b, occurred_at=_now(), session_id=sid
+        )  # differs from `first`: refused, so b never holds the session
+        mine = SessionStart(event_id=uuid.uuid4(), user_id=a, occurred_at=_now(), session_id=sid)
+        return [first, first, claim, mine]
+
+    return {
+        "first occurrence refused": first_refused,
+        "repeat claims": stored_repeat_claims_a_session,
+    }
+
+
+@pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
+@pytest.mark.parametrize("case", ["first occurrence refused", "repeat claims"])
+def test_repeated_event_ids_in_a_batch_end_as_one_by_one(conn, ref, case, parallel_from):
+    users = [ref.new_user(), ref.new_user()]
+    make = _repeat_cases(users)[case]
+    tracker = Tracker(conn, parallel_from=parallel_from)
+    result = tracker.track_batch(make())
+    single = _one_by_one_outcome(Tracker(conn), make())
+    batch = (result.accepted, result.duplicates, [i for i, _ in result.rejections])
+    assert batch == single
+    assert single[0] == 2

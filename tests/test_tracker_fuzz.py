@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from python_jobs.ingest.events import (
@@ -51,6 +51,7 @@ FUZZ = settings(
     deadline=None,
     database=None,
     derandomize=True,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],  # no "explain": slow on failures
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 PAYLOAD_EXAMPLES = int(os.environ.get("FUZZ_PAYLOADS", 1100))

@@ -71,7 +71,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -1363,49 +1363,69 @@ class Tracker:
         chunk: list[tuple[int, Any]],
         raw: dict[int, Any] | None,
         now: datetime,
+        passive: Set[int] = frozenset(),
     ) -> BatchResult:
         """Store validated rows and record rejections, in one transaction on ``conn``. Events
         refused here (session of another learner, repeat with other content) are appended to
-        ``rejected``."""
+        ``rejected``. Rows in ``passive`` are known to be stored already: their sessions are
+        only checked."""
         result = BatchResult()
-        with conn.transaction():
-            rows = self._lock_learners(conn, rows, rejected)
-            sessions = _Sessions(conn, rows, self.idle_timeout)
-            rows = sessions.apply(rows, rejected)
-            if rows:
-                stored, not_new, same = _write(conn, rows, rejected)
-                result.accepted = stored
-                result.duplicates = same
-                if not_new:  # rare: replay the sessions without the rows already stored
-                    sessions.reset()
-                    sessions.apply([r for r in rows if r[R_IDX] not in not_new], [])
-            sessions.save()
-            if rejected:
-                rejected.sort(key=lambda item: item[0])
-                base = chunk[0][0]
-                erased = _erased_learners(conn, rejected)
-                items = []
-                for n, (idx, errs) in enumerate(rejected):
-                    ev = chunk[idx - base][1]
-                    uid = _attr(ev, "user_id")
-                    if type(uid) is UUID and uid.int in erased:
-                        # Keep no data about an erased learner: not even who the event claimed.
-                        errs = [FieldError("user_id", ERASED_MESSAGE)]
-                        rejected[n] = (idx, errs)
-                        payload = {
-                            "event_id": _attr(ev, "event_id"),
-                            "event_type": _attr(ev, "event_type"),
-                        }
-                        items.append((payload, None, str(ValidationError(errs))))
-                        continue
-                    payload = raw[idx] if raw is not None and idx in raw else ev
-                    items.append(
-                        (payload, uid if type(uid) is UUID else None, str(ValidationError(errs)))
-                    )
-                _insert_rejections(conn, items, now)
+        given, first = rows, len(rejected)
+        try:
+            with conn.transaction():
+                rows = self._lock_learners(conn, rows, rejected)
+                sessions = _Sessions(conn, rows, self.idle_timeout)
+                rows = sessions.apply(rows, rejected, passive)
+                refused = len(rejected) > first
+                if rows:
+                    stored, not_new, same = _write(conn, rows, rejected)
+                    result.accepted = stored
+                    result.duplicates = same
+                    if not_new and refused and not passive:
+                        raise _Rerun(not_new)
+                    if not_new:  # rare: replay the sessions without the rows already stored
+                        sessions.reset()
+                        sessions.apply([r for r in rows if r[R_IDX] not in not_new], [])
+                sessions.save()
+                if rejected:
+                    self._record_rejections(conn, rejected, chunk, raw, now)
+        except _Rerun as rerun:
+            # A row already stored took part in the sessions and may have cost another row its
+            # place: again, with the stored rows only checked, as one by one would do.
+            del rejected[first:]
+            return self._store_in_transaction(conn, given, rejected, chunk, raw, now, rerun.stored)
         result.rejected = len(rejected)
         result.rejections = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
         return result
+
+    def _record_rejections(
+        self,
+        conn: psycopg.Connection,
+        rejected: list[tuple[int, list[FieldError]]],
+        chunk: list[tuple[int, Any]],
+        raw: dict[int, Any] | None,
+        now: datetime,
+    ) -> None:
+        rejected.sort(key=lambda item: item[0])
+        base = chunk[0][0]
+        erased = _erased_learners(conn, rejected)
+        items = []
+        for n, (idx, errs) in enumerate(rejected):
+            ev = chunk[idx - base][1]
+            uid = _attr(ev, "user_id")
+            if type(uid) is UUID and uid.int in erased:
+                # Keep no data about an erased learner: not even who the event claimed.
+                errs = [FieldError("user_id", ERASED_MESSAGE)]
+                rejected[n] = (idx, errs)
+                payload = {
+                    "event_id": _attr(ev, "event_id"),
+                    "event_type": _attr(ev, "event_type"),
+                }
+                items.append((payload, None, str(ValidationError(errs))))
+                continue
+            payload = raw[idx] if raw is not None and idx in raw else ev
+            items.append((payload, uid if type(uid) is UUID else None, str(ValidationError(errs))))
+        _insert_rejections(conn, items, now)
 
     def _lock_learners(
         self,
@@ -1433,6 +1453,13 @@ class Tracker:
             else:
                 kept.append(r)
         return kept
+
+
+class _Rerun(Exception):  # noqa: N818 - control flow inside the tracker, never escapes
+    """Roll back and store the rows again, with ``stored`` (batch indices) already stored."""
+
+    def __init__(self, stored: set[int]) -> None:
+        self.stored = stored
 
 
 class BatchIncomplete(RuntimeError):
@@ -1621,9 +1648,15 @@ class _Sessions:
     def reset(self) -> None:
         self.states: dict[int, list[Any]] = {k: list(v) for k, v in self.fetched.items()}
 
-    def apply(self, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]) -> list[tuple]:
+    def apply(
+        self,
+        rows: list[tuple],
+        rejected: list[tuple[int, list[FieldError]]],
+        passive: Set[int] = frozenset(),
+    ) -> list[tuple]:
         """Apply the rows' events; refuse (into ``rejected``) events whose session belongs to
-        another learner. Returns the rows kept."""
+        another learner. Rows whose batch index is in ``passive`` (already stored) are checked
+        but change nothing. Returns the rows kept."""
         if not self.ids:
             return rows
         states = self.states
@@ -1639,6 +1672,9 @@ class _Sessions:
             if state is not None and state[0].int != r[R_USER].int:
                 error = FieldError("session_id", f"session {sid} belongs to another learner")
                 rejected.append((r[R_IDX], [error]))
+                continue
+            if passive and r[R_IDX] in passive:
+                kept.append(r)
                 continue
             new = apply_session_event(
                 state, r[R_USER], r[R_OCCURRED], r[R_TYPE], r[R_END_REASON], idle
