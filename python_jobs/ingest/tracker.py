@@ -10,8 +10,10 @@ set-based inserts). Every path runs the same steps:
    after and at most ``max_past`` before the receive time; ranges (durations >= 0, confidence
    1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object of at most
    ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
-   schema's check measures; asked of the server only for large ones); ``ip`` a valid address.
-   Reference ids are cached per Tracker; misses are looked up in one query per chunk.
+   schema's check measures; asked of the server only for large ones) and nested at most
+   ``max_properties_depth`` levels (measured only for texts long enough to nest that deep);
+   ``ip`` a valid address. Reference ids are cached per Tracker; misses are looked up in one
+   query per chunk.
 2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
 3. Make sure the monthly partitions of ``app.study_events`` exist for the months seen
    (``app.ensure_study_event_partitions``, in its own short transaction, only for unseen months).
@@ -29,6 +31,26 @@ its own, in worker threads, while it validates the next chunk; a chunk's rows ar
 (by learner for events without one), so every session's events are applied in order by one
 worker. Server CPU is what limits throughput (``bench/ingest.py`` prints both sides' cost).
 
+The contract holds for ANY input (``tests/test_tracker_fuzz.py`` checks it with generated input):
+
+- ``track``, ``track_payload`` and ``track_batch`` return or raise ``ValidationError``. Values that
+  would break a naive check (integers too long to print, objects whose ``repr`` raises, a tzinfo
+  that raises or gives an offset Python refuses, structures nested thousands of levels deep) are
+  described safely in the reason, and an exception no check foresaw while validating an event
+  refuses that event (``event: could not be checked: ...``). Times go to the database in UTC, so
+  any offset Python accepts (up to +/-23:59, PostgreSQL knows +/-15:59) is stored as its instant.
+- For every batch, sent = accepted + duplicates + rejected, each rejection a row in
+  ``app.rejected_events``; the rejection path itself cannot fail (payload and reason are rendered
+  with bounded depth and size and made storable).
+- One bad event costs no other: if the database refuses a chunk that passed validation, its rows
+  are stored in halves down to the one it refuses, which is rejected with the database's reason
+  (``event: refused by the database: ...``).
+- If a worker's transaction fails (a lost connection, ...), nothing of its share was committed
+  and the share is stored again on the Tracker's own connection; if that fails too,
+  ``track_batch`` raises ``BatchIncomplete`` with what was committed and the indices of the events
+  that were not (sending them again is safe: a stored event counts as a duplicate). Failures of
+  the connection or the server are the only errors other than ValidationError.
+
 Decisions (documented for the analytics side):
 
 - ``received_at`` is the tracker's clock (UTC, one reading per chunk), or the event's own
@@ -38,7 +60,10 @@ Decisions (documented for the analytics side):
   content is refused: the first version stays, the later one is recorded in
   ``app.rejected_events`` with reason ``event_id: already stored with different content ...``
   (``track`` raises ValidationError; a batch counts it as rejected). The same holds for repeats
-  inside one batch (the first occurrence wins).
+  inside one batch: its rows are cut into segments before each repeated event_id and the
+  segments stored one after the other, so a repeat is compared with what is stored by then (the
+  first occurrence that is stored wins, exactly as one by one; a batch full of repeats costs a
+  transaction per segment).
 - ``SessionEnd.end_reason`` has no column of its own in ``study_events``; it is stored in the
   event's ``properties`` under ``"end_reason"`` (overriding a client key of that name).
 - Sessions (``app.study_sessions``) are updated in arrival order (a batch behaves exactly like
@@ -904,9 +929,13 @@ class Tracker:
             reason = _unserialisable(props, self.max_properties_depth)
             errors.append(FieldError("properties", reason))
             return None
-        # Nesting: a text shorter than twice the limit cannot nest deeper (cheap on the hot path).
-        if len(text) > 2 * self.max_properties_depth and (
-            _depth(props, self.max_properties_depth) > self.max_properties_depth
+        # Nesting, cheaply on the hot path: a text shorter than twice the limit, or with fewer
+        # opening brackets than it, cannot nest deeper; only other texts are walked.
+        depth = self.max_properties_depth
+        if (
+            len(text) > 2 * depth
+            and text.count("{") + text.count("[") > depth
+            and _depth(props, depth) > depth
         ):
             errors.append(FieldError("properties", _too_deep(self.max_properties_depth)))
             return None

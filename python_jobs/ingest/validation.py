@@ -5,11 +5,15 @@ caches (event catalogue, learners, question bank, materials); this module holds
 what those checks share:
 
 - ``FieldError`` / ``ValidationError``: every problem of one event, each naming its field.
-- ``event_from_payload``: raw JSON from a client -> a typed ``Event`` (or a ValidationError).
+- ``parse_json``: raw JSON from a client -> its object, or a ValidationError (text over
+  ``MAX_PAYLOAD_BYTES`` is refused unparsed, an object repeating a key is refused).
+- ``event_from_payload``: that object -> a typed ``Event`` (or a ValidationError).
+- ``show``: a short description of any value for an error message; never raises.
 - ``anonymise_ip``: IPv4 -> its /24 network, IPv6 -> its /48 network; the full address never
   reaches the database.
 - ``rejected_payload``: the text kept in ``app.rejected_events``: the IP replaced by its prefix,
-  anything else that looks like an IP address masked, truncated to ``REJECTED_PAYLOAD_LIMIT`` bytes.
+  anything else that looks like an IP address masked, truncated to ``REJECTED_PAYLOAD_LIMIT`` bytes;
+  never raises, whatever the payload holds.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def show(value: Any, limit: int = 60) -> str:
     """A short repr of a bad value for an error message (a 10 MB string stays short). Never
     raises: an integer too long to print, a structure nested too deeply for ``repr`` or an object
     whose ``__repr__`` fails are described instead."""
-    if type(value) is int and value.bit_length() > 64:
+    if type(value) is int and value.bit_length() > 256:  # over 77 digits: past any limit
         digits = int(value.bit_length() * 0.30103) + 1
         text = f"<integer of about {digits} digits>"
     else:
