@@ -1385,41 +1385,53 @@ def _one_by_one_outcome(tracker: Tracker, events: list[Event]) -> tuple[int, int
     return stored, len(events) - stored - len(rejected), rejected
 
 
-def _repeat_cases(users: list[uuid.UUID]) -> dict[str, Callable[[], list[Event]]]:
-    """Batches where an event_id comes back after its first occurrence was refused in the
-    transaction (found by tests/test_tracker_fuzz.py)."""
+def _repeat_cases(users: list[uuid.UUID]) -> dict[str, Callable[[], tuple[list, list]]]:
+    """(events sent before, a batch) where an event_id comes back after its first occurrence was
+    refused, or is already stored with other content (found by tests/test_tracker_fuzz.py)."""
     a, b = users
 
-    def first_refused() -> list[Event]:
+    def first_refused() -> tuple[list, list]:
         sid, eid = uuid.uuid4(), uuid.uuid4()
         taken = SessionStart(event_id=uuid.uuid4(), user_id=a, occurred_at=_now(), session_id=sid)
         other = material(b, event_id=eid, session_id=sid)  # a's session: refused
         mine = SessionHeartbeat(event_id=eid, user_id=a, occurred_at=_now(), session_id=sid)
-        return [taken, other, other, mine]  # one by one, `mine` is the first to be stored
+        return [], [taken, other, other, mine]  # one by one, `mine` is the first to be stored
 
-    def stored_repeat_claims_a_session() -> list[Event]:
+    def repeat_claims_a_session(earlier: bool) -> tuple[list, list]:
         sid = uuid.uuid4()
         first = page_view(a)
         claim = SessionStart(
             event_id=first.event_id, user_id=b, occurred_at=_now(), session_id=sid
         )  # differs from `first`: refused, so b never holds the session
         mine = SessionStart(event_id=uuid.uuid4(), user_id=a, occurred_at=_now(), session_id=sid)
-        return [first, first, claim, mine]
+        return ([first], [claim, mine]) if earlier else ([], [first, first, claim, mine])
 
     return {
         "first occurrence refused": first_refused,
-        "repeat claims": stored_repeat_claims_a_session,
+        "repeat claims a session": lambda: repeat_claims_a_session(earlier=False),
+        "repeat of a stored event claims a session": lambda: repeat_claims_a_session(earlier=True),
     }
 
 
 @pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
-@pytest.mark.parametrize("case", ["first occurrence refused", "repeat claims"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "first occurrence refused",
+        "repeat claims a session",
+        "repeat of a stored event claims a session",
+    ],
+)
 def test_repeated_event_ids_in_a_batch_end_as_one_by_one(conn, ref, case, parallel_from):
     users = [ref.new_user(), ref.new_user()]
     make = _repeat_cases(users)[case]
     tracker = Tracker(conn, parallel_from=parallel_from)
-    result = tracker.track_batch(make())
-    single = _one_by_one_outcome(Tracker(conn), make())
+    before, events = make()
+    tracker.track_batch(before)
+    result = tracker.track_batch(events)
+    before, events = make()
+    tracker.track_batch(before)
+    single = _one_by_one_outcome(Tracker(conn), events)
     batch = (result.accepted, result.duplicates, [i for i, _ in result.rejections])
     assert batch == single
-    assert single[0] == 2
+    assert single[0] == 1 + (not before)
