@@ -1435,3 +1435,17 @@ def test_repeated_event_ids_in_a_batch_end_as_one_by_one(conn, ref, case, parall
     batch = (result.accepted, result.duplicates, [i for i, _ in result.rejections])
     assert batch == single
     assert single[0] == 1 + (not before)
+
+
+def test_a_batch_that_is_not_a_list_of_events(conn, tracker, ref):
+    with pytest.raises(ValidationError, match="events: must be an iterable of events, got int"):
+        tracker.track_batch(5)
+    user = ref.new_user()
+
+    def failing() -> Iterator[Event]:
+        yield page_view(user)
+        raise RuntimeError("the feed broke")
+
+    with pytest.raises(BatchIncomplete, match="the feed broke") as caught:
+        tracker.track_batch(failing(), chunk_size=1)
+    assert (caught.value.result.accepted, caught.value.unsettled, caught.value.read) == (1, [], 1)

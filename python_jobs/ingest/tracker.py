@@ -49,7 +49,8 @@ The contract holds for ANY input (``tests/test_tracker_fuzz.py`` checks it with 
   and the share is stored again on the Tracker's own connection; if that fails too,
   ``track_batch`` raises ``BatchIncomplete`` with what was committed and the indices of the events
   that were not (sending them again is safe: a stored event counts as a duplicate). Failures of
-  the connection or the server are the only errors other than ValidationError.
+  the connection or the server, and of the caller's own iterator of events, are the only errors
+  other than ValidationError.
 
 Decisions (documented for the analytics side):
 
@@ -704,8 +705,17 @@ class Tracker:
         progress: Callable[[int], None] | None,
     ) -> BatchResult:
         self._commit_pending()
-        run = _BatchRun(enumerate(events), chunk_size)
-        first = run.next_chunk()
+        try:
+            numbered = enumerate(events)
+        except Exception:  # noqa: BLE001 - not an iterable (or one that fails at once)
+            kind = type(events).__name__
+            error = FieldError("events", f"must be an iterable of events, got {kind}")
+            raise ValidationError([error]) from None
+        run = _BatchRun(numbered, chunk_size)
+        try:
+            first = run.next_chunk()
+        except Exception as err:  # the caller's iterator failed: nothing was stored
+            raise run.incomplete(err) from err
         if not first:
             return run.total
         if self.batch_connections == 0 or len(first) < self.parallel_from:
@@ -780,22 +790,7 @@ class Tracker:
                         progress(len(chunk))
                     chunk = run.next_chunk()
                     continue
-                parts: list[list[tuple]] = [[] for _ in range(n)]
-                for row in checked.rows:
-                    key = row[R_SESSION] or row[R_USER]
-                    parts[hash(key) % n].append(row)
-                for i, conn in enumerate(conns):
-                    rejected = checked.rejected if i == 0 else []
-                    if parts[i] or rejected:
-                        future = pool.submit(
-                            self._store_in_transaction,
-                            conn, parts[i], list(rejected), chunk, None, checked.now,
-                        )  # fmt: skip
-                        pending.append(_Share(future, parts[i], rejected, chunk, checked.now, i))
-                if not pending:  # nothing to store (every event a repeat within the chunk)
-                    run.settled(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
+                pending = self._submit(pool, conns, checked, chunk)
                 chunk = run.next_chunk()
             collect()
         except Exception as err:
@@ -813,6 +808,31 @@ class Tracker:
         return _sorted(total)
 
     # ------------------------------------------------------------------ internals
+
+    def _submit(
+        self,
+        pool: ThreadPoolExecutor,
+        conns: list[psycopg.Connection | None],
+        checked: _Checked,
+        chunk: list[tuple[int, Any]],
+    ) -> list[_Share]:
+        """Hand a validated chunk to the workers: rows split by session (by learner for events
+        without one), the rejections to the first worker."""
+        n = len(conns)
+        parts: list[list[tuple]] = [[] for _ in range(n)]
+        for row in checked.rows:
+            key = row[R_SESSION] or row[R_USER]
+            parts[hash(key) % n].append(row)
+        shares = []
+        for i, conn in enumerate(conns):
+            rejected = checked.rejected if i == 0 else []
+            if parts[i] or rejected:
+                future = pool.submit(
+                    self._store_in_transaction,
+                    conn, parts[i], list(rejected), chunk, None, checked.now,
+                )  # fmt: skip
+                shares.append(_Share(future, parts[i], rejected, chunk, checked.now, i))
+        return shares
 
     def _store_share(self, share: _Share) -> BatchResult:
         """Store a worker's share on the Tracker's own connection (the worker failed)."""
@@ -1492,8 +1512,8 @@ class _Rerun(Exception):  # noqa: N818 - control flow inside the tracker, never 
 
 
 class BatchIncomplete(RuntimeError):
-    """``track_batch`` stopped before settling every event: the connection or the server failed
-    (bad input never does this: it is rejected). ``result`` counts what was committed;
+    """``track_batch`` stopped before settling every event: the connection or the server failed,
+    or the caller's iterator of events raised (bad events never do this: they are rejected). ``result`` counts what was committed;
     ``unsettled`` lists the batch indices of events read but not known to be stored or rejected,
     and events from index ``read`` on were not read. Sending those again is safe: an event that
     was stored after all counts as a duplicate."""
