@@ -1513,10 +1513,10 @@ class _Rerun(Exception):  # noqa: N818 - control flow inside the tracker, never 
 
 class BatchIncomplete(RuntimeError):
     """``track_batch`` stopped before settling every event: the connection or the server failed,
-    or the caller's iterator of events raised (bad events never do this: they are rejected). ``result`` counts what was committed;
-    ``unsettled`` lists the batch indices of events read but not known to be stored or rejected,
-    and events from index ``read`` on were not read. Sending those again is safe: an event that
-    was stored after all counts as a duplicate."""
+    or the caller's iterator of events raised (bad events never do this: they are rejected).
+    ``result`` counts what was committed; ``unsettled`` lists the batch indices of events read
+    but not known to be stored or rejected, and events from index ``read`` on were not read.
+    Sending those again is safe: an event that was stored after all counts as a duplicate."""
 
     def __init__(self, result: BatchResult, unsettled: list[int], read: int, cause: Exception):
         self.result = result
