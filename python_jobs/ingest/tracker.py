@@ -1430,8 +1430,8 @@ class Tracker:
                     stored, not_new, same = _write(conn, rows, rejected)
                     result.accepted = stored
                     result.duplicates = same
-                    if not_new and refused and not passive:
-                        raise _Rerun(not_new)
+                    if refused and not not_new <= passive:
+                        raise _Rerun(not_new | passive)
                     if not_new:  # rare: replay the sessions without the rows already stored
                         sessions.reset()
                         sessions.apply([r for r in rows if r[R_IDX] not in not_new], [])
@@ -1440,7 +1440,8 @@ class Tracker:
                     self._record_rejections(conn, rejected, chunk, raw, now)
         except _Rerun as rerun:
             # A row already stored took part in the sessions and may have cost another row its
-            # place: again, with the stored rows only checked, as one by one would do.
+            # place: again, with the stored rows only checked, as one by one would do (until no
+            # more such rows turn up; each round adds at least one).
             del rejected[first:]
             return self._store_in_transaction(conn, given, rejected, chunk, raw, now, rerun.stored)
         result.rejected = len(rejected)
