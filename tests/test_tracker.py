@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,6 +31,7 @@ from python_jobs.ingest.events import (
     SessionStart,
 )
 from python_jobs.ingest.tracker import (
+    BatchIncomplete,
     BatchResult,
     Tracker,
     ValidationError,
@@ -761,7 +763,8 @@ def test_anonymise_ip_and_masking():
 
 
 def test_event_and_typed_row_are_written_atomically(conn, ref):
-    """If the typed insert fails, neither the receipt, the event nor the session row remain."""
+    """If the typed insert fails, neither the receipt, the event nor the session row remain; the
+    event is rejected with the database's reason (a stale cache is no excuse to raise)."""
     user = ref.new_user()
     conn.execute(
         "insert into app.questions (id, topic_id, difficulty, correct_answer) "
@@ -775,9 +778,10 @@ def test_event_and_typed_row_are_written_atomically(conn, ref):
     conn.commit()
     session = uuid.uuid4()
     event = question(user, question_id=909, session_id=session)
-    with pytest.raises(errors.ForeignKeyViolation, match="question 909"):
+    with pytest.raises(ValidationError, match="event: refused by the database: .*question 909"):
         tracker.track(event)
-    conn.rollback()
+    ((reason, payload, _, _),) = _rejections(conn, user)[-1:]
+    assert "question 909" in reason and str(event.event_id) in payload
     for table in ("event_receipts", "study_events", "question_attempts"):
         assert _count(conn, table, event.event_id) == 0, table
     assert conn.execute(
@@ -1059,3 +1063,426 @@ def test_future_check_is_relative_to_the_trusted_receive_time(conn, ref):
         tracker.track(ahead)  # three days ago by our clock, but two days after its receipt
     fine = page_view(user, occurred_at=received + timedelta(hours=20), received_at=received)
     assert tracker.track(fine) is True
+
+
+# --------------------------------------------------------------------------- poison input
+# Each of these once made a whole batch fail (nothing stored, nothing rejected) or escaped
+# ``track``/``track_payload`` as an exception other than ValidationError.
+
+
+class _Zone(tzinfo):
+    """A client-made tzinfo: a fixed offset Python may refuse, or one that raises."""
+
+    def __init__(self, offset: timedelta | None) -> None:
+        self.offset = offset
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        if self.offset is None:
+            raise RuntimeError("no such zone")
+        return self.offset
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr failed")
+
+    __str__ = __repr__
+
+
+def _nested(depth: int) -> dict:
+    props: dict = {"leaf": 1}
+    for _ in range(depth):
+        props = {"a": props}
+    return props
+
+
+_FAR_EAST = timezone(timedelta(hours=23, minutes=59))
+
+# name -> (make an event for a learner, expected error or None when the event is to be stored)
+DROPPED = "dropped"  # the poison is a property the tracker drops: the event is stored
+
+POISONS: dict[str, tuple[Callable[[uuid.UUID], Event], str | None]] = {
+    # Properties hold declared scalar keys only: a poison under an undeclared key, or of the
+    # wrong type under a declared one, is dropped (and counted) and the event is stored.
+    "properties 2,000 levels deep": (lambda u: page_view(u, properties=_nested(2000)), DROPPED),
+    "properties 900 levels deep with a NUL": (
+        lambda u: page_view(u, properties=_nested(900) | {"x": "\x00"}),
+        DROPPED,
+    ),
+    "declared key 2,000 levels deep": (
+        lambda u: page_view(u, properties={"screen": _nested(2000)}),
+        DROPPED,
+    ),
+    "integer of 5,000 digits in properties": (
+        lambda u: page_view(u, properties={"screen": 10**5000}),
+        DROPPED,
+    ),
+    "integer of 5,000 digits as question_id": (
+        lambda u: question(u, question_id=10**5000),
+        "question_id: unknown question <integer of about 5001 digits>",
+    ),
+    "integer of 5,000 digits as a duration": (
+        lambda u: question(u, time_to_answer_ms=-(10**5000)),
+        "time_to_answer_ms: must be a non-negative integer, got <integer of about 5001 digits>",
+    ),
+    "tzinfo with a 30-hour offset": (
+        lambda u: question(
+            u, occurred_at=datetime(2026, 11, 20, 10, tzinfo=_Zone(timedelta(hours=30)))
+        ),
+        "occurred_at: its time zone failed: ValueError(",
+    ),
+    "tzinfo that raises": (
+        lambda u: question(u, occurred_at=datetime(2026, 11, 20, 10, tzinfo=_Zone(None))),
+        "occurred_at: its time zone failed: RuntimeError('no such zone')",
+    ),
+    "NaN in properties": (lambda u: page_view(u, properties={"screen": float("nan")}), DROPPED),
+    "a tuple as a properties key": (lambda u: page_view(u, properties={(1, 2): "x"}), DROPPED),
+    "a lone surrogate in properties": (
+        lambda u: page_view(u, properties={"screen": "\ud800"}),
+        "properties: contains invalid Unicode",
+    ),
+    "an object whose repr raises": (
+        lambda u: question(u, question_id=_Unprintable()),
+        "question_id: must be an integer, got <unprintable _Unprintable>",
+    ),
+    "properties holding an object whose repr raises": (
+        lambda u: page_view(u, properties={"screen": _Unprintable()}),
+        DROPPED,
+    ),
+    "occurred_at at +23:59, in a session": (
+        lambda u: SessionStart(
+            event_id=uuid.uuid4(),
+            user_id=u,
+            session_id=uuid.uuid4(),
+            occurred_at=(_now() - timedelta(minutes=5)).astimezone(_FAR_EAST),
+        ),
+        None,
+    ),
+}
+
+
+def _table_counts(conn: psycopg.Connection) -> tuple[int, int]:
+    return conn.execute(
+        "select (select count(*) from app.study_events), (select count(*) from app.rejected_events)"
+    ).fetchone()
+
+
+@pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
+@pytest.mark.parametrize(("make", "error"), POISONS.values(), ids=list(POISONS))
+def test_one_poison_event_costs_only_itself(conn, ref, make, error, parallel_from):
+    user = ref.new_user()
+    tracker = Tracker(conn, parallel_from=parallel_from)
+    good = [page_view(user) for _ in range(300)]
+    poison = make(user)
+    before = _table_counts(conn)
+    result = tracker.track_batch([*good[:150], poison, *good[150:]])
+    stored, rejected = (a - b for a, b in zip(_table_counts(conn), before, strict=True))
+    if error in (None, DROPPED):
+        assert (result.accepted, result.rejected, stored, rejected) == (301, 0, 301, 0)
+        assert result.dropped_properties == (len(poison.properties) if error == DROPPED else 0)
+    else:
+        assert (result.accepted, result.rejected, stored, rejected) == (300, 1, 300, 1)
+        assert result.rejections[0][0] == 150
+        assert result.rejections[0][1].startswith(error), result.rejections[0][1]
+        (reason,) = conn.execute(
+            "select reason from app.rejected_events order by id desc limit 1"
+        ).fetchone()
+        assert reason == result.rejections[0][1]
+    # One by one, the same: a ValidationError with the same reason, or stored.
+    if error is None:
+        again = make(user)
+        assert tracker.track(again) is True
+        sid = again.session_id
+        assert _session(conn, sid)[1] == again.occurred_at  # the instant, whatever its offset
+    elif error == DROPPED:
+        assert tracker.track(make(user)) is True
+    else:
+        with pytest.raises(ValidationError) as caught:
+            tracker.track(make(user))
+        assert str(caught.value).startswith(error)
+
+
+PAYLOAD_POISONS: dict[str, tuple[Callable[[dict], Any], str]] = {
+    "JSON nested 100,000 levels": (lambda _: "[" * 100_000, "payload: malformed JSON"),
+    "properties nested 2,000 levels": (
+        lambda base: (
+            json.dumps(base)[:-1] + ', "properties": ' + '{"a": ' * 2000 + "1" + "}" * 2001
+        ),
+        "payload: malformed JSON",  # the parser gives up first: exceeds the recursion limit
+    ),
+    "an integer of 5,000 digits": (
+        lambda base: json.dumps(base)[:-1] + ', "properties": {"n": 1' + "0" * 5000 + "}}",
+        "payload: malformed JSON: 'Exceeds the limit (4300 digits)",
+    ),
+    "bytes that are not UTF-8": (
+        lambda base: json.dumps(base).encode()[:-1] + b', "x": "\xff\xfe"}',
+        "payload: malformed JSON",
+    ),
+    "a repeated key": (
+        lambda base: json.dumps(base)[:-1] + f', "user_id": "{uuid.uuid4()}"}}',
+        "payload: repeated key 'user_id' in a JSON object",
+    ),
+    "two megabytes of JSON": (
+        lambda base: json.dumps(base | {"properties": {"x": "y" * 2_000_000}}),
+        "payload: 2000",
+    ),
+    "an offset of +24:00": (
+        lambda base: json.dumps(base | {"occurred_at": "2026-11-20T10:00:00+24:00"}),
+        "occurred_at: must be an ISO 8601 timestamp",
+    ),
+    "an object whose repr raises": (lambda _: _Unprintable(), "payload: must be JSON text"),
+    "a mapping that cannot be read": (lambda _: _BrokenMapping(), "payload: could not be read"),
+}
+
+
+class _BrokenMapping(Mapping):
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("broken")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("broken")
+
+    def __len__(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(("make", "error"), PAYLOAD_POISONS.values(), ids=list(PAYLOAD_POISONS))
+def test_poison_payloads_raise_validation_error_and_are_recorded(conn, tracker, ref, make, error):
+    user = ref.new_user()
+    base = {
+        "event_type": "page_view",
+        "event_id": str(uuid.uuid4()),
+        "user_id": str(user),
+        "occurred_at": _now().isoformat(),
+    }
+    before = _table_counts(conn)
+    with pytest.raises(ValidationError) as caught:
+        tracker.track_payload(make(base))
+    assert str(caught.value).startswith(error), str(caught.value)
+    assert _table_counts(conn) == (before[0], before[1] + 1)
+    (reason, payload) = conn.execute(
+        "select reason, payload from app.rejected_events order by id desc limit 1"
+    ).fetchone()
+    assert reason == str(caught.value)
+    assert len(payload.encode()) <= REJECTED_PAYLOAD_LIMIT
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [_nested(100), {"screen": _nested(100)}, {"n": 10**5000}, {"screen": 10**5000}],
+    ids=["100 levels deep", "100 levels deep, declared key", "5,000 digits", "declared key"],
+)
+def test_poison_properties_of_payload_objects_are_dropped(conn, tracker, ref, properties):
+    """A payload given as an object may hold what JSON text cannot: properties too deep or numbers
+    too long to print. They are no declared scalar: dropped and counted, the event stored."""
+    user = ref.new_user()
+    base = {
+        "event_type": "page_view",
+        "event_id": str(uuid.uuid4()),
+        "user_id": str(user),
+        "occurred_at": _now().isoformat(),
+    }
+    before, dropped = _table_counts(conn), tracker.dropped_properties
+    assert tracker.track_payload(base | {"properties": properties}) is True
+    assert _table_counts(conn) == (before[0] + 1, before[1])
+    assert tracker.dropped_properties == dropped + 1
+
+
+def test_offsets_postgresql_does_not_know_are_stored_as_the_instant(conn, tracker, ref):
+    """Python accepts offsets up to +/-23:59; PostgreSQL only +/-15:59 as text."""
+    user, session = ref.new_user(), uuid.uuid4()
+    at = (_now() - timedelta(hours=1)).replace(microsecond=0)
+    payload = {
+        "event_type": "session_start",
+        "event_id": str(uuid.uuid4()),
+        "user_id": str(user),
+        "session_id": str(session),
+        "occurred_at": at.astimezone(timezone(-timedelta(hours=23, minutes=59))).isoformat(),
+    }
+    assert tracker.track_payload(json.dumps(payload)) is True
+    assert _session(conn, session)[:2] == (at, at)
+
+
+def test_trusted_receive_times_far_from_now_are_refused(conn, ref):
+    user = ref.new_user()
+    tracker = Tracker(conn, trust_received_at=True)
+    for received in (datetime(9999, 12, 31, 23, tzinfo=_FAR_EAST), datetime(1, 1, 1, tzinfo=UTC)):
+        event = page_view(user, occurred_at=received, received_at=received)
+        with pytest.raises(ValidationError, match="received_at: must be between 2000-01-01 and"):
+            tracker.track(event)
+
+
+def _refusing_database(database_factory) -> str:
+    """A database whose schema refuses what the tracker's checks let through (a stand-in for any
+    check the database has and the tracker does not mirror)."""
+    url = database_factory()
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "alter table app.study_events "
+            "add constraint no_poison check (properties ->> 'screen' is distinct from 'poison')"
+        )
+    return url
+
+
+@pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
+def test_an_event_the_database_refuses_is_rejected_alone(database_factory, parallel_from):
+    url = _refusing_database(database_factory)
+    ref = Ref(url)
+    users = [ref.new_user() for _ in range(4)]
+    with psycopg.connect(url) as conn:
+        tracker = Tracker(conn, parallel_from=parallel_from)
+        batch = [page_view(users[i % 4]) for i in range(1000)]
+        for i in (10, 500, 501, 999):
+            batch[i] = page_view(users[i % 4], properties={"screen": "poison"})
+        result = tracker.track_batch(batch)
+        assert (result.accepted, result.rejected) == (996, 4)
+        assert [i for i, _ in result.rejections] == [10, 500, 501, 999]
+        assert all('violates check constraint "no_poison"' in r for _, r in result.rejections)
+        assert _table_counts(conn) == (996, 4)
+        with pytest.raises(ValidationError, match="event: refused by the database"):
+            tracker.track(page_view(users[0], properties={"screen": "poison"}))
+
+
+def _connect_like(conn: psycopg.Connection, **kwargs: Any) -> psycopg.Connection:
+    """A new connection as ``conn``'s login (its dsn leaves the password out)."""
+    return psycopg.connect(conn.info.dsn, password=conn.info.password or None, **kwargs)
+
+
+class _LosingTracker(Tracker):
+    """Its worker connections are cut by the server before they are used."""
+
+    def _open_worker(self) -> psycopg.Connection:
+        conn = super()._open_worker()
+        pid = conn.info.backend_pid
+        with _connect_like(self.conn, autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+        return conn
+
+
+def test_a_lost_worker_connection_costs_no_event(conn, ref):
+    users = [ref.new_user() for _ in range(8)]
+    tracker = _LosingTracker(conn, parallel_from=1)
+    batch = [page_view(users[i % 8]) for i in range(3000)]
+    batch[7] = page_view(users[0], properties=[1])  # one rejection
+    before = _table_counts(conn)
+    result = tracker.track_batch(batch, chunk_size=1000)
+    assert (result.accepted, result.rejected) == (2999, 1)
+    assert _table_counts(conn) == (before[0] + 2999, before[1] + 1)
+
+
+def test_a_batch_cut_short_says_which_events_were_not_stored(conn, ref):
+    user = ref.new_user()
+    tracker = Tracker(conn, batch_connections=0)
+    pid = conn.info.backend_pid
+
+    def cut(_: int) -> None:  # after the first chunk, the server ends the tracker's session
+        with _connect_like(conn, autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+
+    batch = [page_view(user) for _ in range(300)]
+    with pytest.raises(BatchIncomplete) as caught:
+        tracker.track_batch(iter(batch), chunk_size=100, progress=cut)
+    err = caught.value
+    assert (err.result.accepted, err.unsettled, err.read) == (100, list(range(100, 200)), 200)
+    assert isinstance(err.__cause__, psycopg.OperationalError)
+    with _connect_like(conn) as fresh:
+        stored = fresh.execute(
+            "select count(*) from app.study_events where user_id = %s", (user,)
+        ).fetchone()
+        assert stored == (100,)
+        result = Tracker(fresh).track_batch(batch)  # sending all again is safe
+        assert (result.accepted, result.duplicates) == (200, 100)
+
+
+def _one_by_one_outcome(tracker: Tracker, events: list[Event]) -> tuple[int, int, list[int]]:
+    stored, rejected = 0, []
+    for i, event in enumerate(events):
+        try:
+            stored += tracker.track(event)
+        except ValidationError:
+            rejected.append(i)
+    return stored, len(events) - stored - len(rejected), rejected
+
+
+def _repeat_cases(users: list[uuid.UUID]) -> dict[str, Callable[[], tuple[list, list]]]:
+    """(events sent before, a batch) where an event_id comes back after its first occurrence was
+    refused, or is already stored with other content (found by tests/test_tracker_fuzz.py)."""
+    a, b = users
+
+    def first_refused() -> tuple[list, list]:
+        sid, eid = uuid.uuid4(), uuid.uuid4()
+        taken = SessionStart(event_id=uuid.uuid4(), user_id=a, occurred_at=_now(), session_id=sid)
+        other = material(b, event_id=eid, session_id=sid)  # a's session: refused
+        mine = SessionHeartbeat(event_id=eid, user_id=a, occurred_at=_now(), session_id=sid)
+        return [], [taken, other, other, mine]  # one by one, `mine` is the first to be stored
+
+    def repeat_claims_a_session(earlier: bool) -> tuple[list, list]:
+        sid = uuid.uuid4()
+        first = page_view(a)
+        claim = SessionStart(
+            event_id=first.event_id, user_id=b, occurred_at=_now(), session_id=sid
+        )  # differs from `first`: refused, so b never holds the session
+        mine = SessionStart(event_id=uuid.uuid4(), user_id=a, occurred_at=_now(), session_id=sid)
+        return ([first], [claim, mine]) if earlier else ([], [first, first, claim, mine])
+
+    def two_repeats_claim_a_session() -> tuple[list, list]:
+        sid = uuid.uuid4()
+        start = SessionStart(
+            event_id=uuid.uuid4(), user_id=a, occurred_at=_now(), session_id=uuid.uuid4()
+        )
+        answer = question(a)
+        end = SessionEnd(event_id=start.event_id, user_id=a, occurred_at=_now(), session_id=sid)
+        claim = SessionStart(
+            event_id=answer.event_id, user_id=b, occurred_at=_now(), session_id=sid
+        )
+        mine = page_view(a, session_id=sid)  # `end` and `claim` are refused: `mine` opens sid
+        return [], [start, answer, end, claim, mine]
+
+    return {
+        "first occurrence refused": first_refused,
+        "repeat claims a session": lambda: repeat_claims_a_session(earlier=False),
+        "repeat of a stored event claims a session": lambda: repeat_claims_a_session(earlier=True),
+        "two repeats claim a session": two_repeats_claim_a_session,
+    }
+
+
+@pytest.mark.parametrize("parallel_from", [1, 10_000], ids=["workers", "inline"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "first occurrence refused",
+        "repeat claims a session",
+        "repeat of a stored event claims a session",
+        "two repeats claim a session",
+    ],
+)
+def test_repeated_event_ids_in_a_batch_end_as_one_by_one(conn, ref, case, parallel_from):
+    users = [ref.new_user(), ref.new_user()]
+    make = _repeat_cases(users)[case]
+    tracker = Tracker(conn, parallel_from=parallel_from)
+    before, events = make()
+    tracker.track_batch(before)
+    result = tracker.track_batch(events)
+    before, events = make()
+    tracker.track_batch(before)
+    single = _one_by_one_outcome(Tracker(conn), events)
+    batch = (result.accepted, result.duplicates, [i for i, _ in result.rejections])
+    assert batch == single
+    assert single[0] == {"two repeats claim a session": 3}.get(case, 1 + (not before))
+
+
+def test_a_batch_that_is_not_a_list_of_events(conn, tracker, ref):
+    with pytest.raises(ValidationError, match="events: must be an iterable of events, got int"):
+        tracker.track_batch(5)
+    user = ref.new_user()
+
+    def failing() -> Iterator[Event]:
+        yield page_view(user)
+        raise RuntimeError("the feed broke")
+
+    with pytest.raises(BatchIncomplete, match="the feed broke") as caught:
+        tracker.track_batch(failing(), chunk_size=1)
+    assert (caught.value.result.accepted, caught.value.unsettled, caught.value.read) == (1, [], 1)

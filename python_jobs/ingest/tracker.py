@@ -12,8 +12,10 @@ set-based inserts). Every path runs the same steps:
    keys declared for the event type with values of their type are kept (the rest is dropped and
    counted, strings have e-mail and IP addresses masked: ``python_jobs.ingest.properties``), of
    at most ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
-   schema's check measures; asked of the server only for large ones); ``ip`` a valid address.
-   Reference ids are cached per Tracker; misses are looked up in one query per chunk.
+   schema's check measures; asked of the server only for large ones) and nested at most
+   ``max_properties_depth`` levels (measured only for texts long enough to nest that deep);
+   ``ip`` a valid address. Reference ids are cached per Tracker; misses are looked up in one
+   query per chunk.
 2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
 3. Make sure the monthly partitions of ``app.study_events`` exist for the months seen
    (``app.ensure_study_event_partitions``, in its own short transaction, only for unseen months).
@@ -31,6 +33,27 @@ its own, in worker threads, while it validates the next chunk; a chunk's rows ar
 (by learner for events without one), so every session's events are applied in order by one
 worker. Server CPU is what limits throughput (``bench/ingest.py`` prints both sides' cost).
 
+The contract holds for ANY input (``tests/test_tracker_fuzz.py`` checks it with generated input):
+
+- ``track``, ``track_payload`` and ``track_batch`` return or raise ``ValidationError``. Values that
+  would break a naive check (integers too long to print, objects whose ``repr`` raises, a tzinfo
+  that raises or gives an offset Python refuses, structures nested thousands of levels deep) are
+  described safely in the reason, and an exception no check foresaw while validating an event
+  refuses that event (``event: could not be checked: ...``). Times go to the database in UTC, so
+  any offset Python accepts (up to +/-23:59, PostgreSQL knows +/-15:59) is stored as its instant.
+- For every batch, sent = accepted + duplicates + rejected, each rejection a row in
+  ``app.rejected_events``; the rejection path itself cannot fail (payload and reason are rendered
+  with bounded depth and size and made storable).
+- One bad event costs no other: if the database refuses a chunk that passed validation, its rows
+  are stored in halves down to the one it refuses, which is rejected with the database's reason
+  (``event: refused by the database: ...``).
+- If a worker's transaction fails (a lost connection, ...), nothing of its share was committed
+  and the share is stored again on the Tracker's own connection; if that fails too,
+  ``track_batch`` raises ``BatchIncomplete`` with what was committed and the indices of the events
+  that were not (sending them again is safe: a stored event counts as a duplicate). Failures of
+  the connection or the server, and of the caller's own iterator of events, are the only errors
+  other than ValidationError.
+
 Decisions (documented for the analytics side):
 
 - ``received_at`` is the tracker's clock (UTC, one reading per chunk), or the event's own
@@ -40,7 +63,10 @@ Decisions (documented for the analytics side):
   content is refused: the first version stays, the later one is recorded in
   ``app.rejected_events`` with reason ``event_id: already stored with different content ...``
   (``track`` raises ValidationError; a batch counts it as rejected). The same holds for repeats
-  inside one batch (the first occurrence wins).
+  inside one batch: its rows are cut into segments before each repeated event_id and the
+  segments stored one after the other, so a repeat is compared with what is stored by then (the
+  first occurrence that is stored wins, exactly as one by one; a batch full of repeats costs a
+  transaction per segment).
 - ``SessionEnd.end_reason`` has no column of its own in ``study_events``; it is stored in the
   event's ``properties`` under ``"end_reason"`` (overriding a client key of that name).
 - Sessions (``app.study_sessions``) are updated in arrival order (a batch behaves exactly like
@@ -73,7 +99,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -111,6 +137,7 @@ from python_jobs.ingest.validation import (
 
 __all__ = [
     "IDLE_TIMEOUT",
+    "BatchIncomplete",
     "BatchResult",
     "FieldError",
     "Tracker",
@@ -120,13 +147,25 @@ __all__ = [
 ]
 
 IDLE_TIMEOUT = timedelta(minutes=30)
+REASON_LIMIT = 4096
+"""Characters of a rejection's reason kept in app.rejected_events."""
 ERASED_MESSAGE = "the learner was erased: the event is refused and its content not kept"
 DB_MAX_PROPERTIES_BYTES = 65536
 """The largest ``max_properties_bytes`` accepted (the schema's check on study_events.properties)."""
+MAX_PROPERTIES_DEPTH = 64
+"""Default of ``Tracker(max_properties_depth=...)``: how deeply objects and arrays may nest in
+``properties``. Deeper ones are refused (Python's and PostgreSQL's recursive code would fail on
+thousands of levels)."""
+PROPERTIES_DEPTH_CAP = 256
+"""The largest ``max_properties_depth`` accepted (far below Python's recursion limit)."""
 JSONB_GROWTH_BOUND = 8
 """JSONB is at most ~6x its compact JSON text (arrays of one-digit numbers); properties under
 ``max_properties_bytes / 8`` bytes of text cannot reach the limit as JSONB, larger ones are
 measured by the server."""
+
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""A trusted ``received_at`` may not be earlier (nor later than ``max_future`` after the
+tracker's clock): keeps back-filled times, and the monthly partitions made for them, sane."""
 
 INT4_MAX = 2**31 - 1
 ANSWERS = frozenset("ABCDE")
@@ -435,6 +474,10 @@ def _duration(td: timedelta) -> str:
     return f"{seconds} seconds"
 
 
+def _utc(dt: datetime | None) -> datetime | None:
+    return None if dt is None else dt.astimezone(UTC)
+
+
 def _month(dt: datetime) -> date:
     d = dt.astimezone(UTC)
     return date(d.year, d.month, 1)
@@ -450,24 +493,103 @@ def _add_months(d: date, months: int) -> date:
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
+    """Whether a NUL character is in any string (key or value) of a JSON-like structure."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return False
 
 
-def _stored_content(row: tuple) -> tuple:
-    """What must match for two batch rows with one event_id to be the same event: what would be
-    stored (received_at aside), properties as stored and compared as JSON values, as the check
-    against events stored earlier does (FIND_REPEATS)."""
-    return (
-        *row[R_EVENT_ID : R_OCCURRED + 1],
-        json.loads(row[R_PROPERTIES]),
-        *row[R_PROPERTIES + 1 :],
-    )
+def _depth(value: Any, limit: int) -> int:
+    """How deeply dicts and lists nest in ``value`` (a scalar: 0), counting only up to
+    ``limit + 1``. Iterative, so any depth is measured without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _printable_int(value: int) -> bool:
+    """Whether ``value`` converts to decimal text (Python refuses over 4,300 digits)."""
+    try:
+        int.__repr__(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _too_deep(limit: int) -> str:
+    return f"nested more than {limit} levels deep"
+
+
+def _unserialisable(props: dict[Any, Any], depth_limit: int) -> str:
+    """Why json.dumps refused ``props`` (only asked once it has): the first problem found."""
+    if _depth(props, depth_limit) > depth_limit:
+        return _too_deep(depth_limit)
+    stack: list[Any] = [props]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    return f"keys must be strings, got {show(key)}"
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "NaN and Infinity are not valid JSON"
+        elif isinstance(item, int) and not _printable_int(item):
+            return f"number too long to store: {show(item)}"
+        elif not isinstance(item, str | int | float | bool) and item is not None:
+            return f"not JSON-serialisable: {show(item)} ({type(item).__name__})"
+    return "not JSON-serialisable"
+
+
+def _attr(obj: Any, name: str) -> Any:
+    """``obj.name``, or None when it has none or reading it fails (any object may be sent)."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - a property of the client's making failed
+        return None
+
+
+def _event_of(payload: Any, known_types: Iterable[str]) -> Event:
+    """The Event of a raw payload; whatever goes wrong reading it is a ValidationError."""
+    try:
+        return event_from_payload(parse_json(payload), known_types)
+    except ValidationError:
+        raise
+    except Exception as err:  # noqa: BLE001 - input no check foresaw
+        message = f"could not be read: {show(err, 160)}"
+        raise ValidationError([FieldError("payload", message)]) from None
+
+
+def _unexpected(err: Exception) -> FieldError:
+    return FieldError("event", f"could not be checked: {show(err, 160)}")
+
+
+def _bad_zone(err: Exception) -> str:
+    return f"its time zone failed: {show(err, 120)}"
 
 
 class Tracker:
@@ -484,9 +606,12 @@ class Tracker:
         idle_timeout: timedelta = IDLE_TIMEOUT,
         batch_connections: int = 2,
         parallel_from: int = 10_000,
+        max_properties_depth: int = MAX_PROPERTIES_DEPTH,
     ) -> None:
         if batch_connections < 0:
             raise ValueError("batch_connections must be >= 0")
+        if not 1 <= max_properties_depth <= PROPERTIES_DEPTH_CAP:
+            raise ValueError(f"max_properties_depth must be 1-{PROPERTIES_DEPTH_CAP}")
         if not 0 < max_properties_bytes <= DB_MAX_PROPERTIES_BYTES:
             raise ValueError(
                 f"max_properties_bytes must be 1-{DB_MAX_PROPERTIES_BYTES} (the schema's limit)"
@@ -494,6 +619,7 @@ class Tracker:
         self.conn = conn
         self.trust_received_at = trust_received_at
         self.max_properties_bytes = max_properties_bytes
+        self.max_properties_depth = max_properties_depth
         self.max_future = max_future
         self.max_past = max_past
         self.idle_timeout = idle_timeout
@@ -507,13 +633,13 @@ class Tracker:
         # by _lookup_missing before those events are checked again with misses as errors.
         self._defer_misses = True
         self._large_properties = False  # set by _properties_json, read by _validate
-        self._dropped: dict[int, int] = {}  # batch index -> property keys dropped (_validate)
-        self.dropped_properties = 0
-        """Property keys dropped by this Tracker so far (undeclared or of the wrong type)."""
         self._want_users: set[UUID] = set()
         self._want_questions: set[int] = set()
         self._want_materials: set[int] = set()
         self._covered: tuple[date, date] | None = None  # months known to have partitions
+        self._dropped: dict[int, int] = {}  # batch index -> property keys dropped (_validate)
+        self.dropped_properties = 0
+        """Property keys dropped by this Tracker so far (undeclared or of the wrong type)."""
         with self._transaction():
             conn.execute(CREATE_TEMP_TABLES)
             names = [r[0] for r in conn.execute("select name from app.event_types")]
@@ -536,15 +662,14 @@ class Tracker:
         """``track`` for raw JSON from a client (a JSON object with ``event_type`` and the fields
         of its event class; ids as UUID strings, times ISO 8601 with an offset)."""
         try:
-            data = parse_json(payload)
-            event = event_from_payload(data, self.event_types)
+            event = _event_of(payload, self.event_types)
         except ValidationError as err:
             user_id = None
             if isinstance(payload, Mapping | str | bytes):
                 try:
                     claimed = parse_json(payload).get("user_id")
                     user_id = UUID(claimed) if isinstance(claimed, str) else None
-                except (ValidationError, ValueError):
+                except Exception:  # noqa: BLE001 - the error above is the one to report
                     user_id = None
             if user_id is not None and self._was_erased(user_id):
                 self._reject_now([({"event_id": None}, None, str(err))])
@@ -595,74 +720,142 @@ class Tracker:
         chunk_size: int,
         progress: Callable[[int], None] | None,
     ) -> BatchResult:
-        total = BatchResult()
-        numbered = enumerate(events)
         self._commit_pending()
-        first = list(itertools.islice(numbered, chunk_size))
+        try:
+            numbered = enumerate(events)
+        except Exception:  # noqa: BLE001 - not an iterable (or one that fails at once)
+            kind = type(events).__name__
+            error = FieldError("events", f"must be an iterable of events, got {kind}")
+            raise ValidationError([error]) from None
+        run = _BatchRun(numbered, chunk_size)
+        try:
+            first = run.next_chunk()
+        except Exception as err:  # the caller's iterator failed: nothing was stored
+            raise run.incomplete(err) from err
         if not first:
-            return total
-        chunks = itertools.chain(
-            [first], iter(lambda: list(itertools.islice(numbered, chunk_size)), [])
-        )
+            return run.total
         if self.batch_connections == 0 or len(first) < self.parallel_from:
             # Small batches or chunks: worker connections would cost more than they save.
-            for chunk in chunks:
+            return self._track_inline(run, first, progress)
+        return self._track_parallel(run, first, progress)
+
+    def _track_inline(
+        self, run: _BatchRun, first: list[tuple[int, Any]], progress: Callable[[int], None] | None
+    ) -> BatchResult:
+        chunk = first
+        try:
+            while chunk:
                 result, _ = self._process(chunk, raw=None)
-                total.add(result)
+                run.total.add(result)
+                run.settled(chunk)
                 if progress is not None:
                     progress(len(chunk))
-            return _sorted(total)
+                chunk = run.next_chunk()
+        except Exception as err:
+            raise run.incomplete(err) from err
+        return _sorted(run.total)
 
+    def _track_parallel(
+        self, run: _BatchRun, first: list[tuple[int, Any]], progress: Callable[[int], None] | None
+    ) -> BatchResult:
         n = self.batch_connections
-        conns: list[psycopg.Connection] = []  # opened with the first chunk
+        conns: list[psycopg.Connection | None] = [None] * n  # opened with the first chunk
         pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tracker")
-        pending: list[Future[BatchResult]] = []
-        pending_size = 0
+        pending: list[_Share] = []
+        total = run.total
 
         def collect() -> None:
-            nonlocal pending, pending_size
-            try:
-                for future in pending:
-                    total.add(future.result())
-            finally:
-                for future in pending:  # let every worker finish before raising
-                    future.exception()
-            if pending and progress is not None:
-                progress(pending_size)
-            pending, pending_size = [], 0
+            """Wait for the workers' shares. A share whose transaction failed (nothing of it was
+            committed) is stored again on the Tracker's own connection."""
+            nonlocal pending
+            shares, pending = pending, []
+            if not shares:
+                return
+            failed: list[Exception] = []
+            unsettled: set[int] = set()
+            for share in shares:
+                try:
+                    total.add(share.future.result())
+                except Exception:  # noqa: BLE001 - a lost worker connection, a deadlock, ...
+                    _close_quietly(conns[share.worker])
+                    conns[share.worker] = None  # reopened for the next chunk
+                    try:
+                        total.add(self._store_share(share))
+                    except Exception as err:  # noqa: BLE001 - raised below, once all are counted
+                        failed.append(err)
+                        unsettled.update(share.indices())
+            chunk = shares[0].chunk
+            run.settled([item for item in chunk if item[0] not in unsettled])
+            if failed:
+                raise failed[0]
+            if progress is not None:
+                progress(len(chunk))
 
         try:
-            for chunk in chunks:
+            chunk = first
+            while chunk:
                 checked = self._validate(chunk)
-                if not conns:
-                    conns.extend(self._open_worker() for _ in range(n))
-                collect()
-                total.duplicates += checked.duplicates
-                total.dropped_properties += checked.dropped_properties
-                parts: list[list[tuple]] = [[] for _ in range(n)]
-                for row in checked.rows:
-                    key = row[R_SESSION] or row[R_USER]
-                    parts[hash(key) % n].append(row)
                 for i, conn in enumerate(conns):
-                    rejected = checked.rejected if i == 0 else []
-                    if parts[i] or rejected:
-                        pending.append(
-                            pool.submit(
-                                self._store_in_transaction,
-                                conn, parts[i], rejected, chunk, None, checked.now,
-                            )
-                        )  # fmt: skip
-                pending_size = len(chunk)
+                    if conn is None:
+                        conns[i] = self._open_worker()
+                collect()
+                if checked.cuts:  # an event_id repeated in the chunk: stored segment by segment
+                    total.add(self._store_checked(checked, chunk, None))
+                    run.settled(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                    chunk = run.next_chunk()
+                    continue
+                total.dropped_properties += checked.dropped_properties
+                pending = self._submit(pool, conns, checked, chunk)
+                chunk = run.next_chunk()
             collect()
+        except Exception as err:
+            for share in pending:  # what the workers still finished counts
+                if share.future.exception() is None:
+                    total.add(share.future.result())
+                    run.settled_indices(share.indices())
+            raise run.incomplete(err) from err
         finally:
-            for future in pending:
-                future.exception()
+            for share in pending:
+                share.future.exception()
             pool.shutdown(wait=True)
             for conn in conns:
-                conn.close()
+                _close_quietly(conn)
         return _sorted(total)
 
     # ------------------------------------------------------------------ internals
+
+    def _submit(
+        self,
+        pool: ThreadPoolExecutor,
+        conns: list[psycopg.Connection | None],
+        checked: _Checked,
+        chunk: list[tuple[int, Any]],
+    ) -> list[_Share]:
+        """Hand a validated chunk to the workers: rows split by session (by learner for events
+        without one), the rejections to the first worker."""
+        n = len(conns)
+        parts: list[list[tuple]] = [[] for _ in range(n)]
+        for row in checked.rows:
+            key = row[R_SESSION] or row[R_USER]
+            parts[hash(key) % n].append(row)
+        shares = []
+        for i, conn in enumerate(conns):
+            rejected = checked.rejected if i == 0 else []
+            if parts[i] or rejected:
+                future = pool.submit(
+                    self._store_in_transaction,
+                    conn, parts[i], list(rejected), chunk, None, checked.now,
+                )  # fmt: skip
+                shares.append(_Share(future, parts[i], rejected, chunk, checked.now, i))
+        return shares
+
+    def _store_share(self, share: _Share) -> BatchResult:
+        """Store a worker's share on the Tracker's own connection (the worker failed)."""
+        self._commit_pending()
+        rejected = list(share.rejected)
+        return self._store(self.conn, share.rows, rejected, share.chunk, None, share.now)
 
     def _commit_pending(self) -> None:
         """Commit what the caller left open on the connection (the Tracker owns its commits)."""
@@ -744,7 +937,8 @@ class Tracker:
         ahead = max(3, _months_between(this_month, hi) + 1)
         with self._transaction():
             self.conn.execute(
-                "select app.ensure_study_event_partitions(%s, %s)", (min(earliest, latest), ahead)
+                "select app.ensure_study_event_partitions(%s, %s)",
+                (_utc(min(earliest, latest)), ahead),
             )
         # The function made every month from `earliest`'s to `ahead` months after the server's
         # now; count one month less in case the server's clock is a month behind ours.
@@ -772,11 +966,19 @@ class Tracker:
             return "{}"
         try:
             text = json.dumps(props, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        except ValueError:
-            errors.append(FieldError("properties", "NaN and Infinity are not valid JSON"))
+        except (ValueError, TypeError, RecursionError):
+            reason = _unserialisable(props, self.max_properties_depth)
+            errors.append(FieldError("properties", reason))
             return None
-        except (TypeError, RecursionError) as err:
-            errors.append(FieldError("properties", f"not JSON-serialisable: {show(str(err), 80)}"))
+        # Nesting, cheaply on the hot path: a text shorter than twice the limit, or with fewer
+        # opening brackets than it, cannot nest deeper; only other texts are walked.
+        depth = self.max_properties_depth
+        if (
+            len(text) > 2 * depth
+            and text.count("{") + text.count("[") > depth
+            and _depth(props, depth) > depth
+        ):
+            errors.append(FieldError("properties", _too_deep(self.max_properties_depth)))
             return None
         if text.isascii():
             size = len(text)
@@ -810,6 +1012,69 @@ class Tracker:
         if dropped:
             self._dropped[idx] = dropped
         return kept
+
+    def _times(
+        self, ev: Event, now: datetime, errors: list[FieldError]
+    ) -> tuple[datetime, datetime]:
+        """(occurred_at, receive time) of an event, appending to ``errors`` what is wrong with
+        them. Any offset Python accepts is fine (rows reach the database as UTC); a tzinfo that
+        fails or gives an offset Python refuses is an error of the field, not of the tracker."""
+        received = now
+        if self.trust_received_at and ev.received_at is not None:
+            rec = ev.received_at
+            try:
+                if not isinstance(rec, datetime) or rec.tzinfo is None or rec.utcoffset() is None:
+                    errors.append(
+                        FieldError(
+                            "received_at", f"must be a timezone-aware datetime, got {show(rec)}"
+                        )
+                    )
+                elif not EARLIEST_TIME <= rec <= now + self.max_future:
+                    errors.append(
+                        FieldError(
+                            "received_at",
+                            f"must be between {EARLIEST_TIME:%Y-%m-%d} and "
+                            f"{_duration(self.max_future)} after the tracker's clock, "
+                            f"got {show(rec)}",
+                        )
+                    )
+                else:
+                    received = rec
+            except Exception as err:  # noqa: BLE001 - a tzinfo of the client's making failed
+                errors.append(FieldError("received_at", _bad_zone(err)))
+        occurred = ev.occurred_at
+        try:
+            if not isinstance(occurred, datetime):
+                errors.append(
+                    FieldError("occurred_at", f"must be a datetime, got {show(occurred)}")
+                )
+            elif occurred.tzinfo is None or occurred.utcoffset() is None:
+                errors.append(
+                    FieldError(
+                        "occurred_at", f"must be timezone-aware, got naive {occurred.isoformat()}"
+                    )
+                )
+            else:
+                ahead = occurred - received
+                if ahead > self.max_future:
+                    errors.append(
+                        FieldError(
+                            "occurred_at",
+                            f"{occurred.isoformat()} is more than {_duration(self.max_future)} "
+                            f"after the receive time {received.isoformat()}",
+                        )
+                    )
+                elif -ahead > self.max_past:
+                    errors.append(
+                        FieldError(
+                            "occurred_at",
+                            f"{occurred.isoformat()} is more than {_duration(self.max_past)} "
+                            f"before the receive time {received.isoformat()}",
+                        )
+                    )
+        except Exception as err:  # noqa: BLE001 - as above
+            errors.append(FieldError("occurred_at", _bad_zone(err)))
+        return occurred, received
 
     def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
         """The batch-table row of one event, or every problem it has (or ``_MISS`` when a
@@ -865,42 +1130,7 @@ class Tracker:
                 FieldError("session_id", f"must be a UUID or null, got {show(session_id)}")
             )
 
-        received = now
-        if self.trust_received_at and ev.received_at is not None:
-            rec = ev.received_at
-            if not isinstance(rec, datetime) or rec.tzinfo is None or rec.utcoffset() is None:
-                errors.append(
-                    FieldError("received_at", f"must be a timezone-aware datetime, got {show(rec)}")
-                )
-            else:
-                received = rec
-        occurred = ev.occurred_at
-        if not isinstance(occurred, datetime):
-            errors.append(FieldError("occurred_at", f"must be a datetime, got {show(occurred)}"))
-        elif occurred.tzinfo is None or occurred.utcoffset() is None:
-            errors.append(
-                FieldError(
-                    "occurred_at", f"must be timezone-aware, got naive {occurred.isoformat()}"
-                )
-            )
-        else:
-            ahead = occurred - received
-            if ahead > self.max_future:
-                errors.append(
-                    FieldError(
-                        "occurred_at",
-                        f"{occurred.isoformat()} is more than {_duration(self.max_future)} "
-                        f"after the receive time {received.isoformat()}",
-                    )
-                )
-            elif -ahead > self.max_past:
-                errors.append(
-                    FieldError(
-                        "occurred_at",
-                        f"{occurred.isoformat()} is more than {_duration(self.max_past)} "
-                        f"before the receive time {received.isoformat()}",
-                    )
-                )
+        occurred, received = self._times(ev, now, errors)
 
         props = ev.properties
         end_reason = None
@@ -940,7 +1170,7 @@ class Tracker:
                         self._want_questions.add(q)
                         missed = True
                     else:
-                        errors.append(FieldError("question_id", f"unknown question {q}"))
+                        errors.append(FieldError("question_id", f"unknown question {show(q)}"))
             sel = ev.selected_answer
             if sel is not None and (type(sel) is not str or sel not in ANSWERS):
                 errors.append(
@@ -985,7 +1215,7 @@ class Tracker:
                     self._want_materials.add(m)
                     missed = True
                 else:
-                    errors.append(FieldError("material_id", f"unknown material {m}"))
+                    errors.append(FieldError("material_id", f"unknown material {show(m)}"))
             itype = ev.interaction_type
             if type(itype) is not str or itype not in INTERACTION_TYPES:
                 errors.append(
@@ -1051,8 +1281,9 @@ class Tracker:
         )  # fmt: skip
 
     def _validate(self, chunk: list[tuple[int, Any]]) -> _Checked:
-        """Validate every event, drop repeats inside the chunk and make sure the partitions
-        exist. Touches the database only for cache misses and for months not seen yet."""
+        """Validate every event, cut the rows into segments where an event_id repeats and make
+        sure the partitions exist. Touches the database only for cache misses and for months not
+        seen yet."""
         checked = _Checked(now=datetime.now(UTC))
         now = checked.now
         self._dropped.clear()
@@ -1062,7 +1293,10 @@ class Tracker:
         missed: list[tuple[int, Any]] = []
         self._defer_misses = True
         for idx, ev in chunk:
-            out = prepare(idx, ev, now)
+            try:
+                out = prepare(idx, ev, now)
+            except Exception as err:  # noqa: BLE001 - input no check foresaw: refuse that event
+                out = [_unexpected(err)]
             if type(out) is tuple:
                 prepared.append(out)
             elif out is _MISS:
@@ -1075,7 +1309,10 @@ class Tracker:
             self._lookup_missing()
             self._defer_misses = False
             for idx, ev in missed:
-                out = prepare(idx, ev, now)
+                try:
+                    out = prepare(idx, ev, now)
+                except Exception as err:  # noqa: BLE001 - as above
+                    out = [_unexpected(err)]
                 if type(out) is tuple:
                     prepared.append(out)
                 else:
@@ -1088,25 +1325,23 @@ class Tracker:
             self._large_properties = False
             prepared = self._check_stored_sizes(prepared, rejected)
 
-        # Repeats inside the chunk: the first occurrence is kept.
-        rows = checked.rows
-        first_seen: dict[int, tuple] = {}
-        for row in prepared:
+        # An event_id repeated within the chunk starts a new segment: segments are stored one
+        # after the other, so the database compares a repeat with what is stored by then, as
+        # sending the events one by one does (the first occurrence that is stored wins).
+        checked.rows = prepared
+        seen: set[int] = set()
+        for n, row in enumerate(prepared):
             key = row[R_EVENT_ID].int
-            first = first_seen.get(key)
-            if first is None:
-                first_seen[key] = row
-                rows.append(row)
-            elif _stored_content(first) == _stored_content(row):
-                checked.duplicates += 1
-            else:
-                rejected.append((row[R_IDX], [_repeat_error()]))
-        if rows:
-            occurred = [r[R_OCCURRED] for r in rows]
-            self._ensure_partitions(min(occurred), max(occurred))
+            if key in seen:
+                checked.cuts.append(n)
+                seen = set()
+            seen.add(key)
         if self._dropped:
             checked.dropped_properties = sum(self._dropped.values())
             self.dropped_properties += checked.dropped_properties
+        if prepared:
+            occurred = [r[R_OCCURRED] for r in prepared]
+            self._ensure_partitions(min(occurred), max(occurred))
         return checked
 
     def _check_stored_sizes(
@@ -1150,12 +1385,59 @@ class Tracker:
         Returns the counts and, in batch order, the errors of each rejected event."""
         checked = self._validate(chunk)
         self._commit_pending()
-        result = self._store_in_transaction(
-            self.conn, checked.rows, checked.rejected, chunk, raw, checked.now
-        )
-        result.duplicates += checked.duplicates
-        result.dropped_properties = checked.dropped_properties
+        result = self._store_checked(checked, chunk, raw)
         return result, [errs for _, errs in sorted(checked.rejected, key=lambda r: r[0])]
+
+    def _store_checked(
+        self, checked: _Checked, chunk: list[tuple[int, Any]], raw: dict[int, Any] | None
+    ) -> BatchResult:
+        """Store a validated chunk on the Tracker's own connection, segment after segment;
+        every rejection ends up in ``checked.rejected``."""
+        result = BatchResult(dropped_properties=checked.dropped_properties)
+        for n, rows in enumerate(checked.segments()):
+            rejected = checked.rejected if n == 0 else []
+            result.add(self._store(self.conn, rows, rejected, chunk, raw, checked.now))
+            if n:
+                checked.rejected.extend(rejected)
+        return result
+
+    def _store(
+        self,
+        conn: psycopg.Connection,
+        rows: list[tuple],
+        rejected: list[tuple[int, list[FieldError]]],
+        chunk: list[tuple[int, Any]],
+        raw: dict[int, Any] | None,
+        now: datetime,
+    ) -> BatchResult:
+        """``_store_in_transaction``, except that an event the database refuses although it
+        passed validation costs only itself: the rows are stored in halves, down to the one that
+        fails, which is rejected with the database's reason. Each part is applied in order, so
+        the outcome is what storing the events one by one gives. Other errors (a lost
+        connection, ...) are raised; nothing of the failed transaction was committed."""
+        attempt = list(rejected)
+        try:
+            result = self._store_in_transaction(conn, rows, attempt, chunk, raw, now)
+        except _INPUT_FAULTS as err:
+            if conn.broken or conn.closed:
+                raise
+            if not rows:  # recording the rejections failed: record them plainly
+                return _record_plainly(conn, rejected, now)
+            if len(rows) == 1:
+                rejected.append((rows[0][R_IDX], [_refused(err)]))
+                return self._store(conn, [], rejected, chunk, raw, now)
+            result = BatchResult()
+            if rejected:
+                result = self._store(conn, [], rejected, chunk, raw, now)
+            mid = len(rows) // 2
+            for part in (rows[:mid], rows[mid:]):
+                found: list[tuple[int, list[FieldError]]] = []
+                result.add(self._store(conn, part, found, chunk, raw, now))
+                rejected.extend(found)
+            rejected.sort(key=_first)
+            return result
+        rejected[:] = attempt
+        return result
 
     def _store_in_transaction(
         self,
@@ -1165,49 +1447,70 @@ class Tracker:
         chunk: list[tuple[int, Any]],
         raw: dict[int, Any] | None,
         now: datetime,
+        passive: Set[int] = frozenset(),
     ) -> BatchResult:
         """Store validated rows and record rejections, in one transaction on ``conn``. Events
         refused here (session of another learner, repeat with other content) are appended to
-        ``rejected``."""
+        ``rejected``. Rows in ``passive`` are known to be stored already: their sessions are
+        only checked."""
         result = BatchResult()
-        with conn.transaction():
-            rows = self._lock_learners(conn, rows, rejected)
-            sessions = _Sessions(conn, rows, self.idle_timeout)
-            rows = sessions.apply(rows, rejected)
-            if rows:
-                stored, not_new, repeats = _write(conn, rows, rejected)
-                result.accepted = stored
-                result.duplicates = repeats
-                if not_new:  # rare: replay the sessions without the rows already stored
-                    sessions.reset()
-                    sessions.apply([r for r in rows if r[R_IDX] not in not_new], [])
-            sessions.save()
-            if rejected:
-                rejected.sort(key=lambda item: item[0])
-                base = chunk[0][0]
-                erased = _erased_learners(conn, rejected)
-                items = []
-                for n, (idx, errs) in enumerate(rejected):
-                    ev = chunk[idx - base][1]
-                    uid = getattr(ev, "user_id", None)
-                    if type(uid) is UUID and uid.int in erased:
-                        # Keep no data about an erased learner: not even who the event claimed.
-                        errs = [FieldError("user_id", ERASED_MESSAGE)]
-                        rejected[n] = (idx, errs)
-                        payload = {
-                            "event_id": str(getattr(ev, "event_id", "")),
-                            "event_type": getattr(ev, "event_type", None),
-                        }
-                        items.append((payload, None, str(ValidationError(errs))))
-                        continue
-                    payload = raw[idx] if raw is not None and idx in raw else ev
-                    items.append(
-                        (payload, uid if type(uid) is UUID else None, str(ValidationError(errs)))
-                    )
-                _insert_rejections(conn, items, now, self.declared.clean)
+        given, first = rows, len(rejected)
+        try:
+            with conn.transaction():
+                rows = self._lock_learners(conn, rows, rejected)
+                sessions = _Sessions(conn, rows, self.idle_timeout)
+                rows = sessions.apply(rows, rejected, passive)
+                refused = len(rejected) > first
+                if rows:
+                    stored, not_new, same = _write(conn, rows, rejected)
+                    result.accepted = stored
+                    result.duplicates = same
+                    if refused and not not_new <= passive:
+                        raise _Rerun(not_new | passive)
+                    if not_new:  # rare: replay the sessions without the rows already stored
+                        sessions.reset()
+                        sessions.apply([r for r in rows if r[R_IDX] not in not_new], [])
+                sessions.save()
+                if rejected:
+                    self._record_rejections(conn, rejected, chunk, raw, now)
+        except _Rerun as rerun:
+            # A row already stored took part in the sessions and may have cost another row its
+            # place: again, with the stored rows only checked, as one by one would do (until no
+            # more such rows turn up; each round adds at least one).
+            del rejected[first:]
+            return self._store_in_transaction(conn, given, rejected, chunk, raw, now, rerun.stored)
         result.rejected = len(rejected)
         result.rejections = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
         return result
+
+    def _record_rejections(
+        self,
+        conn: psycopg.Connection,
+        rejected: list[tuple[int, list[FieldError]]],
+        chunk: list[tuple[int, Any]],
+        raw: dict[int, Any] | None,
+        now: datetime,
+    ) -> None:
+        rejected.sort(key=lambda item: item[0])
+        base = chunk[0][0]
+        erased = _erased_learners(conn, rejected)
+        items = []
+        for n, (idx, errs) in enumerate(rejected):
+            ev = chunk[idx - base][1]
+            uid = _attr(ev, "user_id")
+            if type(uid) is UUID and uid.int in erased:
+                # Keep no data about an erased learner: not even who the event claimed.
+                errs = [FieldError("user_id", ERASED_MESSAGE)]
+                rejected[n] = (idx, errs)
+                payload = {
+                    "event_id": _attr(ev, "event_id"),
+                    "event_type": _attr(ev, "event_type"),
+                }
+                items.append((payload, None, str(ValidationError(errs))))
+                continue
+            payload = raw[idx] if raw is not None and idx in raw else ev
+            items.append((payload, uid if type(uid) is UUID else None, str(ValidationError(errs))))
+        _insert_rejections(conn, items, now, self.declared.clean)
 
     def _lock_learners(
         self,
@@ -1237,16 +1540,109 @@ class Tracker:
         return kept
 
 
+class _Rerun(Exception):  # noqa: N818 - control flow inside the tracker, never escapes
+    """Roll back and store the rows again, with ``stored`` (batch indices) already stored."""
+
+    def __init__(self, stored: set[int]) -> None:
+        self.stored = stored
+
+
+class BatchIncomplete(RuntimeError):
+    """``track_batch`` stopped before settling every event: the connection or the server failed,
+    or the caller's iterator of events raised (bad events never do this: they are rejected).
+    ``result`` counts what was committed; ``unsettled`` lists the batch indices of events read
+    but not known to be stored or rejected, and events from index ``read`` on were not read.
+    Sending those again is safe: an event that was stored after all counts as a duplicate."""
+
+    def __init__(self, result: BatchResult, unsettled: list[int], read: int, cause: Exception):
+        self.result = result
+        self.unsettled = unsettled
+        self.read = read
+        super().__init__(
+            f"the batch stopped: {result.accepted} events stored, {result.duplicates} duplicates "
+            f"and {result.rejected} rejected were committed; {len(unsettled)} events were not "
+            f"(see .unsettled) and events from index {read} on were not read: {show(cause, 300)}"
+        )
+
+
+class _BatchRun:
+    """The chunks of one ``track_batch`` call and which of their events are settled yet."""
+
+    def __init__(self, numbered: Iterable[tuple[int, Any]], chunk_size: int) -> None:
+        self.numbered = iter(numbered)
+        self.chunk_size = chunk_size
+        self.total = BatchResult()
+        self.read = 0
+        self.open: dict[int, None] = {}  # indices read, not settled (insertion-ordered)
+
+    def next_chunk(self) -> list[tuple[int, Any]]:
+        chunk = list(itertools.islice(self.numbered, self.chunk_size))
+        self.read += len(chunk)
+        self.open.update(dict.fromkeys(i for i, _ in chunk))
+        return chunk
+
+    def settled(self, chunk: list[tuple[int, Any]]) -> None:
+        self.settled_indices(i for i, _ in chunk)
+
+    def settled_indices(self, indices: Iterable[int]) -> None:
+        for i in indices:
+            self.open.pop(i, None)
+
+    def incomplete(self, err: Exception) -> BatchIncomplete:
+        return BatchIncomplete(_sorted(self.total), sorted(self.open), self.read, err)
+
+
+@dataclass
+class _Share:
+    """One worker's part of a chunk, kept to store it again if the worker's transaction fails."""
+
+    future: Future[BatchResult]
+    rows: list[tuple]
+    rejected: list[tuple[int, list[FieldError]]]
+    chunk: list[tuple[int, Any]]
+    now: datetime
+    worker: int
+
+    def indices(self) -> list[int]:
+        return [r[R_IDX] for r in self.rows] + [i for i, _ in self.rejected]
+
+
+def _close_quietly(conn: psycopg.Connection | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a connection that already failed
+            pass
+
+
 @dataclass
 class _Checked:
-    """One validated chunk: rows for the batch table, rejections, repeats within the chunk."""
+    """One validated chunk: rows for the batch table (in segments when an event_id repeats),
+    and the rejections."""
 
     now: datetime
     rows: list[tuple] = field(default_factory=list)
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
-    duplicates: int = 0
+    cuts: list[int] = field(default_factory=list)  # where a segment of rows starts, after the 1st
     dropped_properties: int = 0
 
+    def segments(self) -> list[list[tuple]]:
+        """The rows, split before every row that repeats an event_id of its segment."""
+        bounds = [0, *self.cuts, len(self.rows)]
+        return [self.rows[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+# Errors the database (or psycopg, dumping a row) raises for one bad row rather than for the
+# connection or the server: the rows are then stored in halves to find it (Tracker._store).
+_INPUT_FAULTS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+)
 
 _MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
 
@@ -1280,6 +1676,24 @@ def _erased_learners(
     return {claimed[r[0]] for r in rows}
 
 
+def _refused(err: Exception) -> FieldError:
+    """The rejection of an event the database refused."""
+    primary = getattr(getattr(err, "diag", None), "message_primary", None)
+    message = primary[:200] if isinstance(primary, str) else show(err, 200)
+    return FieldError("event", f"refused by the database: {message}")
+
+
+def _record_plainly(
+    conn: psycopg.Connection, rejected: list[tuple[int, list[FieldError]]], now: datetime
+) -> BatchResult:
+    """Last resort when recording rejections with their payloads failed: without payloads."""
+    reasons = [(idx, str(ValidationError(errs))) for idx, errs in rejected]
+    items = [({"payload": "not kept: it could not be recorded"}, None, r) for _, r in reasons]
+    with conn.transaction():
+        _insert_rejections(conn, items, now)
+    return BatchResult(rejected=len(rejected), rejections=reasons)
+
+
 def _insert_rejections(
     conn: psycopg.Connection,
     items: list[tuple[Any, UUID | None, str]],
@@ -1291,7 +1705,9 @@ def _insert_rejections(
     params = []
     for payload, user_id, reason in items:
         text, size = rejected_payload(payload, clean_properties)
-        params.append([now, user_id, text, size, mask_personal_data(reason)])
+        size = min(size, INT4_MAX)  # payload_bytes is an integer column
+        reason = _storable(mask_personal_data(reason), REASON_LIMIT)
+        params.append([now, user_id, text, size, reason])
     _redact_erased_ids(conn, params)
     with conn.cursor() as cur:
         cur.executemany(INSERT_REJECTED, params)
@@ -1318,6 +1734,16 @@ def _redact_erased_ids(conn: psycopg.Connection, params: list[list[Any]]) -> Non
             row[2], row[4] = redact_ids(row[2], erased), redact_ids(row[4], erased)
 
 
+def _storable(text: str, limit: int) -> str:
+    """``text`` as PostgreSQL text can hold it: no NUL, no lone surrogate, at most ``limit``
+    characters."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if not text.isascii():
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text.replace("\x00", "\\u0000")
+
+
 class _Sessions:
     """The study_sessions rows a set of rows touches: fetched (and locked) once, updated in
     arrival order by ``apply_session_event``, saved with one COPY and one upsert."""
@@ -1336,9 +1762,15 @@ class _Sessions:
     def reset(self) -> None:
         self.states: dict[int, list[Any]] = {k: list(v) for k, v in self.fetched.items()}
 
-    def apply(self, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]) -> list[tuple]:
+    def apply(
+        self,
+        rows: list[tuple],
+        rejected: list[tuple[int, list[FieldError]]],
+        passive: Set[int] = frozenset(),
+    ) -> list[tuple]:
         """Apply the rows' events; refuse (into ``rejected``) events whose session belongs to
-        another learner. Returns the rows kept."""
+        another learner. Rows whose batch index is in ``passive`` (already stored) are checked
+        but change nothing. Returns the rows kept."""
         if not self.ids:
             return rows
         states = self.states
@@ -1355,6 +1787,9 @@ class _Sessions:
                 error = FieldError("session_id", f"session {sid} belongs to another learner")
                 rejected.append((r[R_IDX], [error]))
                 continue
+            if passive and r[R_IDX] in passive:
+                kept.append(r)
+                continue
             new = apply_session_event(
                 state, r[R_USER], r[R_OCCURRED], r[R_TYPE], r[R_END_REASON], idle
             )
@@ -1369,8 +1804,11 @@ class _Sessions:
         ids = self.ids
         with self.conn.cursor() as cur:
             with cur.copy("copy pg_temp.tracker_sessions from stdin") as copy:
-                for key, state in self.states.items():
-                    copy.write_row((ids[key], *state))
+                for key, (user_id, started, last, ended, reason) in self.states.items():
+                    # In UTC: text COPY would send an offset PostgreSQL refuses (beyond +/-15:59).
+                    copy.write_row(
+                        (ids[key], user_id, _utc(started), _utc(last), _utc(ended), reason)
+                    )
             cur.execute(UPSERT_SESSIONS)
 
 

@@ -5,7 +5,10 @@ caches (event catalogue, learners, question bank, materials); this module holds
 what those checks share:
 
 - ``FieldError`` / ``ValidationError``: every problem of one event, each naming its field.
-- ``event_from_payload``: raw JSON from a client -> a typed ``Event`` (or a ValidationError).
+- ``parse_json``: raw JSON from a client -> its object, or a ValidationError (text over
+  ``MAX_PAYLOAD_BYTES`` is refused unparsed, an object repeating a key is refused).
+- ``event_from_payload``: that object -> a typed ``Event`` (or a ValidationError).
+- ``show``: a short description of any value for an error message; never raises.
 - ``anonymise_ip``: IPv4 -> its /24 network, IPv6 -> its /48 network; the full address never
   reaches the database.
 - ``mask_personal_data``: free text with every e-mail address replaced by a placeholder and every
@@ -15,7 +18,7 @@ what those checks share:
   keeps, and the text with the ones of given hashes (erased learners) replaced.
 - ``rejected_payload``: the text kept in ``app.rejected_events``: the IP replaced by its prefix,
   e-mail addresses and anything else that looks like an IP address masked, truncated to
-  ``REJECTED_PAYLOAD_LIMIT`` bytes.
+  ``REJECTED_PAYLOAD_LIMIT`` bytes; never raises, whatever the payload holds.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +40,9 @@ from python_jobs.ingest.events import EVENT_CLASSES, Event, GenericEvent
 
 REJECTED_PAYLOAD_LIMIT = 65536
 """Bytes of a rejected payload kept in app.rejected_events (payload_bytes keeps the full size)."""
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Raw JSON longer than this is refused without being parsed (``properties`` may hold at most
+64 KiB, so no valid event comes near it)."""
 
 UUID_FIELDS = frozenset({"event_id", "user_id", "session_id"})
 DATETIME_FIELDS = frozenset({"occurred_at", "received_at"})
@@ -67,8 +74,17 @@ class ValidationError(ValueError):
 
 
 def show(value: Any, limit: int = 60) -> str:
-    """A short repr of a bad value for an error message (a 10 MB string stays short)."""
-    text = repr(value)
+    """A short repr of a bad value for an error message (a 10 MB string stays short). Never
+    raises: an integer too long to print, a structure nested too deeply for ``repr`` or an object
+    whose ``__repr__`` fails are described instead."""
+    if type(value) is int and value.bit_length() > 256:  # over 77 digits: past any limit
+        digits = int(value.bit_length() * 0.30103) + 1
+        text = f"<integer of about {digits} digits>"
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # noqa: BLE001 - describing bad input must not fail
+            text = f"<unprintable {type(value).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -229,49 +245,25 @@ def event_as_payload(event: Event) -> dict[str, Any]:
 
 
 def rejected_payload(
-    payload: str | bytes | Mapping[str, Any] | Event,
-    clean_properties: PropertiesFilter | None = None,
+    payload: Any, clean_properties: PropertiesFilter | None = None
 ) -> tuple[str, int]:
-    """(text to store, original size in bytes) for app.rejected_events.
+    """(text to store, original size in bytes) for app.rejected_events. Never raises.
 
     The ``ip`` field is replaced by its network (or a placeholder when it is not an address), the
     ``properties`` of a payload that parses keep what ``clean_properties`` keeps (the declared
-    keys: no undeclared key, such as a name, is stored for a refused event either), any
-    other IP-looking text and every e-mail address are masked, and the text is cut to
-    REJECTED_PAYLOAD_LIMIT bytes.
+    keys: no undeclared key, such as a name, is stored for a refused event either), any other
+    IP-looking text and every e-mail address are masked, and the text is cut to
+    REJECTED_PAYLOAD_LIMIT bytes. Input that cannot be serialised as it is (nested too deeply,
+    numbers too long to print, objects whose ``__str__`` fails, ...) is kept as a bounded,
+    best-effort JSON rendering.
     """
-    if isinstance(payload, Event):
-        payload = event_as_payload(payload)
-    if isinstance(payload, bytes):
-        text = payload.decode("utf-8", errors="replace")
-        size = len(payload)
+    try:
+        text, size = _payload_text(payload, clean_properties)
+    except Exception:  # noqa: BLE001 - the rejection path must not fail on any input
         try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            text = json.dumps(
-                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
-            )
-    elif isinstance(payload, str):
-        size = len(payload.encode("utf-8", errors="surrogatepass"))
-        try:
-            parsed = json.loads(payload)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            text = json.dumps(
-                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
-            )
-        else:
-            text = payload
-    else:
-        try:
-            text = json.dumps(
-                _redact_fields(payload, clean_properties), ensure_ascii=False, default=str
-            )
-        except (ValueError, TypeError, RecursionError):
-            text = show(payload, REJECTED_PAYLOAD_LIMIT)
+            text = _fallback_text(payload, clean_properties)
+        except Exception:  # noqa: BLE001
+            text = json.dumps(f"<{type(payload).__name__} that could not be shown>")
         size = len(text.encode("utf-8", errors="surrogatepass"))
     # Mask a little beyond the cut so an address straddling it is masked before being cut.
     head = mask_personal_data(text[: REJECTED_PAYLOAD_LIMIT + 320])
@@ -286,6 +278,130 @@ def rejected_payload(
             end -= 1
         stored = stored[:end]
     return stored.replace("\x00", "\\u0000"), size
+
+
+def _payload_text(payload: Any, clean_properties: PropertiesFilter | None) -> tuple[str, int]:
+    """The payload as JSON text (its fields redacted) and its size; may raise."""
+    if isinstance(payload, Event):
+        payload = event_as_payload(payload)
+    if isinstance(payload, bytes | bytearray | memoryview):
+        raw = bytes(payload)
+        size = len(raw)
+        text = raw.decode("utf-8", errors="replace")
+        parsed = _loads_quietly(text) if size <= MAX_PAYLOAD_BYTES else None
+        if isinstance(parsed, dict):
+            text = json.dumps(
+                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
+            )
+    elif isinstance(payload, str):
+        size = len(payload.encode("utf-8", errors="surrogatepass"))
+        parsed = _loads_quietly(payload) if size <= MAX_PAYLOAD_BYTES else None
+        if isinstance(parsed, dict):
+            text = json.dumps(
+                _redact_fields(parsed, clean_properties), ensure_ascii=False, default=str
+            )
+        else:
+            text = payload
+    else:
+        text = json.dumps(
+            _redact_fields(payload, clean_properties), ensure_ascii=False, default=str
+        )
+        size = len(text.encode("utf-8", errors="surrogatepass"))
+    return text, size
+
+
+def _fallback_text(payload: Any, clean_properties: PropertiesFilter | None) -> str:
+    data = event_as_payload(payload) if isinstance(payload, Event) else payload
+    if isinstance(data, Mapping):
+        try:
+            data = _redact_fields(data, clean_properties)
+        except Exception:  # noqa: BLE001 - a broken mapping is shown as it is
+            pass
+    return _safe_json(data)
+
+
+def _loads_quietly(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+SAFE_JSON_DEPTH = 32
+"""How deep ``_safe_json`` renders nested containers of a payload that would not serialise."""
+
+
+def _safe_json(value: Any) -> str:
+    """A bounded JSON rendering of anything, for a rejected payload that json.dumps refused:
+    containers deeper than SAFE_JSON_DEPTH, or past REJECTED_PAYLOAD_LIMIT items, are elided;
+    anything that is not a JSON value is shown by ``show``. Iterative: no recursion to overflow."""
+    out: list[str] = []
+    budget = REJECTED_PAYLOAD_LIMIT
+    # A stack of pending work: values to render, or literal text to emit.
+    stack: list[tuple[bool, Any, int]] = [(False, value, 0)]
+    while stack and budget > 0:
+        literal, item, depth = stack.pop()
+        if literal:
+            out.append(item)
+            budget -= len(item)
+            continue
+        piece = _scalar_json(item)
+        if piece is None:
+            if depth >= SAFE_JSON_DEPTH:
+                piece = json.dumps(f"<{type(item).__name__} nested too deeply>")
+            elif isinstance(item, Mapping):
+                todo: list[tuple[bool, Any, int]] = [(True, "{", 0)]
+                for n, (key, val) in enumerate(_items(item)):
+                    if n >= REJECTED_PAYLOAD_LIMIT // 4:
+                        break
+                    sep = ", " if n else ""
+                    name = key if type(key) is str else show(key)
+                    todo += [(True, sep + json.dumps(name) + ": ", 0), (False, val, depth + 1)]
+                todo.append((True, "}", 0))
+                stack.extend(reversed(todo))
+                continue
+            elif isinstance(item, list | tuple):
+                todo = [(True, "[", 0)]
+                for n, val in enumerate(item[: REJECTED_PAYLOAD_LIMIT // 4]):
+                    todo += [(True, ", " if n else "", 0), (False, val, depth + 1)]
+                todo.append((True, "]", 0))
+                stack.extend(reversed(todo))
+                continue
+            else:
+                piece = json.dumps(_describe(item), ensure_ascii=False)
+        out.append(piece)
+        budget -= len(piece)
+    return "".join(out)
+
+
+def _describe(value: Any) -> str:
+    """str() of an id or a time (as json.dumps(default=str) shows them), else ``show``."""
+    if isinstance(value, UUID | datetime):
+        try:
+            return str(value)
+        except Exception:  # noqa: BLE001 - e.g. a tzinfo whose utcoffset raises
+            pass
+    return show(value, 200)
+
+
+def _items(mapping: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+    try:
+        return list(mapping.items())
+    except Exception:  # noqa: BLE001 - a broken mapping is shown as empty
+        return []
+
+
+def _scalar_json(value: Any) -> str | None:
+    """JSON text of a scalar (str, bool, None, a printable int, a finite float), else None."""
+    if value is None or type(value) is bool:
+        return json.dumps(value)
+    if type(value) is str:
+        return json.dumps(value, ensure_ascii=False)
+    if type(value) is int:
+        return json.dumps(show(value)) if value.bit_length() > 64 else str(value)
+    if type(value) is float:
+        return repr(value) if math.isfinite(value) else json.dumps(repr(value))
+    return None
 
 
 # --------------------------------------------------------------------------- raw JSON payloads
@@ -337,16 +453,30 @@ def _convert(name: str, value: Any, errors: list[FieldError]) -> Any:
     return value
 
 
-def parse_json(payload: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON object of a payload, or ValidationError naming what is wrong with it."""
+def parse_json(payload: Any) -> dict[str, Any]:
+    """The JSON object of a payload, or ValidationError naming what is wrong with it.
+
+    Text over MAX_PAYLOAD_BYTES is refused unparsed; an object with a repeated key (at any depth)
+    is refused, as different parsers would keep different values of it."""
     if isinstance(payload, Mapping):
-        return dict(payload)
+        try:
+            return dict(payload)
+        except Exception as err:  # noqa: BLE001 - a mapping that cannot be read is bad input
+            raise ValidationError(
+                [FieldError("payload", f"could not be read: {type(err).__name__}")]
+            ) from None
     if not isinstance(payload, str | bytes | bytearray):
         raise ValidationError(
             [FieldError("payload", f"must be JSON text, got {type(payload).__name__}")]
         )
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        unit = "characters" if isinstance(payload, str) else "bytes"
+        message = f"{len(payload)} {unit}, over the {MAX_PAYLOAD_BYTES}-byte limit"
+        raise ValidationError([FieldError("payload", message)])
     try:
-        data = json.loads(payload)
+        data = json.loads(payload, object_pairs_hook=_unique_keys)
+    except _RepeatedKeyError as err:
+        raise ValidationError([FieldError("payload", str(err))]) from None
     except (ValueError, RecursionError) as err:
         raise ValidationError(
             [FieldError("payload", f"malformed JSON: {show(str(err), 120)}")]
@@ -355,6 +485,21 @@ def parse_json(payload: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
         raise ValidationError(
             [FieldError("payload", f"must be a JSON object, got {type(data).__name__}")]
         )
+    return data
+
+
+class _RepeatedKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKeyError(f"repeated key {show(key, 40)} in a JSON object")
+            seen.add(key)
     return data
 
 
