@@ -635,3 +635,76 @@ def test_every_model_has_an_owning_group(manifest: Manifest):
     ] == []
     exposures = [e for e in manifest["exposures"].values() if e["package_name"] == PROJECT]
     assert [e["name"] for e in exposures if not (e["url"] or "").startswith("https://")] == []
+
+
+# ----------------------------------------------------------------------------- the rules themselves
+
+
+def _fake_model(name: str, folder: str, parents: list[str], **config: Any) -> dict:
+    return {
+        "resource_type": "model",
+        "package_name": PROJECT,
+        "unique_id": f"model.{PROJECT}.{name}",
+        "name": name,
+        "original_file_path": f"models/{folder}/{name}.sql",
+        "depends_on": {"nodes": parents},
+        "config": {"materialized": config.get("materialized", "table"), "contract": {}},
+        "access": config.get("access", "protected"),
+        "raw_code": config.get("raw_code", "select 1"),
+        "description": config.get("description", "described"),
+        "columns": {},
+    }
+
+
+def _broken_project() -> Manifest:
+    """A small project breaking one rule per model."""
+    raw = {
+        "resource_type": "source",
+        "package_name": PROJECT,
+        "source_name": "app",
+        "name": "users",
+        "relation_name": '"db"."app"."users"',
+        "original_file_path": "models/staging/app/_app__sources.yml",
+        "description": "d",
+        "source_description": "d",
+        "freshness": None,
+    }
+    src = "source.studyin.app.users"
+    models = [
+        _fake_model("stg_app__users", "staging/app", [src], materialized="view"),
+        _fake_model("stg_app__view2", "staging/app", [src], materialized="view"),
+        _fake_model("int_reads_source", "intermediate", [src, "model.studyin.stg_app__users"]),
+        _fake_model("stg_app__reads_mart", "staging/app", ["model.studyin.fct_mart"]),
+        _fake_model("fct_mart", "marts", ["model.studyin.stg_app__users"], access="public"),
+        _fake_model("orphan", "marts", [], raw_code="select * from app.users", description=" "),
+        _fake_model("int_a", "intermediate", ["model.studyin.stg_app__users"]),
+        _fake_model(
+            "int_b", "intermediate", [f"model.{PROJECT}.{n}" for n in ("stg_app__users", "int_a")]
+        ),
+    ]
+    exposure = {
+        "name": "dash",
+        "package_name": PROJECT,
+        "depends_on": {"nodes": ["model.studyin.stg_app__users", "model.studyin.fct_mart"]},
+    }
+    nodes = {m["unique_id"]: m for m in models}
+    return {"nodes": nodes, "sources": {src: raw}, "exposures": {"exposure.studyin.dash": exposure}}
+
+
+def test_the_rules_flag_a_broken_project():
+    m = _broken_project()
+    assert fct_direct_join_to_source(m) == {"int_reads_source"}
+    assert fct_marts_or_intermediate_dependent_on_source(m) == {"int_reads_source <- app.users"}
+    assert fct_staging_dependent_on_marts_or_intermediate(m) == {"stg_app__reads_mart <- fct_mart"}
+    assert fct_root_models(m) == {"orphan"}
+    assert fct_hard_coded_references(m) == {"orphan: app.users"}
+    assert fct_source_fanout(m) == {"app.users"}
+    assert fct_model_naming_conventions(m) == {"orphan"}
+    assert fct_undocumented_models(m) == {"orphan"}
+    assert fct_sources_without_freshness(m) == {"app.users"}
+    assert fct_missing_primary_key_tests(m) == {n["name"] for n in m["nodes"].values()}
+    assert fct_public_models_without_contract(m) == {"fct_mart"}
+    assert fct_exposure_parents_materializations(m) == {"dash <- stg_app__users"}
+    assert fct_exposures_dependent_on_private_models(m) == {"dash <- stg_app__users"}
+    assert fct_rejoining_of_upstream_concepts(m) == {"stg_app__users -> int_a -> int_b"}
+    assert fct_unused_sources(m) == set()
