@@ -79,6 +79,21 @@ def plot_path(url: str) -> str | None:
     return row[0] if row else None
 
 
+# The README section that shows how to point Superset or Metabase at the warehouse.
+BI_README_SECTION = "Connecting a BI tool"
+
+
+def where_next(plot: str | None) -> list[str]:
+    """Where the docs are, how to connect a BI tool, and the calibration plot."""
+    return [
+        f"  dbt docs:          {PROJECT_ROOT / 'target' / 'index.html'}",
+        "                     serve them: .venv/bin/studyin dbt docs serve",
+        "  BI tool:           .venv/bin/studyin bi-login NAME (a login that reads the marts only),",
+        f"                     then README.md, '{BI_README_SECTION}'",
+        f"  calibration plot:  {plot}",
+    ]
+
+
 def run_demo(options: DemoOptions, fresh: bool = True) -> int:
     from python_jobs.simulation.simulator import simulate
     from python_jobs.warehouse.pipeline import RunContext, run_pipeline
@@ -99,9 +114,5 @@ def run_demo(options: DemoOptions, fresh: bool = True) -> int:
     run_pipeline(RunContext(url=url, full_checks=True))
     print(f"\nStudyin demo done in {time.monotonic() - started:.0f}s on {url}")
     print("\n".join(headline(url)))
-    print(
-        f"\n  dbt docs:          {PROJECT_ROOT / 'target' / 'index.html'}"
-        " (serve with: .venv/bin/studyin dbt docs serve)"
-    )
-    print(f"  calibration plot:  {plot_path(url)}")
+    print("\n" + "\n".join(where_next(plot_path(url))))
     return 0
