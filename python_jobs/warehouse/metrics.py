@@ -53,14 +53,33 @@ def load_semantic_manifest(target_path: str | Path = DEFAULT_TARGET) -> Semantic
     return parse_manifest_from_dbt_generated_manifest(manifest_json_string=path.read_text())
 
 
-def validate_semantic_manifest(manifest: SemanticManifest) -> list[str]:
-    """MetricFlow's semantic validations (those of `mf validate-configs`): the blocking issues."""
+def validate_semantic_manifest(manifest: SemanticManifest, url: str | None = None) -> list[str]:
+    """The blocking issues `mf validate-configs` reports: MetricFlow's semantic validations and,
+    given a warehouse `url`, its checks that every semantic model, dimension, entity, measure and
+    metric can be queried there (each an `explain` of a generated query)."""
+    from metricflow.validation.data_warehouse_model_validator import DataWarehouseModelValidator
     from metricflow_semantic_interfaces.validations.semantic_manifest_validator import (
         SemanticManifestValidator,
     )
 
     results = SemanticManifestValidator().validate_semantic_manifest(manifest)
-    return [issue.as_readable_str() for issue in results.errors]
+    issues = [issue.as_readable_str() for issue in results.errors]
+    if issues or url is None:
+        return issues
+    client = PostgresSqlClient(url)
+    validator = DataWarehouseModelValidator(sql_client=client)
+    try:
+        for check in (
+            validator.validate_semantic_models,
+            validator.validate_dimensions,
+            validator.validate_entities,
+            validator.validate_simple_metrics,
+            validator.validate_metrics,
+        ):
+            issues += [issue.as_readable_str() for issue in check(manifest).errors]
+    finally:
+        client.close()
+    return issues
 
 
 @dataclass
