@@ -5,12 +5,13 @@ MetricFlow plans each metric query from it and runs the SQL on the warehouse. Tw
 
 - ``studyin mf ARGS...`` runs the ``mf`` command line of dbt-metricflow in the project, after a
   ``dbt parse`` that refreshes ``target/semantic_manifest.json`` (``mf`` reads it from there);
-- :func:`query_metrics` and :func:`validate_semantic_manifest` do the same in this process, on a
+- :func:`query_metrics` and :func:`validate_semantic_layer` do the same in this process, on a
   manifest in any target folder, through a psycopg connection (what the tests use).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,8 +42,15 @@ class MetricsError(RuntimeError):
     """The semantic manifest is missing or invalid, or MetricFlow could not answer a query."""
 
 
-def load_semantic_manifest(target_path: str | Path = DEFAULT_TARGET) -> SemanticManifest:
-    """The semantic manifest dbt wrote into `target_path` (run `dbt parse` first)."""
+def load_semantic_manifest(
+    target_path: str | Path = DEFAULT_TARGET, database: str | None = None
+) -> SemanticManifest:
+    """The semantic manifest dbt wrote into `target_path` (run `dbt parse` first).
+
+    dbt names each table with the database it parsed for ("studyin"."marts"."x"); PostgreSQL
+    reads only the database a connection is on, so with `database` given the tables are named in
+    that one instead (the same project built in another database, e.g. a test's).
+    """
     from metricflow_semantics.model.dbt_manifest_parser import (
         parse_manifest_from_dbt_generated_manifest,
     )
@@ -50,18 +58,46 @@ def load_semantic_manifest(target_path: str | Path = DEFAULT_TARGET) -> Semantic
     path = Path(target_path) / SEMANTIC_MANIFEST
     if not path.exists():
         raise MetricsError(f"{path} not found: run `studyin dbt parse` first")
-    return parse_manifest_from_dbt_generated_manifest(manifest_json_string=path.read_text())
+    document = json.loads(path.read_text())
+    if database is not None:
+        _rename_database(document, database)
+    return parse_manifest_from_dbt_generated_manifest(manifest_json_string=json.dumps(document))
 
 
-def validate_semantic_manifest(manifest: SemanticManifest, url: str | None = None) -> list[str]:
-    """The blocking issues `mf validate-configs` reports: MetricFlow's semantic validations and,
-    given a warehouse `url`, its checks that every semantic model, dimension, entity, measure and
-    metric can be queried there (each an `explain` of a generated query)."""
+def _rename_database(node: object, database: str) -> None:
+    """Point every table reference (`node_relation`) of the manifest at `database`."""
+    if isinstance(node, list):
+        for item in node:
+            _rename_database(item, database)
+    elif isinstance(node, dict):
+        relation = node.get("node_relation")
+        if isinstance(relation, dict) and relation.get("alias"):
+            relation["database"] = database
+            relation["relation_name"] = ".".join(
+                _quoted(part) for part in (database, relation["schema_name"], relation["alias"])
+            )
+        for value in node.values():
+            _rename_database(value, database)
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def validate_semantic_layer(
+    target_path: str | Path = DEFAULT_TARGET, url: str | None = None
+) -> list[str]:
+    """The blocking issues `mf validate-configs` reports on the manifest in `target_path`:
+    MetricFlow's semantic validations and, given a warehouse `url`, its checks that every semantic
+    model, dimension, entity, measure and metric can be queried there (each an `explain` of a
+    generated query)."""
     from metricflow.validation.data_warehouse_model_validator import DataWarehouseModelValidator
     from metricflow_semantic_interfaces.validations.semantic_manifest_validator import (
         SemanticManifestValidator,
     )
 
+    database = parse_url(url).dbname if url is not None else None
+    manifest = load_semantic_manifest(target_path, database=database)
     results = SemanticManifestValidator().validate_semantic_manifest(manifest)
     issues = [issue.as_readable_str() for issue in results.errors]
     if issues or url is None:
@@ -171,8 +207,7 @@ def query_metrics(
     from metricflow.engine.metricflow_engine import MetricFlowQueryRequest
 
     url = url or database_url()
-    manifest = load_semantic_manifest(target_path)
-    _check_database(manifest, url, target_path)
+    manifest = load_semantic_manifest(target_path, database=parse_url(url).dbname)
     client = PostgresSqlClient(url)
     try:
         engine = metricflow_engine(client, manifest)
@@ -191,19 +226,6 @@ def query_metrics(
     finally:
         client.close()
     return _frame(result.result_df)
-
-
-def _check_database(manifest: SemanticManifest, url: str, target_path: str | Path) -> None:
-    """The manifest names its tables with the database dbt parsed for; PostgreSQL cannot read
-    another database's tables, so a manifest parsed for another database cannot answer."""
-    wanted = parse_url(url).dbname
-    for model in manifest.semantic_models:
-        if model.node_relation.database not in (None, wanted):
-            raise MetricsError(
-                f"the semantic manifest in {target_path} was parsed for database "
-                f"{model.node_relation.database!r}, not {wanted!r}: run `dbt parse` with this"
-                " connection first"
-            )
 
 
 def _frame(table: MetricFlowDataTable | None) -> pd.DataFrame:
