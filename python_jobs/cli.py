@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_dbt)
 
     p = sub.add_parser(
-        "mf", help="MetricFlow with the project's connection, e.g. studyin mf query --metrics accuracy"
+        "mf",
+        help="MetricFlow with the project's connection, e.g. studyin mf query --metrics accuracy",
     )
     p.add_argument("mf_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_mf)
