@@ -1,6 +1,6 @@
 """The semantic layer (MetricFlow) and the learner dimension on a small simulated warehouse.
 
-One module database: 40 simulated learners x 28 days through the tracker, the marts built by dbt
+One module database: 40 simulated learners x 42 days through the tracker, the marts built by dbt
 with "today" pinned (metrics_as_of_date = mastery_as_of_date = AS_OF), the exam-readiness job,
 then the marts that read its scores. The semantic manifest is parsed for that database. The tests
 validate the manifest as `mf validate-configs` does (semantics and warehouse), then query metrics
@@ -39,7 +39,7 @@ from python_jobs.warehouse.metrics import (
 
 pytestmark = pytest.mark.slow
 
-USERS, DAYS, SEED = 40, 28, 7
+USERS, DAYS, SEED = 40, 42, 7  # more days than the 30-day window
 END = datetime(2026, 4, 10, 12, tzinfo=UTC)
 AS_OF = date(2026, 4, 10)
 DBT_VARS = json.dumps(
