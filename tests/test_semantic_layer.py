@@ -32,6 +32,7 @@ from python_jobs.warehouse.dbt import DbtSession
 from python_jobs.warehouse.deletion import apply_deletions, request_deletion
 from python_jobs.warehouse.metrics import (
     MetricQuery,
+    MetricsError,
     load_semantic_manifest,
     query_metrics,
     validate_semantic_layer,
@@ -137,6 +138,14 @@ def test_validation_reports_a_broken_saved_query(warehouse: Warehouse, tmp_path:
     (tmp_path / "semantic_manifest.json").write_text(json.dumps(document))
     issues = validate_semantic_layer(tmp_path)
     assert any("topic__no_such_name" in issue for issue in issues), issues
+
+
+def test_unknown_metric_is_a_clear_error(warehouse: Warehouse) -> None:
+    with pytest.raises(
+        MetricsError,
+        match="(?s)MetricFlow query failed.*not exactly match any known metrics.*accuracy_30d",
+    ):
+        warehouse.mf(metrics=["accuracy_30d"], group_by=["learner__cohort"])
 
 
 # --------------------------------------------------------------------------- ratios, not means
@@ -475,6 +484,9 @@ def test_dim_learners_has_one_row_per_learner(warehouse: Warehouse) -> None:
     assert list(frame["days_until_exam"].fillna(-1)) == list(frame["expected_days"].fillna(-1))
     learners = warehouse.mf(metrics=["learners"])
     assert learners.loc[0, "learners"] == USERS
+    with psycopg.connect(warehouse.url) as conn:  # BI logins (reporter) read it, not app.users
+        conn.execute("set role reporter")
+        assert conn.execute("select count(*) from marts.dim_learners").fetchone()[0] == USERS
 
 
 def test_erased_learner_leaves_dim_learners_and_the_metrics(

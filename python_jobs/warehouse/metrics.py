@@ -31,6 +31,8 @@ from python_jobs.warehouse.dbt import run_dbt
 if TYPE_CHECKING:
     from metricflow.data_table.mf_table import MetricFlowDataTable
     from metricflow.engine.metricflow_engine import MetricFlowEngine
+    from metricflow.protocols.sql_client import SqlEngine
+    from metricflow.sql.render.sql_plan_renderer import SqlPlanRenderer
     from metricflow_semantic_interfaces.protocols.semantic_manifest import SemanticManifest
     from metricflow_semantics.sql.sql_bind_parameters import SqlBindParameterSet
 
@@ -130,13 +132,13 @@ class PostgresSqlClient:
     _conn: psycopg.Connection | None = field(default=None, init=False, repr=False)
 
     @property
-    def sql_engine_type(self):  # SqlEngine
+    def sql_engine_type(self) -> SqlEngine:
         from metricflow.protocols.sql_client import SqlEngine
 
         return SqlEngine.POSTGRES
 
     @property
-    def sql_plan_renderer(self):  # SqlPlanRenderer
+    def sql_plan_renderer(self) -> SqlPlanRenderer:
         from metricflow.sql.render.postgres import PostgresSQLSqlPlanRenderer
 
         return PostgresSQLSqlPlanRenderer()
@@ -146,7 +148,9 @@ class PostgresSqlClient:
             self._conn = psycopg.connect(self.url, autocommit=True)
         return self._conn
 
-    def query(self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet | None = None):
+    def query(
+        self, stmt: str, sql_bind_parameter_set: SqlBindParameterSet | None = None
+    ) -> MetricFlowDataTable:
         from metricflow.data_table.mf_table import MetricFlowDataTable
 
         with self._connection().cursor() as cur:
@@ -177,7 +181,7 @@ def _cell(value: object) -> object:
 def _params(parameters: SqlBindParameterSet | None) -> dict[str, object] | None:
     if parameters is None or not parameters.param_dict:
         return None
-    return {key: value.value for key, value in parameters.param_dict.items()}
+    return {key: value.union_value for key, value in parameters.param_dict.items()}
 
 
 def metricflow_engine(client: PostgresSqlClient, manifest: SemanticManifest) -> MetricFlowEngine:
@@ -219,8 +223,6 @@ def query_metrics(
             order_by_names=list(query.order_by) or None,
         )
         result = engine.query(mf_request=request)
-    except MetricsError:
-        raise
     except Exception as err:  # MetricFlow's own errors: an unknown metric, an invalid filter
         raise MetricsError(f"MetricFlow query failed: {err}") from err
     finally:
@@ -242,7 +244,7 @@ def mf_executable() -> str:
 def run_mf(args: Sequence[str], url: str | None = None) -> int:
     """`mf ARGS` in the project with its connection, after refreshing target/'s manifest."""
     url = url or database_url()
-    run_dbt(["parse", "--quiet"], url=url)
+    run_dbt(["parse", "--quiet"], url=url, target_path=DEFAULT_TARGET)
     env = {
         **os.environ,
         **dbt_env(url),
