@@ -75,6 +75,16 @@ def _cmd_dbt(args: argparse.Namespace) -> int:
     return result.returncode
 
 
+def _cmd_mf(args: argparse.Namespace) -> int:
+    from python_jobs.warehouse.dbt import DbtError
+    from python_jobs.warehouse.metrics import run_mf
+
+    try:
+        return run_mf(args.mf_args, url=db.ensure_server())
+    except DbtError as err:  # the parse that refreshes the semantic manifest
+        raise CommandFailed(str(err)) from err
+
+
 def _cmd_delete_user(args: argparse.Namespace) -> int:
     from python_jobs.warehouse.deletion import request_deletion
 
@@ -259,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dbt", help="run dbt with the project's connection, e.g. studyin dbt build")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_dbt)
+
+    p = sub.add_parser(
+        "mf",
+        help="MetricFlow with the project's connection, e.g. studyin mf query --metrics accuracy",
+    )
+    p.add_argument("mf_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_mf)
     return parser
 
 
