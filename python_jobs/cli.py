@@ -102,6 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         full_checks=args.full_checks,
         retrain=args.retrain,
         test_window_days=args.test_window_days,
+        fail_on_stale=args.fail_on_stale,
     )
     try:
         durations = run_pipeline(ctx)
@@ -249,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--retrain",
         action="store_true",
         help="train the readiness model now instead of scoring with the stored one",
+    )
+    p.add_argument(
+        "--fail-on-stale",
+        action="store_true",
+        help="fail the run when an event source is past its freshness error_after (else: warn)",
     )
     p.set_defaults(func=_cmd_run)
 
