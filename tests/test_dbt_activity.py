@@ -482,6 +482,16 @@ def _expected_daily(conn: psycopg.Connection, users: list[uuid.UUID]) -> pd.Data
                 "materials_completed": int(it[it.kind == "complete"].material_id.nunique()),
                 "material_minutes": _half_up(Decimal(int(it.seconds.sum())) / 60, "0.01"),
                 "distinct_topics": len(set(at.topic_id) | set(it.topic_id)),
+                # the local day's span in UTC: local midnight to the next (23 or 25 h across DST)
+                "timezone": tz[key[0]],
+                "day_starts_at": pd.Timestamp(
+                    datetime.combine(key[1], datetime.min.time(), ZoneInfo(tz[key[0]]))
+                ),
+                "day_ends_at": pd.Timestamp(
+                    datetime.combine(
+                        key[1] + timedelta(days=1), datetime.min.time(), ZoneInfo(tz[key[0]])
+                    )
+                ),
             }
         )
     return pd.DataFrame(rows)
