@@ -9,6 +9,13 @@
     ({{ ts }} at time zone {{ tz }})::date
 {%- endmacro %}
 
+{#- The instant a local day starts: midnight of `day` (a date) in the time zone `tz`. The day
+    `day` covers [day_start(day), day_start(day + 1)): 24 hours, or 23/25 on a daylight-saving
+    change. A BI tool in any time zone can place a local day on its own clock with it. -#}
+{% macro day_start(day, tz) -%}
+    (({{ day }})::timestamp at time zone {{ tz }})
+{%- endmacro %}
+
 {% macro local_hour(ts, tz) -%}
     extract(hour from {{ ts }} at time zone {{ tz }})::integer
 {%- endmacro %}

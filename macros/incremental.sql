@@ -120,3 +120,55 @@
         set received_at = greatest(excluded.received_at, {{ watermark_relation() }}.received_at),
             updated_at = excluded.updated_at
 {%- endmacro %}
+
+{#- The newest received_at and occurred time of an event table (warehouse_freshness): the rows
+    received in the last var freshness_recent_days days, found through the received_at BRIN index;
+    the whole table only when there are none. The newest event by occurred time is among them
+    whenever it occurred in that span, since an event is received after it occurs. -#}
+{% macro newest_event_times(label, relation, occurred_column) -%}
+    select
+        '{{ label }}' as object_name,
+        coalesce(recent.newest_received_at, whole.newest_received_at) as newest_received_at,
+        coalesce(recent.newest_occurred_at, whole.newest_occurred_at) as newest_occurred_at
+    from (
+        select
+            max(received_at) as newest_received_at,
+            max({{ occurred_column }}) as newest_occurred_at
+        from {{ relation }}
+        where received_at > now() - interval '{{ var("freshness_recent_days") }} days'
+    ) as recent
+    left join lateral (
+        select
+            max(received_at) as newest_received_at,
+            max({{ occurred_column }}) as newest_occurred_at
+        from {{ relation }}
+        where recent.newest_received_at is null
+    ) as whole on true
+{%- endmacro %}
+
+{#- One row (object_name, materialization, model_name) per model of the project in schema marts
+    except `exclude`, as a union of selects (warehouse_freshness); no row while dbt parses. -#}
+{% macro mart_rows(exclude) -%}
+    {%- set marts = [] -%}
+    {%- if execute and graph is defined -%}
+        {%- for node in graph.nodes.values() | sort(attribute='name')
+            if node.resource_type == 'model' and node.config.schema == 'marts' and node.name != exclude -%}
+            {%- do marts.append(node) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- for node in marts %}
+    select
+        '{{ node.schema }}.{{ node.alias }}' as object_name,
+        '{{ node.config.materialized }}' as materialization,
+        '{{ node.alias }}' as model_name
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- else %}
+    select
+        null::text as object_name,
+        null::text as materialization,
+        null::text as model_name
+    where false
+    {%- endfor %}
+{%- endmacro %}

@@ -95,3 +95,16 @@
         (now() at time zone {{ timezone_column }})::date
     {%- endif -%}
 {%- endmacro %}
+
+{#- is_current of the as-of marts: true when as_of_date is each learner's own today (the var
+    `pinned_var`, mastery_as_of_date or metrics_as_of_date, is unset), false on every row when the
+    var fixes the date (a what-if or back-dated evaluation). A constant of the build, so builds
+    stay deterministic under a fixed date (the test suite compares incremental and full builds). -#}
+{% macro as_of_is_local_today(pinned_var) -%}
+    {%- set pinned = var(pinned_var, none) -%}
+    {%- if pinned is not none and pinned | string | trim not in ('', 'none', 'None', 'null') -%}
+        false
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

@@ -13,12 +13,14 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 from uuid import UUID
 
 from python_jobs.warehouse import db
 
 DEBUG_ENV = "STUDYIN_DEBUG"
+BI_PASSWORD_ENV = "STUDYIN_BI_PASSWORD"  # bi-login: the password to set instead of a generated one
 
 
 class CommandFailed(RuntimeError):
@@ -112,6 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         full_checks=args.full_checks,
         retrain=args.retrain,
         test_window_days=args.test_window_days,
+        fail_on_stale=args.fail_on_stale,
     )
     try:
         durations = run_pipeline(ctx)
@@ -144,6 +147,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(DemoOptions(users=args.users, days=args.days, seed=args.seed))
     except PipelineError as err:
         raise CommandFailed(_headline(err)) from err
+
+
+# --- BI tools (python_jobs/warehouse/bi.py): a login for a dashboard tool, its queries ---
+
+
+def _cmd_bi_login(args: argparse.Namespace) -> int:
+    from python_jobs.warehouse.bi import BiLoginError, create_bi_login
+
+    url = db.ensure_server()
+    password = os.environ.get(BI_PASSWORD_ENV) or None
+    with db.connect(url) as conn:
+        try:
+            login = create_bi_login(conn, url, args.name, password)
+        except BiLoginError as err:
+            raise CommandFailed(str(err)) from err
+    print(login.describe())
+    return 0
+
+
+def _cmd_bi_queries(args: argparse.Namespace) -> int:
+    from python_jobs.warehouse.bi import export_bi_queries
+
+    written = export_bi_queries(db.ensure_server(), args.style, args.out)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _add_bi_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bi-login",
+        help="create (or renew) a BI tool's login: member of reporter, reads marts only",
+    )
+    p.add_argument("name", help="the login's name, e.g. superset")
+    p.epilog = f"The password is generated (printed once) unless {BI_PASSWORD_ENV} is set."
+    p.set_defaults(func=_cmd_bi_login)
+
+    p = sub.add_parser("bi-queries", help="write analyses/ with a BI tool's parameter syntax")
+    p.add_argument("--style", choices=["superset", "metabase"], required=True)
+    p.add_argument("--out", type=Path, default=None, help="folder (default target/bi/STYLE)")
+    p.set_defaults(func=_cmd_bi_queries)
+
+
+# --- end of BI tools ---
 
 
 def _headline(err: Exception) -> str:
@@ -260,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train the readiness model now instead of scoring with the stored one",
     )
+    p.add_argument(
+        "--fail-on-stale",
+        action="store_true",
+        help="fail the run when an event source is past its freshness error_after (else: warn)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
@@ -276,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("mf_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_mf)
+
+    _add_bi_commands(sub)
     return parser
 
 

@@ -145,7 +145,8 @@ def warehouse_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
     rows = conn.execute(
         "select table_schema, table_name from information_schema.tables"
         " where table_schema in ('intermediate', 'marts') and table_type = 'BASE TABLE'"
-        " and table_name <> 'incremental_watermarks' order by 1, 2"
+        " and table_name not in ('incremental_watermarks', 'warehouse_freshness')"  # run times
+        " order by 1, 2"
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
 
@@ -481,6 +482,16 @@ def _expected_daily(conn: psycopg.Connection, users: list[uuid.UUID]) -> pd.Data
                 "materials_completed": int(it[it.kind == "complete"].material_id.nunique()),
                 "material_minutes": _half_up(Decimal(int(it.seconds.sum())) / 60, "0.01"),
                 "distinct_topics": len(set(at.topic_id) | set(it.topic_id)),
+                # the local day's span in UTC: local midnight to the next (23 or 25 h across DST)
+                "timezone": tz[key[0]],
+                "day_starts_at": pd.Timestamp(
+                    datetime.combine(key[1], datetime.min.time(), ZoneInfo(tz[key[0]]))
+                ),
+                "day_ends_at": pd.Timestamp(
+                    datetime.combine(
+                        key[1] + timedelta(days=1), datetime.min.time(), ZoneInfo(tz[key[0]])
+                    )
+                ),
             }
         )
     return pd.DataFrame(rows)

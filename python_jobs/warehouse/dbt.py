@@ -120,8 +120,7 @@ class DbtSession:
             cause = [str(result.exception)] if result.exception else []
             raise _failure(args, [*self._messages, *cause])
 
-    def run(self, args: list[str]) -> None:
-        """Run `dbt <args>` (e.g. ["build", "--select", "x"]); raise DbtError on failure."""
+    def _parsed_runner(self):
         from dbt.cli.main import dbtRunner
 
         ensure_profiles()
@@ -130,4 +129,19 @@ class DbtSession:
             self._check(["parse"], parsed)
             self._runner = dbtRunner(manifest=parsed.result, callbacks=[self._collect])
         self._messages.clear()
-        self._check(args, self._invoke(self._runner, args))
+        return self._runner
+
+    def run(self, args: list[str]) -> None:
+        """Run `dbt <args>` (e.g. ["build", "--select", "x"]); raise DbtError on failure."""
+        runner = self._parsed_runner()
+        self._check(args, self._invoke(runner, args))
+
+    def results(self, args: list[str]) -> list:
+        """Run `dbt <args>` and return its node results whatever their status (e.g. the stale
+        sources of `source freshness`); raise DbtError only when dbt itself could not run."""
+        runner = self._parsed_runner()
+        result = self._invoke(runner, args)
+        if result.exception is not None or result.result is None:
+            self._check(args, result)
+        _log_summary(args[0], self._messages)
+        return list(result.result.results)

@@ -2,9 +2,11 @@
 
 Steps, in order: partitions ahead, ``alembic upgrade head``, summaries of
 the event tables' new BRIN block ranges, erasure of requested learners and closing of idle
-sessions, ``dbt build`` of everything upstream of the python jobs, the python jobs (exam readiness
-and gap recommendations, side by side), ``dbt build`` of what reads the ml tables, ``dbt docs
-generate`` (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the three
+sessions, the freshness of the app's event tables (``dbt source freshness``: a warning per late
+or stale table, a failure with ``fail_on_stale``), ``dbt build`` of everything upstream of the
+python jobs, the python jobs (exam readiness and gap recommendations, side by side), ``dbt
+build`` of what reads the ml tables, ``dbt docs generate`` (the catalog only, ``--no-compile``,
+unless --full-checks or --full-refresh); the
 dbt commands run in this process on one parse of the project (``DbtSession``). Each step is logged
 with its duration; the first failure stops the run, which exits non-zero naming that step. A
 PostgreSQL advisory lock keeps two runs (from any machine) from overlapping. Every step is safe to
@@ -38,6 +40,13 @@ NIGHTLY_EXCLUDED_TYPES = ["--exclude-resource-type", "unit_test"]
 # Data tests of the event-sized models scan the whole history (and restate constraints PostgreSQL
 # enforces): a nightly run whose cost must follow new data leaves them to `--full-checks`.
 EVENT_LOG_TESTS = "tag:event_log,resource_type:test"
+# Data tests of views computed on read over every learner with no date to window them on
+# (topic_mastery_rollup): also left to `--full-checks`.
+FULL_CHECKS_TESTS = "tag:full_checks,resource_type:test"
+# Sources whose freshness the run checks before building: the app's event tables. The ml tables
+# are written by this very run (a failed job fails it), so their freshness is left to ad-hoc
+# `studyin dbt source freshness`.
+FRESHNESS_SELECTOR = "source:app"
 
 
 class PipelineError(RuntimeError):
@@ -61,6 +70,7 @@ class RunContext:
     # (macros/test_window.sql); full-checks and full-refresh runs test every row
     test_window_days: int = 7
     retrain: bool = False  # train the readiness model even if a recent stored one exists
+    fail_on_stale: bool = False  # an event source past its error_after fails the run (else: warns)
     notes: dict[str, object] = field(default_factory=dict)
     dbt: DbtSession | None = None  # the run's dbt calls share one parse (see _dbt)
 
@@ -110,9 +120,55 @@ def _dbt(ctx: RunContext) -> DbtSession:
     return ctx.dbt
 
 
+@dataclass(frozen=True)
+class SourceFreshness:
+    """One source's `dbt source freshness` result: status pass, warn (past warn_after: late) or
+    error (past error_after: stale); newest_at is its newest loaded_at, age_hours its age."""
+
+    source: str
+    status: str
+    newest_at: datetime | None
+    age_hours: float | None
+
+
+def check_source_freshness(
+    session: DbtSession, select: str = FRESHNESS_SELECTOR
+) -> list[SourceFreshness]:
+    """The freshness of the selected sources; DbtError when a check could not run (a bad query)."""
+    checked: list[SourceFreshness] = []
+    for result in session.results(["source", "freshness", "--select", select]):
+        if getattr(result.node, "resource_type", None) != "source":
+            continue  # the project's on-run-start hooks
+        status = str(getattr(result.status, "value", result.status))
+        name = f"{result.node.source_name}.{result.node.name}"
+        if status not in ("pass", "warn", "error"):
+            raise RuntimeError(f"freshness of {name} could not be checked: {result.message}")
+        age = result.age / 3600 if result.age is not None else None
+        checked.append(SourceFreshness(name, status, result.max_loaded_at, age))
+    return checked
+
+
+def _source_freshness(ctx: RunContext) -> object:
+    checked = check_source_freshness(_dbt(ctx))
+    late = [c for c in checked if c.status != "pass"]
+    for c in late:
+        label = "stale (past error_after)" if c.status == "error" else "late (past warn_after)"
+        log.warning(
+            "source_freshness: %s is %s: newest row at %s, %.1f hours ago",
+            c.source,
+            label,
+            c.newest_at,
+            c.age_hours or 0.0,
+        )
+    stale = [c.source for c in checked if c.status == "error"]
+    if stale and ctx.fail_on_stale:
+        raise RuntimeError(f"stale event sources (past error_after): {', '.join(stale)}")
+    return {"sources_checked": len(checked), "late": [c.source for c in late], "stale": stale}
+
+
 def _dbt_build(select: str | None, exclude: list[str]) -> Callable[[RunContext], object]:
     def step(ctx: RunContext) -> object:
-        excluded = exclude if ctx.full_checks else [*exclude, EVENT_LOG_TESTS]
+        excluded = exclude if ctx.full_checks else [*exclude, EVENT_LOG_TESTS, FULL_CHECKS_TESTS]
         args = ["build", *NIGHTLY_EXCLUDED_TYPES]
         if select:
             args += ["--select", select]
@@ -173,6 +229,7 @@ def default_steps() -> list[Step]:
         ("migrate", _migrate),
         ("brin_summaries", _brin_summaries),
         ("erase_and_close_sessions", _erase_and_close),
+        ("source_freshness", _source_freshness),
         ("dbt_build_upstream", _dbt_build(None, [AFTER_JOBS_SELECTOR])),
         ("python_jobs", _python_jobs),
         ("dbt_build_downstream", _dbt_build(AFTER_JOBS_SELECTOR, [])),

@@ -47,7 +47,8 @@ dated_users as (
             '{{ as_of }}'::date
         {%- else -%}
             (now() at time zone timezone)::date
-        {%- endif %} as as_of_date
+        {%- endif %} as as_of_date,
+        {{ as_of_is_local_today('metrics_as_of_date') }} as is_current
     from users
 ),
 
@@ -134,6 +135,7 @@ metrics as (
         dated_users.exam_target,
         dated_users.exam_date,
         dated_users.as_of_date,
+        dated_users.is_current,
         windowed.last_active_date,
         coalesce(windowed.questions_short, 0) as questions_30d,
         round(windowed.correct_short::numeric / nullif(windowed.questions_short, 0), 4) as accuracy_30d,
@@ -181,6 +183,7 @@ final as (
         metrics.exam_target,
         metrics.exam_date,
         metrics.as_of_date,
+        metrics.is_current,
         metrics.last_active_date,
         metrics.questions_30d::integer as questions_30d,
         metrics.accuracy_30d::numeric(5, 4) as accuracy_30d,

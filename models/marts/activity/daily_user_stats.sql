@@ -153,6 +153,21 @@ joined as (
             and user_days.local_date = interaction_stats.local_date
 ),
 
+users as (
+    select
+        user_id,
+        timezone
+    from {{ ref('stg_app__users') }}
+),
+
+located as (
+    select
+        joined.*,
+        users.timezone
+    from joined
+    left join users on joined.user_id = users.user_id
+),
+
 final as (
     select
         user_id,
@@ -168,8 +183,11 @@ final as (
         median_time_to_answer_ms::numeric(12, 1) as median_time_to_answer_ms,
         materials_completed::integer as materials_completed,
         round(material_seconds / 60.0, 2)::numeric(20, 2) as material_minutes,
-        distinct_topics::integer as distinct_topics
-    from joined
+        distinct_topics::integer as distinct_topics,
+        timezone::text as timezone,
+        {{ day_start('local_date', 'timezone') }}::timestamptz as day_starts_at,
+        {{ day_start('local_date + 1', 'timezone') }}::timestamptz as day_ends_at
+    from located
 )
 
 select * from final

@@ -67,7 +67,9 @@ final as (
         learners::integer as learners,
         first_attempts::integer as first_attempts,
         first_attempts_correct::integer as first_attempts_correct,
-        round(first_attempts_correct::numeric / nullif(first_attempts, 0), 4)::numeric(5, 4) as first_attempt_accuracy
+        round(first_attempts_correct::numeric / nullif(first_attempts, 0), 4)::numeric(5, 4) as first_attempt_accuracy,
+        {{ day_start('activity_date', "'UTC'") }}::timestamptz as day_starts_at,
+        {{ day_start('activity_date + 1', "'UTC'") }}::timestamptz as day_ends_at
     from aggregated
 )
 

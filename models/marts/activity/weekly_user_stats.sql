@@ -68,6 +68,21 @@ summed as (
     group by user_id, week_start
 ),
 
+users as (
+    select
+        user_id,
+        timezone
+    from {{ ref('stg_app__users') }}
+),
+
+located as (
+    select
+        summed.*,
+        users.timezone
+    from summed
+    left join users on summed.user_id = users.user_id
+),
+
 final as (
     select
         user_id,
@@ -85,8 +100,11 @@ final as (
         round(questions_correct::numeric / nullif(questions_attempted, 0), 4)::numeric(5, 4) as accuracy,
         hints_used::integer as hints_used,
         materials_completed::integer as materials_completed,
-        material_minutes::numeric(20, 2) as material_minutes
-    from summed
+        material_minutes::numeric(20, 2) as material_minutes,
+        timezone::text as timezone,
+        {{ day_start('week_start', 'timezone') }}::timestamptz as week_starts_at,
+        {{ day_start('week_start + 7', 'timezone') }}::timestamptz as week_ends_at
+    from located
 )
 
 select * from final

@@ -80,7 +80,8 @@ users_dated as (
     select
         user_id,
         exam_date,
-        {{ mastery_as_of_date('timezone') }} as as_of_date
+        {{ mastery_as_of_date('timezone') }} as as_of_date,
+        {{ as_of_is_local_today('mastery_as_of_date') }} as is_current
     from users
 ),
 
@@ -234,6 +235,7 @@ all_gaps as (
 typed_gaps as (
     select
         all_gaps.*,
+        users_dated.is_current,
         users_dated.exam_date - all_gaps.as_of_date as days_until_exam,
         coalesce(
             users_dated.exam_date - all_gaps.as_of_date between 0 and {{ var('gap_exam_near_days') }} - 1,
@@ -287,6 +289,7 @@ final as (
         user_id::uuid as user_id,
         topic_id::integer as topic_id,
         as_of_date::date as as_of_date,
+        is_current::boolean as is_current,
         gap_type::text as gap_type,
         severity::text as severity,
         priority::numeric(14, 10) as priority,

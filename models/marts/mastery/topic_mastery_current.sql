@@ -43,7 +43,8 @@ dated as (
     -- reach topic_mastery's index.
     select
         mastery.*,
-        learner_today.as_of_date
+        learner_today.as_of_date,
+        {{ as_of_is_local_today('mastery_as_of_date') }} as is_current
     from mastery
     inner join users
         on mastery.user_id = users.user_id
@@ -72,6 +73,7 @@ final as (
         user_id::uuid as user_id,
         topic_id::integer as topic_id,
         as_of_date::date as as_of_date,
+        is_current::boolean as is_current,
         reviews::integer as reviews,
         attempts::integer as attempts,
         accuracy::numeric(14, 10) as accuracy,

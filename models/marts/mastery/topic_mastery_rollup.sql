@@ -11,6 +11,7 @@ current_mastery as (
         user_id,
         topic_id,
         as_of_date,
+        is_current,
         attempts,
         is_due,
         retrieval_strength,
@@ -43,6 +44,7 @@ studied_leaves as (
         ancestors.ancestor_topic_id as topic_id,
         ancestors.ancestor_level as topic_level,
         current_mastery.as_of_date,
+        current_mastery.is_current,
         ancestors.leaf_board_exam_weight as weight,
         current_mastery.attempts,
         current_mastery.is_due,
@@ -60,6 +62,7 @@ rolled_up as (
         topic_id,
         topic_level,
         as_of_date,
+        is_current,
         count(*) as studied_leaf_topics,
         sum(attempts) as attempts,
         count(*) filter (where is_due) as due_leaf_topics,
@@ -69,7 +72,7 @@ rolled_up as (
         sum(weight * retrieval_strength) / nullif(sum(weight), 0) as weighted_retrieval_strength,
         sum(weight * mastery) as weighted_mastery_sum
     from studied_leaves
-    group by user_id, topic_id, topic_level, as_of_date
+    group by user_id, topic_id, topic_level, as_of_date, is_current
 ),
 
 final as (
@@ -78,6 +81,7 @@ final as (
         rolled_up.topic_id::integer as topic_id,
         rolled_up.topic_level::text as topic_level,
         rolled_up.as_of_date::date as as_of_date,
+        rolled_up.is_current::boolean as is_current,
         parent_weights.leaf_topics::integer as leaf_topics,
         rolled_up.studied_leaf_topics::integer as studied_leaf_topics,
         rolled_up.due_leaf_topics::integer as due_leaf_topics,
