@@ -99,7 +99,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -1667,13 +1667,18 @@ def _erased_learners(
             if e.field == "user_id" and e.message.startswith("unknown user "):
                 uid = UUID(e.message.split()[2])
                 claimed[hashlib.sha256(str(uid).encode()).hexdigest()] = uid.int
-    if not claimed:
+    return {claimed[h] for h in _erased_hashes(conn, claimed)}
+
+
+def _erased_hashes(conn: psycopg.Connection, hashes: Collection[str]) -> set[str]:
+    """Which of these SHA-256 hashes of learner ids belong to an erasure request."""
+    if not hashes:
         return set()
     rows = conn.execute(
         "select subject_sha256 from app.deletion_requests where subject_sha256 = any(%s)",
-        (list(claimed),),
+        (list(hashes),),
     ).fetchall()
-    return {claimed[r[0]] for r in rows}
+    return {r[0] for r in rows}
 
 
 def _refused(err: Exception) -> FieldError:
@@ -1720,15 +1725,7 @@ def _redact_erased_ids(conn: psycopg.Connection, params: list[list[Any]]) -> Non
     mentioned: set[str] = set()
     for row in params:
         mentioned |= mentioned_ids(row[2]) | mentioned_ids(row[4])
-    if not mentioned:
-        return
-    erased = {
-        r[0]
-        for r in conn.execute(
-            "select subject_sha256 from app.deletion_requests where subject_sha256 = any(%s)",
-            (list(mentioned),),
-        )
-    }
+    erased = _erased_hashes(conn, mentioned)
     if erased:
         for row in params:
             row[2], row[4] = redact_ids(row[2], erased), redact_ids(row[4], erased)
