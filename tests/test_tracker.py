@@ -1249,15 +1249,19 @@ class _BrokenMapping(Mapping):
         return 1
 
 
-@pytest.mark.parametrize(("make", "error"), PAYLOAD_POISONS.values(), ids=list(PAYLOAD_POISONS))
-def test_poison_payloads_raise_validation_error_and_are_recorded(conn, tracker, ref, make, error):
-    user = ref.new_user()
-    base = {
+def _page_view_payload(user: uuid.UUID) -> dict[str, str]:
+    """A good page_view as the JSON object a client sends, to poison."""
+    return {
         "event_type": "page_view",
         "event_id": str(uuid.uuid4()),
         "user_id": str(user),
         "occurred_at": _now().isoformat(),
     }
+
+
+@pytest.mark.parametrize(("make", "error"), PAYLOAD_POISONS.values(), ids=list(PAYLOAD_POISONS))
+def test_poison_payloads_raise_validation_error_and_are_recorded(conn, tracker, ref, make, error):
+    base = _page_view_payload(ref.new_user())
     before = _table_counts(conn)
     with pytest.raises(ValidationError) as caught:
         tracker.track_payload(make(base))
@@ -1278,13 +1282,7 @@ def test_poison_payloads_raise_validation_error_and_are_recorded(conn, tracker, 
 def test_poison_properties_of_payload_objects_are_dropped(conn, tracker, ref, properties):
     """A payload given as an object may hold what JSON text cannot: properties too deep or numbers
     too long to print. They are no declared scalar: dropped and counted, the event stored."""
-    user = ref.new_user()
-    base = {
-        "event_type": "page_view",
-        "event_id": str(uuid.uuid4()),
-        "user_id": str(user),
-        "occurred_at": _now().isoformat(),
-    }
+    base = _page_view_payload(ref.new_user())
     before, dropped = _table_counts(conn), tracker.dropped_properties
     assert tracker.track_payload(base | {"properties": properties}) is True
     assert _table_counts(conn) == (before[0] + 1, before[1])
