@@ -1,12 +1,11 @@
 """`studyin run`: the nightly pipeline, one command for cron and CI.
 
-Steps, in order: partitions ahead, ``alembic upgrade head``, summaries of
-the event tables' new BRIN block ranges, erasure of requested learners and closing of idle
-sessions, the freshness of the app's event tables (``dbt source freshness``: a warning per late
-or stale table, a failure with ``fail_on_stale``), ``dbt build`` of everything upstream of the
-python jobs, the python jobs (exam readiness and gap recommendations, side by side), ``dbt
-build`` of what reads the ml tables, ``dbt docs generate`` (the catalog only, ``--no-compile``,
-unless --full-checks or --full-refresh); the
+Steps, in order: partitions ahead, ``alembic upgrade head``, summaries of the event tables' new BRIN
+block ranges, erasure of requested learners and closing of idle sessions, the freshness of the app's
+event tables (``dbt source freshness``: a warning per late or stale table, a failure with
+``fail_on_stale``), ``dbt build`` of everything upstream of the python jobs, the python jobs (exam
+readiness and gap recommendations, side by side), ``dbt build`` of what reads the ml tables, ``dbt
+docs generate`` (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the
 dbt commands run in this process on one parse of the project (``DbtSession``). Each step is logged
 with its duration; the first failure stops the run, which exits non-zero naming that step. A
 PostgreSQL advisory lock keeps two runs (from any machine) from overlapping. Every step is safe to
