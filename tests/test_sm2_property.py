@@ -176,7 +176,8 @@ def decimal_fold(
             + Decimal("0.1")
             - (5 - quality) * (Decimal("0.08") + Decimal("0.02") * (5 - quality)),
         )
-        due = day + timedelta(days=interval) if interval < 3_000_000 else None
+        # None: past the last date Python can hold (only the uncapped fold gets there).
+        due = day + timedelta(days=interval) if interval <= (date.max - day).days else None
         states.append(State(ef, n, interval, due))
     return states
 
