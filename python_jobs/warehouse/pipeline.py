@@ -1,13 +1,15 @@
 """`studyin run`: the nightly pipeline, one command for cron and CI.
 
 Steps, in order: partitions ahead, ``alembic upgrade head``, summaries of the event tables' new BRIN
-block ranges, erasure of requested learners and closing of idle sessions, the freshness of the app's
-event tables (``dbt source freshness``: a warning per late or stale table, a failure with
-``fail_on_stale``), ``dbt build`` of everything upstream of the python jobs, the python jobs (exam
-readiness and gap recommendations, side by side), ``dbt build`` of what reads the ml tables, ``dbt
-docs generate`` (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the
-dbt commands run in this process on one parse of the project (``DbtSession``). Each step is logged
-with its duration; the first failure stops the run, which exits non-zero naming that step. A
+block ranges, erasure of requested learners and closing of idle sessions, the freshness of the
+app's event tables (``dbt source freshness``: a warning per late or stale table, a failure with
+``fail_on_stale``), ``dbt build`` of everything that reads no ml table, the recall model's weekly
+fit (``python_jobs.jobs.recall``), ``dbt build`` of what reads the recall model (mastery as of
+today, knowledge gaps, the recall ledger), the python jobs (exam readiness and gap
+recommendations, side by side), ``dbt build`` of what reads their tables, ``dbt docs generate``
+(the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the dbt commands run
+in this process on one parse of the project (``DbtSession``). Each step is logged with its
+duration; the first failure stops the run, which exits non-zero naming that step. A
 PostgreSQL advisory lock keeps two runs (from any machine) from overlapping. Every step is safe to
 repeat, so running twice the same day is harmless.
 """
@@ -31,8 +33,16 @@ from python_jobs.warehouse.dbt import DbtSession
 log = logging.getLogger("studyin.run")
 
 LOCK_KEY = 0x5354_5544  # "STUD": pg_advisory_lock key shared by every studyin run
-# Models that read the ml tables (and everything downstream of them) build after the jobs.
-AFTER_JOBS_SELECTOR = "source:ml+"
+# Models that read the ml tables (and everything downstream of them) build after the step that
+# writes those tables: the recall model first (knowledge gaps, which the gap recommendations read,
+# use it), then the readiness and recommendations jobs.
+ML_SELECTOR = "source:ml+"
+RECALL_SELECTOR = ["source:ml.recall_models+", "source:ml.recall_topic_offsets+"]
+JOB_OUTPUTS_SELECTOR = [
+    "source:ml.exam_readiness_scores+",
+    "source:ml.gap_recommendations+",
+    "source:ml.model_runs+",
+]
 # dbt unit tests check SQL logic on fixed inputs: they run in the test suite (make test), not
 # against production data every night.
 NIGHTLY_EXCLUDED_TYPES = ["--exclude-resource-type", "unit_test"]
@@ -165,12 +175,12 @@ def _source_freshness(ctx: RunContext) -> object:
     return {"sources_checked": len(checked), "late": [c.source for c in late], "stale": stale}
 
 
-def _dbt_build(select: str | None, exclude: list[str]) -> Callable[[RunContext], object]:
+def _dbt_build(select: list[str], exclude: list[str]) -> Callable[[RunContext], object]:
     def step(ctx: RunContext) -> object:
         excluded = exclude if ctx.full_checks else [*exclude, EVENT_LOG_TESTS, FULL_CHECKS_TESTS]
         args = ["build", *NIGHTLY_EXCLUDED_TYPES]
         if select:
-            args += ["--select", select]
+            args += ["--select", *select]
         if excluded:
             args += ["--exclude", *excluded]
         if ctx.full_refresh:
@@ -194,6 +204,13 @@ def _gap_recommendations(ctx: RunContext) -> object:
 
     with psycopg.connect(ctx.url) as conn:
         return run_gap_recommendations(conn, RecommendationOptions())
+
+
+def _recall_model(ctx: RunContext) -> object:
+    from python_jobs.jobs.recall import RecallOptions, run_recall
+
+    with psycopg.connect(ctx.url) as conn:
+        return run_recall(conn, RecallOptions(force=ctx.retrain))
 
 
 def _python_jobs(ctx: RunContext) -> object:
@@ -229,9 +246,11 @@ def default_steps() -> list[Step]:
         ("brin_summaries", _brin_summaries),
         ("erase_and_close_sessions", _erase_and_close),
         ("source_freshness", _source_freshness),
-        ("dbt_build_upstream", _dbt_build(None, [AFTER_JOBS_SELECTOR])),
+        ("dbt_build_upstream", _dbt_build([], [ML_SELECTOR])),
+        ("recall_model", _recall_model),
+        ("dbt_build_recall", _dbt_build(RECALL_SELECTOR, JOB_OUTPUTS_SELECTOR)),
         ("python_jobs", _python_jobs),
-        ("dbt_build_downstream", _dbt_build(AFTER_JOBS_SELECTOR, [])),
+        ("dbt_build_downstream", _dbt_build(JOB_OUTPUTS_SELECTOR, [])),
         ("dbt_docs", _docs),
     ]
 

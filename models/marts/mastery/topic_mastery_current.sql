@@ -1,7 +1,8 @@
 -- Grain: one row per learner and studied leaf topic (as topic_mastery), evaluated as of a date:
 -- var mastery_as_of_date when set, else today in the learner's own timezone. A view, so "today"
 -- moves on its own; it applies the forgetting curve to the state topic_mastery stores:
--- retrieval_strength = retrieval_base ^ (days since the last review / interval).
+-- retrieval_strength = retrieval_base ^ (days since the last review / interval), and the recall
+-- model in force on that date (macros/recall.sql) for recall_probability and knowledge_estimate.
 {{ config(materialized='view') }}
 
 with
@@ -12,6 +13,11 @@ mastery as (
         topic_id,
         reviews,
         attempts,
+        correct_attempts,
+        first_attempts,
+        first_attempts_correct,
+        last_review_first_attempts,
+        last_review_first_attempts_correct,
         accuracy,
         accuracy_smoothed,
         first_attempt_accuracy,
@@ -33,6 +39,22 @@ users as (
         user_id,
         timezone
     from {{ ref('stg_app__users') }}
+),
+
+topic_parents as (
+    select
+        topic_id,
+        parent_topic_id
+    from {{ ref('stg_app__topics') }}
+),
+
+daily_first_attempts as (
+    select
+        user_id,
+        local_date,
+        first_attempts,
+        first_attempts_correct
+    from {{ ref('daily_user_stats') }}
 ),
 
 dated as (
@@ -68,6 +90,81 @@ decayed as (
     ) as forgetting
 ),
 
+learner_totals as (
+    -- the learner's first attempts on every topic and on the leaves of each parent topic (the
+    -- recall model's learner-wide features)
+    select
+        decayed.*,
+        sum(decayed.first_attempts) over learner as learner_first_attempts,
+        sum(decayed.first_attempts_correct) over learner as learner_first_attempts_correct,
+        sum(decayed.first_attempts) over learner_parent as parent_first_attempts,
+        sum(decayed.first_attempts_correct) over learner_parent as parent_first_attempts_correct
+    from decayed
+    inner join topic_parents
+        on decayed.topic_id = topic_parents.topic_id
+    window
+        learner as (partition by decayed.user_id),
+        learner_parent as (partition by decayed.user_id, topic_parents.parent_topic_id)
+),
+
+recent_totals as (
+    -- the learner's first attempts in the last recall_recent_days days up to the as-of date
+    select
+        learner_days.user_id,
+        sum(daily_first_attempts.first_attempts) as recent_first_attempts,
+        sum(daily_first_attempts.first_attempts_correct) as recent_first_attempts_correct
+    from (select distinct dated.user_id, dated.as_of_date from dated) as learner_days
+    inner join daily_first_attempts
+        on
+            learner_days.user_id = daily_first_attempts.user_id
+            and daily_first_attempts.local_date
+            between learner_days.as_of_date - ({{ var('recall_recent_days') }} - 1) and learner_days.as_of_date
+    group by learner_days.user_id
+),
+
+recall_featured as (
+    select
+        learner_totals.*,
+        {{ recall_features(
+            'learner_totals.learner_first_attempts', 'learner_totals.learner_first_attempts_correct',
+            'coalesce(recent_totals.recent_first_attempts, 0)',
+            'coalesce(recent_totals.recent_first_attempts_correct, 0)',
+            'learner_totals.parent_first_attempts', 'learner_totals.parent_first_attempts_correct',
+            'learner_totals.first_attempts', 'learner_totals.first_attempts_correct',
+            'learner_totals.attempts', 'learner_totals.correct_attempts',
+            'learner_totals.last_review_first_attempts', 'learner_totals.last_review_first_attempts_correct',
+            'learner_totals.reviews', 'learner_totals.days_since_last_review'
+        ) | indent(8) }}
+    from learner_totals
+    left join recent_totals
+        on learner_totals.user_id = recent_totals.user_id
+),
+
+recall_models_in_force as (
+    -- one lookup per distinct as-of date (a learner's local today: a few dates at most)
+    select
+        as_of_dates.as_of_date,
+        recall_model.model_version,
+        recall_model.guess_floor,
+        recall_model.coefficients
+    from (select distinct recall_featured.as_of_date from recall_featured) as as_of_dates
+    cross join lateral ({{ recall_model_in_force('as_of_dates.as_of_date', strict=false) }}) as recall_model
+),
+
+recalled as (
+    select
+        recall_featured.*,
+        recall_model.model_version as recall_model_version,
+        {{ recall_probability('recall_featured', 'recall_model', 'topic_offsets.offset_logit') }} as recall_probability
+    from recall_featured
+    inner join recall_models_in_force as recall_model
+        on recall_featured.as_of_date = recall_model.as_of_date
+    left join {{ source('ml', 'recall_topic_offsets') }} as topic_offsets
+        on
+            recall_model.model_version = topic_offsets.model_version
+            and recall_featured.topic_id = topic_offsets.topic_id
+),
+
 final as (
     select
         user_id::uuid as user_id,
@@ -93,8 +190,11 @@ final as (
             'first_attempt_accuracy_smoothed', 'accuracy_smoothed', 'retrieval_strength',
             'materials_completion', 'has_materials'
         ) }}::numeric(14, 10) as mastery,
-        mastery_confidence::numeric(14, 10) as mastery_confidence
-    from decayed
+        mastery_confidence::numeric(14, 10) as mastery_confidence,
+        recall_probability::numeric(14, 10) as recall_probability,
+        recall_probability::numeric(14, 10) as knowledge_estimate,
+        recall_model_version::text as recall_model_version
+    from recalled
 )
 
 select * from final

@@ -1,0 +1,93 @@
+{#-
+  The recall model (docs block recall_model): P(the learner's next first attempt on a fresh
+  question of a leaf topic is correct) =
+      floor + (1 - floor) * logistic(intercept + sum(coefficient_f * feature_f) + topic offset)
+  with the floor, the coefficients and the per-topic offsets stored per model version in
+  ml.recall_models / ml.recall_topic_offsets (fitted by `studyin recall`, python_jobs/jobs/recall.py).
+
+  The features are computed here, once, from counts: the learner-topic pair's history before the
+  prediction, the learner's first attempts on every topic, on the topic's siblings and in the last
+  days before it, and the days since the pair's last review. int_topic_reviews_featured computes them before each review (what the ledger scores
+  and the job fits on); topic_mastery_current computes them as of its date (what the app shows).
+  python_jobs/jobs/recall.py FEATURES lists the same names in the same order (a test checks it).
+-#}
+
+{#- The feature names, comma-separated (split them: `recall_feature_names().split(',')`). -#}
+{% macro recall_feature_names() -%}
+    learner_logit,learner_log_attempts,recent_logit,parent_logit,pair_logit,pair_all_logit,last_logit,pair_log_attempts,log_reviews,log_elapsed,elapsed_per_review,is_first_review
+{%- endmacro %}
+
+{#- logit of a share strictly inside (0, 1) -#}
+{% macro _logit(share) -%}
+    ln(({{ share }}) / (1 - ({{ share }})))
+{%- endmacro %}
+
+{#- (correct + w * prior) / (attempts + w): a share smoothed toward a prior share -#}
+{% macro _shrunk(correct, attempts, prior) -%}
+    ((({{ correct }}) + {{ var('recall_prior_weight') }}::double precision * ({{ prior }}))
+    / (({{ attempts }}) + {{ var('recall_prior_weight') }}::double precision))
+{%- endmacro %}
+
+{#- The feature columns, from count expressions (first attempts and the correct ones):
+    learner_*: the learner's on every topic before the prediction; recent_*: the learner's in the
+    var recall_recent_days days before it; parent_*: the learner's on the topic's siblings (the
+    leaves of its parent topic, itself included) before it; pair_*: the pair's first attempts, and
+    pair_all_*: all its attempts, before it; last_*: the pair's on its last review day (0 if none);
+    reviews: the pair's review days before it; elapsed_days: days since the last (null if none).
+    Each share is smoothed toward the level above it (learner -> parent topic -> pair -> last review
+    day; recent -> learner) with var recall_prior_weight pseudo-attempts, so a pair with no history
+    takes its parent topic's accuracy, and a learner with no history 1/2. -#}
+{% macro recall_features(
+    learner_attempts, learner_correct, recent_attempts, recent_correct, parent_attempts, parent_correct,
+    pair_attempts, pair_correct, pair_all_attempts, pair_all_correct, last_attempts, last_correct,
+    reviews, elapsed_days
+) -%}
+    {%- set learner_share = '((' ~ learner_correct ~ ') + 1.0) / ((' ~ learner_attempts ~ ') + 2.0)' -%}
+    {%- set parent_share = _shrunk(parent_correct, parent_attempts, learner_share) -%}
+    {%- set pair_share = _shrunk(pair_correct, pair_attempts, parent_share) -%}
+    {%- set log_reviews = 'ln(1.0 + (' ~ reviews ~ '))' -%}
+    {%- set log_elapsed = 'ln(1.0 + coalesce(greatest(' ~ elapsed_days ~ ', 0), 0))' -%}
+    {{ _logit(learner_share) }} as learner_logit,
+    ln(1.0 + ({{ learner_attempts }})) as learner_log_attempts,
+    {{ _logit(_shrunk(recent_correct, recent_attempts, learner_share)) }} as recent_logit,
+    {{ _logit(parent_share) }} as parent_logit,
+    {{ _logit(pair_share) }} as pair_logit,
+    {{ _logit(_shrunk(pair_all_correct, pair_all_attempts, parent_share)) }} as pair_all_logit,
+    {{ _logit(_shrunk(last_correct, last_attempts, pair_share)) }} as last_logit,
+    ln(1.0 + ({{ pair_all_attempts }})) as pair_log_attempts,
+    {{ log_reviews }} as log_reviews,
+    {{ log_elapsed }} as log_elapsed,
+    {{ log_elapsed }} / (1.0 + {{ log_reviews }}) as elapsed_per_review,
+    (case when ({{ elapsed_days }}) is null then 1.0 else 0.0 end) as is_first_review
+{%- endmacro %}
+
+{#- The model version in force for a prediction on `date_expr`: the newest fitted model trained on
+    reviews up to a day before it (`strict`: the ledger, so a review is never scored by a model that
+    saw it) or up to that day (the current view), else the prior model (kind 'prior', shipped by
+    the migration). Used as `cross join lateral ({{ recall_model_in_force(...) }}) as model`. -#}
+{% macro recall_model_in_force(date_expr, strict) -%}
+    select
+        recall_models.model_version,
+        recall_models.guess_floor,
+        recall_models.coefficients
+    from {{ source('ml', 'recall_models') }} as recall_models
+    where
+        recall_models.model_kind = 'prior'
+        or recall_models.trained_until {{ '<' if strict else '<=' }} ({{ date_expr }})
+    order by (recall_models.model_kind = 'prior') asc, recall_models.trained_until desc, recall_models.trained_at desc
+    limit 1
+{%- endmacro %}
+
+{#- P(correct) of a row carrying the feature columns (alias `features`), the model in force
+    (alias `model`: guess_floor, coefficients jsonb) and its topic offset (`topic_offset`, 0 when
+    the model has none for the topic). The linear predictor is clipped to +-30 so exp() cannot
+    overflow. -#}
+{% macro recall_probability(features='features', model='model', topic_offset='0') -%}
+    {{ model }}.guess_floor + (1 - {{ model }}.guess_floor) / (1 + exp(-least(30, greatest(-30,
+        coalesce(({{ model }}.coefficients ->> 'intercept')::double precision, 0)
+        + coalesce({{ topic_offset }}, 0)
+        {%- for name in recall_feature_names().split(',') %}
+        + coalesce(({{ model }}.coefficients ->> '{{ name }}')::double precision, 0) * {{ features }}.{{ name }}
+        {%- endfor %}
+    ))))
+{%- endmacro %}

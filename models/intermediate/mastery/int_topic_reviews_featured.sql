@@ -1,0 +1,306 @@
+-- One row per review (learner, leaf topic, local day with attempts): what was known before the
+-- review day (the recall model's features, from the pair's earlier reviews and the learner's first
+-- attempts on earlier days: on every topic, on the topic's siblings, and in the last few days) and
+-- what happened (the day's first attempt at a
+-- question the learner had never seen: its event and whether it was correct). The recall model is
+-- fitted on these rows, and the prediction ledger scores them (int_recall_predictions_scored).
+--
+-- Incremental by arrival: a learner with reviews changed since the watermark (the scheduled
+-- reviews' state_received_at) has every review from their earliest changed day on recomputed, in
+-- every topic, since the learner-wide counts of later days include the changed ones. Equals a full
+-- rebuild. features_received_at, the newest arrival among the learner's reviews up to the row's day,
+-- tells the ledger which rows changed.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['user_id', 'topic_id', 'review_date'],
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['user_id', 'topic_id', 'review_date'], 'unique': True},
+            {'columns': ['features_received_at']},
+        ],
+        post_hook=["{{ advance_watermark(['int_topic_reviews_scheduled'], column='state_received_at') }}"],
+        grants={'select': ['ml_writer']},
+    )
+}}
+
+with
+
+reviews as (
+    select
+        user_id,
+        topic_id,
+        review_date,
+        review_number,
+        attempts,
+        correct_attempts,
+        first_attempts,
+        first_attempts_correct,
+        previous_review_date,
+        days_since_previous_review,
+        cumulative_attempts,
+        cumulative_correct_attempts,
+        cumulative_first_attempts,
+        cumulative_first_attempts_correct,
+        state_received_at
+    from {{ ref('int_topic_reviews_scheduled') }}
+),
+
+fresh_attempts as (
+    select
+        event_id,
+        user_id,
+        topic_id,
+        local_date,
+        is_correct,
+        answered_at
+    from {{ ref('int_question_attempts_scored') }}
+    where is_first_attempt
+),
+
+topic_parents as (
+    select
+        topic_id,
+        parent_topic_id
+    from {{ ref('stg_app__topics') }}
+),
+
+{% if is_incremental() %}
+    recompute_learners as (
+        select
+            user_id,
+            min(review_date) as recompute_from
+        from reviews
+        where {{ received_since_watermark('state_received_at') }}
+        group by user_id
+    ),
+
+    learner_reviews as materialized (
+        -- every review of each learner to recompute (the learner-wide counts need the history),
+        -- looked up per learner through the (user_id, topic_id, review_date) index
+        select learner_history.*
+        from recompute_learners
+        cross join lateral (
+            select reviews.*
+            from reviews
+            where reviews.user_id = recompute_learners.user_id
+            offset 0  -- noqa: AM09
+        ) as learner_history
+    ),
+
+    recomputed_reviews as (
+        select learner_reviews.*
+        from learner_reviews
+        inner join recompute_learners
+            on
+                learner_reviews.user_id = recompute_learners.user_id
+                and learner_reviews.review_date >= recompute_learners.recompute_from
+    ),
+
+    day_fresh_attempts as materialized (
+        -- the learners' first attempts since the first recomputed day, through the
+        -- (user_id, topic_id, answered_at) index
+        select learner_attempts.*
+        from recompute_learners
+        cross join lateral (
+            select fresh_attempts.*
+            from fresh_attempts
+            where
+                fresh_attempts.user_id = recompute_learners.user_id
+                and fresh_attempts.local_date >= recompute_learners.recompute_from
+                -- a local day starts at most 14 hours before its UTC midnight
+                and fresh_attempts.answered_at
+                >= ((recompute_learners.recompute_from - 1)::timestamp at time zone 'UTC')
+            offset 0  -- noqa: AM09
+        ) as learner_attempts
+    ),
+{% else %}
+learner_reviews as (
+    select * from reviews
+),
+
+recomputed_reviews as (
+    select * from reviews
+),
+
+day_fresh_attempts as (
+    select * from fresh_attempts
+),
+{% endif %}
+
+learner_days as (
+    select
+        user_id,
+        review_date,
+        sum(first_attempts) as first_attempts,
+        sum(first_attempts_correct) as first_attempts_correct,
+        max(state_received_at) as state_received_at
+    from learner_reviews
+    group by user_id, review_date
+),
+
+learner_priors as (
+    -- the learner's first attempts on every topic on the days before each review day and in the
+    -- last recall_recent_days of them, and the newest arrival among the learner's reviews up to
+    -- that day (what the row's values rest on)
+    select
+        user_id,
+        review_date,
+        coalesce(sum(first_attempts) over earlier_days, 0) as learner_first_attempts,
+        coalesce(sum(first_attempts_correct) over earlier_days, 0) as learner_first_attempts_correct,
+        coalesce(sum(first_attempts) over recent_days, 0) as recent_first_attempts,
+        coalesce(sum(first_attempts_correct) over recent_days, 0) as recent_first_attempts_correct,
+        max(state_received_at) over days_so_far as features_received_at
+    from learner_days
+    window
+        earlier_days as (
+            partition by user_id
+            order by review_date
+            rows between unbounded preceding and 1 preceding
+        ),
+        recent_days as (
+            partition by user_id
+            order by review_date
+            range between interval '{{ var("recall_recent_days") }} days' preceding and interval '1 day' preceding
+        ),
+        days_so_far as (
+            partition by user_id
+            order by review_date
+            rows between unbounded preceding and current row
+        )
+),
+
+learner_parent_days as (
+    select
+        learner_reviews.user_id,
+        topic_parents.parent_topic_id,
+        learner_reviews.review_date,
+        sum(learner_reviews.first_attempts) as first_attempts,
+        sum(learner_reviews.first_attempts_correct) as first_attempts_correct
+    from learner_reviews
+    inner join topic_parents
+        on learner_reviews.topic_id = topic_parents.topic_id
+    group by learner_reviews.user_id, topic_parents.parent_topic_id, learner_reviews.review_date
+),
+
+parent_priors as (
+    -- the learner's first attempts on the leaves of each parent topic on the days before
+    select
+        user_id,
+        parent_topic_id,
+        review_date,
+        coalesce(sum(first_attempts) over earlier_days, 0) as parent_first_attempts,
+        coalesce(sum(first_attempts_correct) over earlier_days, 0) as parent_first_attempts_correct
+    from learner_parent_days
+    window earlier_days as (
+        partition by user_id, parent_topic_id
+        order by review_date
+        rows between unbounded preceding and 1 preceding
+    )
+),
+
+first_fresh_attempts as (
+    -- the outcome: each review day's first answer to a question never seen before
+    select distinct on (user_id, topic_id, local_date)
+        user_id,
+        topic_id,
+        local_date,
+        event_id,
+        is_correct
+    from day_fresh_attempts
+    order by user_id, topic_id, local_date, answered_at, event_id
+),
+
+counted as (
+    select
+        recomputed_reviews.user_id,
+        recomputed_reviews.topic_id,
+        recomputed_reviews.review_date,
+        recomputed_reviews.review_number - 1 as prior_reviews,
+        recomputed_reviews.days_since_previous_review,
+        learner_priors.learner_first_attempts,
+        learner_priors.learner_first_attempts_correct,
+        learner_priors.recent_first_attempts,
+        learner_priors.recent_first_attempts_correct,
+        parent_priors.parent_first_attempts,
+        parent_priors.parent_first_attempts_correct,
+        recomputed_reviews.cumulative_first_attempts - recomputed_reviews.first_attempts as pair_first_attempts,
+        recomputed_reviews.cumulative_first_attempts_correct - recomputed_reviews.first_attempts_correct
+            as pair_first_attempts_correct,
+        recomputed_reviews.cumulative_attempts - recomputed_reviews.attempts as pair_attempts,
+        recomputed_reviews.cumulative_correct_attempts - recomputed_reviews.correct_attempts
+            as pair_correct_attempts,
+        coalesce(previous_reviews.first_attempts, 0) as last_review_first_attempts,
+        coalesce(previous_reviews.first_attempts_correct, 0) as last_review_first_attempts_correct,
+        first_fresh_attempts.event_id as outcome_event_id,
+        first_fresh_attempts.is_correct as outcome_correct,
+        learner_priors.features_received_at
+    from recomputed_reviews
+    inner join learner_priors
+        on
+            recomputed_reviews.user_id = learner_priors.user_id
+            and recomputed_reviews.review_date = learner_priors.review_date
+    inner join topic_parents
+        on recomputed_reviews.topic_id = topic_parents.topic_id
+    inner join parent_priors
+        on
+            recomputed_reviews.user_id = parent_priors.user_id
+            and topic_parents.parent_topic_id = parent_priors.parent_topic_id
+            and recomputed_reviews.review_date = parent_priors.review_date
+    left join learner_reviews as previous_reviews
+        on
+            recomputed_reviews.user_id = previous_reviews.user_id
+            and recomputed_reviews.topic_id = previous_reviews.topic_id
+            and recomputed_reviews.previous_review_date = previous_reviews.review_date
+    left join first_fresh_attempts
+        on
+            recomputed_reviews.user_id = first_fresh_attempts.user_id
+            and recomputed_reviews.topic_id = first_fresh_attempts.topic_id
+            and recomputed_reviews.review_date = first_fresh_attempts.local_date
+),
+
+featured as (
+    select
+        counted.*,
+        {{ recall_features(
+            'counted.learner_first_attempts', 'counted.learner_first_attempts_correct',
+            'counted.recent_first_attempts', 'counted.recent_first_attempts_correct',
+            'counted.parent_first_attempts', 'counted.parent_first_attempts_correct',
+            'counted.pair_first_attempts', 'counted.pair_first_attempts_correct',
+            'counted.pair_attempts', 'counted.pair_correct_attempts',
+            'counted.last_review_first_attempts', 'counted.last_review_first_attempts_correct',
+            'counted.prior_reviews', 'counted.days_since_previous_review'
+        ) | indent(8) }}
+    from counted
+),
+
+final as (
+    select
+        user_id::uuid as user_id,
+        topic_id::integer as topic_id,
+        review_date::date as review_date,
+        prior_reviews::integer as prior_reviews,
+        days_since_previous_review::integer as days_since_previous_review,
+        learner_first_attempts::integer as learner_first_attempts,
+        learner_first_attempts_correct::integer as learner_first_attempts_correct,
+        recent_first_attempts::integer as recent_first_attempts,
+        recent_first_attempts_correct::integer as recent_first_attempts_correct,
+        parent_first_attempts::integer as parent_first_attempts,
+        parent_first_attempts_correct::integer as parent_first_attempts_correct,
+        pair_first_attempts::integer as pair_first_attempts,
+        pair_first_attempts_correct::integer as pair_first_attempts_correct,
+        pair_attempts::integer as pair_attempts,
+        pair_correct_attempts::integer as pair_correct_attempts,
+        last_review_first_attempts::integer as last_review_first_attempts,
+        last_review_first_attempts_correct::integer as last_review_first_attempts_correct,
+        {%- for name in recall_feature_names().split(',') %}
+            {{ name }}::double precision as {{ name }},
+        {%- endfor %}
+        outcome_event_id::uuid as outcome_event_id,
+        outcome_correct::boolean as outcome_correct,
+        features_received_at
+    from featured
+)
+
+select * from final
