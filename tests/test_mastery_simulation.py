@@ -39,7 +39,22 @@ pytestmark = pytest.mark.slow  # a simulation, three deliveries, five dbt runs: 
 LEARNERS, DAYS, SEED, LATE_SHARE = 100, 60, 20261120, 0.2
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CUTS = (END - timedelta(days=30), END - timedelta(days=10), END)
-SELECT = ["-s", "+models/marts/mastery"]
+SELECT = ["-s", "+models/marts/mastery", "+int_recall_predictions_scored"]
+INCREMENTAL_RELATIONS = (
+    "intermediate.int_topic_reviews_scheduled",
+    "marts.topic_mastery",
+    "intermediate.int_topic_reviews_featured",
+    "intermediate.int_recall_predictions_scored",
+)
+# a fitted recall model trained up to the middle of the window: the ledger scores earlier reviews
+# with the prior model and later ones with this, whichever run wrote them
+FITTED_RECALL_SQL = (
+    "insert into ml.recall_models (model_version, model_kind, trained_until, guess_floor,"
+    " coefficients) values ('recall-test', 'fitted', %s, 0.2,"
+    """ '{"intercept": 0.3, "pair_logit": 0.8, "log_elapsed": -0.2}')""",
+    "insert into ml.recall_topic_offsets (model_version, topic_id, offset_logit)"
+    " select 'recall-test', id, (id % 7 - 3) / 10.0 from app.topics",
+)
 SPEARMAN_FLOOR = 0.5
 AUC_FLOOR = 0.6
 
@@ -80,6 +95,9 @@ def simulated(database_factory: Callable[..., str],
     late_before_last_review = 0
     with psycopg.connect(url) as conn:
         simulator.prepare(conn, sim)
+        conn.execute(FITTED_RECALL_SQL[0], ((END - timedelta(days=20)).date(),))
+        conn.execute(FITTED_RECALL_SQL[1])
+        conn.commit()
         tracker = Tracker(conn, trust_received_at=True)
         previous = datetime.min.replace(tzinfo=UTC)
         for cut in CUTS:
@@ -101,10 +119,7 @@ def simulated(database_factory: Callable[..., str],
             "seconds": 0.0,
         }  # fmt: skip
         simulator.save_truth(conn, sim, run)
-        incremental = {
-            relation: rows(conn, relation)
-            for relation in ("intermediate.int_topic_reviews_scheduled", "marts.topic_mastery")
-        }
+        incremental = {relation: rows(conn, relation) for relation in INCREMENTAL_RELATIONS}
     return Simulated(url, target, late_before_last_review, incremental)
 
 
@@ -118,6 +133,8 @@ def test_incremental_late_delivery_equals_full_rebuild(simulated: Simulated) -> 
             assert incremental == full, relation
     mastery_rows = len(simulated.incremental["marts.topic_mastery"])
     review_rows = len(simulated.incremental["intermediate.int_topic_reviews_scheduled"])
+    ledger = simulated.incremental["intermediate.int_recall_predictions_scored"]
+    assert {row[3] for row in ledger} == {"recall-prior-v1", "recall-test"}  # both versions scored
     print(
         f"\nincremental == full rebuild: {mastery_rows} topic_mastery rows, {review_rows} reviews;"
         f" {simulated.late_before_last_review} attempts arrived dated before their topic's last"
