@@ -75,14 +75,38 @@
     (({{ attempts }})::numeric / (({{ attempts }}) + {{ var('mastery_confidence_k') }}))
 {%- endmacro %}
 
-{#- Severity by mastery: critical < 0.40 <= high < 0.55 <= medium < 0.70 <= low < 0.80; null above. -#}
-{% macro gap_severity(mastery) -%}
+{#- The score knowledge gaps grade topics by (var gap_basis): knowledge_estimate (default: it ranks a
+    learner's topics by their true knowledge better, measured by `python -m bench.validity`) or
+    mastery (the published formula). -#}
+{% macro gap_score(estimate, mastery) -%}
+    {%- if var('gap_basis') == 'knowledge_estimate' -%}
+        {{ estimate }}
+    {%- elif var('gap_basis') == 'mastery' -%}
+        {{ mastery }}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("var gap_basis must be knowledge_estimate or mastery, not " ~ var('gap_basis')) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The var holding a gap threshold of the basis in use: gap_<name> for mastery,
+    gap_estimate_<name> for knowledge_estimate (its own scale: a share of questions right). -#}
+{% macro _gap_var(name) -%}
+    {{ var(('gap_estimate_' if var('gap_basis') == 'knowledge_estimate' else 'gap_') ~ name) }}
+{%- endmacro %}
+
+{#- Severity by the gap score: critical < critical_below <= high < high_below <= medium <
+    medium_below <= low < low_below; null (no gap) above. -#}
+{% macro gap_severity(score) -%}
     case
-        when ({{ mastery }}) < {{ var('gap_severity_critical_below') }} then 'critical'
-        when ({{ mastery }}) < {{ var('gap_severity_high_below') }} then 'high'
-        when ({{ mastery }}) < {{ var('gap_severity_medium_below') }} then 'medium'
-        when ({{ mastery }}) < {{ var('gap_severity_low_below') }} then 'low'
+        when ({{ score }}) < {{ _gap_var('severity_critical_below') }} then 'critical'
+        when ({{ score }}) < {{ _gap_var('severity_high_below') }} then 'high'
+        when ({{ score }}) < {{ _gap_var('severity_medium_below') }} then 'medium'
+        when ({{ score }}) < {{ _gap_var('severity_low_below') }} then 'low'
     end
+{%- endmacro %}
+
+{% macro gap_decaying_threshold() -%}
+    {{ _gap_var('decaying_threshold') }}
 {%- endmacro %}
 
 {#- The date mastery is evaluated at: var mastery_as_of_date when set (YYYY-MM-DD), otherwise

@@ -80,13 +80,15 @@
 
 {#- P(correct) of a row carrying the feature columns (alias `features`), the model in force
     (alias `model`: guess_floor, coefficients jsonb) and its topic offset (`topic_offset`, 0 when
-    the model has none for the topic). The linear predictor is clipped to +-30 so exp() cannot
-    overflow. -#}
-{% macro recall_probability(features='features', model='model', topic_offset='0') -%}
+    the model has none for the topic). `at_last_review` leaves out the terms of the time elapsed
+    since the last review: the prediction as it stood on that day. The linear predictor is clipped
+    to +-30 so exp() cannot overflow. -#}
+{% macro recall_probability(features='features', model='model', topic_offset='0', at_last_review=false) -%}
+    {%- set elapsed_terms = ['log_elapsed', 'elapsed_per_review'] -%}
     {{ model }}.guess_floor + (1 - {{ model }}.guess_floor) / (1 + exp(-least(30, greatest(-30,
         coalesce(({{ model }}.coefficients ->> 'intercept')::double precision, 0)
         + coalesce({{ topic_offset }}, 0)
-        {%- for name in recall_feature_names().split(',') %}
+        {%- for name in recall_feature_names().split(',') if not (at_last_review and name in elapsed_terms) %}
         + coalesce(({{ model }}.coefficients ->> '{{ name }}')::double precision, 0) * {{ features }}.{{ name }}
         {%- endfor %}
     ))))

@@ -2,14 +2,16 @@
 
 For each learner's ``top_n`` knowledge gaps by priority (``marts.knowledge_gaps``; ties broken by
 topic id), ranked actions go to ``ml.gap_recommendations``. At most ``max_unstudied_gaps`` (default
-2) of them are 'unstudied' gaps: an unstudied topic has mastery 0 and hence the highest priority its
-weight allows, so by priority alone a learner's top five would all be topics never opened (only
-reading to suggest) and their weak, decaying and prerequisite gaps would never reach the list.
+2) of them are 'unstudied' gaps: an unstudied topic has a gap score of 0 and hence the highest
+priority its weight allows, so by priority alone a learner's top five would all be topics never
+opened (only reading to suggest) and their weak, decaying and prerequisite gaps would never reach
+the list.
 Per gap, in this order:
 
-1. ``learn_prerequisite`` - each prerequisite of the gap topic whose mastery is lower than the gap
-   topic's (mastery from ``marts.topic_mastery_current``; a never-answered prerequisite counts 0, as
-   in knowledge_gaps), weakest first, at most ``max_prerequisites_per_gap``; target = its topic id.
+1. ``learn_prerequisite`` - each prerequisite of the gap topic whose score is lower than the gap
+   topic's (the score knowledge_gaps grades by, its ``gap_basis``: the knowledge estimate or mastery
+   from ``marts.topic_mastery_current``; a never-answered prerequisite counts 0, as in
+   knowledge_gaps), weakest first, at most ``max_prerequisites_per_gap``; target = its topic id.
 2. ``review_questions`` - questions of the gap topic last answered wrong (longest ago first), then,
    when the topic is due for review (SM-2 next review date reached), the ones last answered
    correctly (longest ago first), at most ``max_questions_per_gap``; target = question id.
@@ -46,7 +48,7 @@ class RecommendationOptions:
 
     as_of: date | None = None  # generated_on; None = today (UTC)
     top_n: int = 5  # gaps per learner, by priority
-    # at most this many of the top_n may be 'unstudied' (None: no cap). Unstudied gaps have mastery
+    # at most this many of the top_n may be 'unstudied' (None: no cap). Unstudied gaps have score
     # 0, so by priority alone they fill every slot and leave nothing to practise or remediate.
     max_unstudied_gaps: int | None = 2
     max_prerequisites_per_gap: int = 2
@@ -65,7 +67,8 @@ gaps as (
         topic_id,
         gap_type,
         priority,
-        mastery,
+        gap_score as score,
+        replace(gap_basis, '_', ' ') as score_name,
         next_review_date <= as_of_date as is_due,
         next_review_date,
         row_number() over (
@@ -81,7 +84,8 @@ eligible_gaps as (
         topic_id,
         gap_type,
         priority,
-        mastery,
+        score,
+        score_name,
         is_due,
         next_review_date,
         row_number() over (partition by user_id order by priority desc, topic_id asc) as gap_rank
@@ -98,7 +102,8 @@ top_gaps as (
         gaps.topic_id,
         gaps.gap_type,
         gaps.gap_rank,
-        gaps.mastery,
+        gaps.score,
+        gaps.score_name,
         topics.name as topic_name,
         gaps.is_due,
         gaps.next_review_date
@@ -117,16 +122,18 @@ prerequisite_candidates as (
         relationships.from_topic_id as target_id,
         row_number() over (
             partition by top_gaps.user_id, top_gaps.topic_id
-            order by coalesce(prerequisite_state.mastery, 0) asc, relationships.from_topic_id asc
+            order by coalesce(prerequisite_state.score, 0) asc, relationships.from_topic_id asc
         ) as action_rank,
         format(
-            'prerequisite "%%s" (mastery %%s) is weaker than "%%s" (%%s gap, mastery %%s):'
+            'prerequisite "%%s" (%%s %%s) is weaker than "%%s" (%%s gap, %%s %%s):'
             || ' learn it first',
             prerequisite_topics.name,
-            to_char(coalesce(prerequisite_state.mastery, 0), 'FM0.00'),
+            top_gaps.score_name,
+            to_char(coalesce(prerequisite_state.score, 0), 'FM0.00'),
             top_gaps.topic_name,
             top_gaps.gap_type,
-            to_char(top_gaps.mastery, 'FM0.00')
+            top_gaps.score_name,
+            to_char(top_gaps.score, 'FM0.00')
         ) as reason
     from top_gaps
     inner join app.topic_relationships as relationships
@@ -135,14 +142,18 @@ prerequisite_candidates as (
         on relationships.from_topic_id = prerequisite_topics.id
     -- looked up per prerequisite through topic_mastery's (user_id, topic_id) index
     left join lateral (
-        select current_state.mastery
+        select
+            case top_gaps.score_name
+                when 'knowledge estimate' then current_state.knowledge_estimate
+                else current_state.mastery
+            end as score
         from marts.topic_mastery_current as current_state
         where
             current_state.user_id = top_gaps.user_id
             and current_state.topic_id = relationships.from_topic_id
         offset 0
     ) as prerequisite_state on true
-    where coalesce(prerequisite_state.mastery, 0) < top_gaps.mastery
+    where coalesce(prerequisite_state.score, 0) < top_gaps.score
 ),
 
 last_answers as (

@@ -10,6 +10,7 @@
 {%- set top_share = var('gap_unstudied_top_weight_share') | float %}
 {%- set exam_near_multiplier = var('gap_exam_near_multiplier') | float %}
 {%- set top_share_words = 'top half' if top_share == 0.5 else 'top ' ~ (top_share * 100) | round(1) ~ '%' %}
+{%- set score_words = 'knowledge estimate' if var('gap_basis') == 'knowledge_estimate' else 'mastery' %}
 
 with
 
@@ -27,7 +28,10 @@ current_mastery as (
         days_since_last_review,
         retrieval_strength,
         mastery_at_last_review,
-        mastery
+        mastery,
+        knowledge_estimate,
+        {{ gap_score('knowledge_estimate', 'mastery') }} as gap_score,
+        {{ gap_score('knowledge_estimate_at_last_review', 'mastery_at_last_review') }} as gap_score_at_last_review
     from {{ ref('topic_mastery_current') }}
 ),
 
@@ -119,7 +123,7 @@ parent_mastery as (
     select
         current_mastery.user_id,
         parent_prerequisites.topic_id,
-        sum(ancestors.leaf_board_exam_weight * current_mastery.mastery)
+        sum(ancestors.leaf_board_exam_weight * current_mastery.gap_score)
         / nullif(max(parent_prerequisites.leaf_weight), 0) as mastery_including_unstudied
     from parent_prerequisites
     inner join ancestors
@@ -136,7 +140,7 @@ prerequisite_mastery as (
         current_mastery.user_id,
         current_mastery.topic_id,
         prerequisites.prerequisite_topic_id,
-        coalesce(prerequisite_leaf.mastery, prerequisite_parent.mastery_including_unstudied, 0)
+        coalesce(prerequisite_leaf.gap_score, prerequisite_parent.mastery_including_unstudied, 0)
             as prerequisite_mastery
     from current_mastery
     inner join prerequisites
@@ -167,9 +171,9 @@ studied_flags as (
         weakest_prerequisites.prerequisite_topic_id as weakest_prerequisite_topic_id,
         weakest_prerequisites.prerequisite_mastery as weakest_prerequisite_mastery,
         current_mastery.attempts >= {{ var('gap_weak_min_attempts') }}
-        and {{ gap_severity('current_mastery.mastery') }} is not null as is_weak,
-        current_mastery.mastery_at_last_review >= {{ var('gap_decaying_threshold') }}
-        and current_mastery.mastery < {{ var('gap_decaying_threshold') }} as is_decaying
+        and {{ gap_severity('current_mastery.gap_score') }} is not null as is_weak,
+        current_mastery.gap_score_at_last_review >= {{ gap_decaying_threshold() }}
+        and current_mastery.gap_score < {{ gap_decaying_threshold() }} as is_decaying
     from current_mastery
     left join weakest_prerequisites
         on
@@ -191,13 +195,16 @@ studied_gaps as (
         retrieval_strength,
         mastery_at_last_review,
         mastery,
+        knowledge_estimate,
+        gap_score,
+        gap_score_at_last_review,
         is_weak,
         is_decaying,
-        coalesce(is_weak and weakest_prerequisite_mastery < mastery, false) as is_prerequisite_gap,
+        coalesce(is_weak and weakest_prerequisite_mastery < gap_score, false) as is_prerequisite_gap,
         false as is_unstudied,
-        case when is_weak and weakest_prerequisite_mastery < mastery then weakest_prerequisite_topic_id end
+        case when is_weak and weakest_prerequisite_mastery < gap_score then weakest_prerequisite_topic_id end
             as weaker_prerequisite_topic_id,
-        case when is_weak and weakest_prerequisite_mastery < mastery then weakest_prerequisite_mastery end
+        case when is_weak and weakest_prerequisite_mastery < gap_score then weakest_prerequisite_mastery end
             as weaker_prerequisite_mastery
     from studied_flags
     where is_weak or is_decaying
@@ -217,6 +224,9 @@ unstudied_gaps as (
         0::numeric(14, 10) as retrieval_strength,
         null::numeric(14, 10) as mastery_at_last_review,
         0::numeric(14, 10) as mastery,
+        null::numeric(14, 10) as knowledge_estimate,
+        0::numeric(14, 10) as gap_score,
+        null::numeric(14, 10) as gap_score_at_last_review,
         false as is_weak,
         false as is_decaying,
         false as is_prerequisite_gap,
@@ -250,7 +260,7 @@ typed_gaps as (
             when all_gaps.is_weak then 'weak'
             when all_gaps.is_unstudied then 'unstudied'
         end as gap_type,
-        {{ gap_severity('all_gaps.mastery') }} as severity
+        {{ gap_severity('all_gaps.gap_score') }} as severity
     from all_gaps
     inner join users_dated
         on all_gaps.user_id = users_dated.user_id
@@ -263,7 +273,7 @@ typed_gaps as (
 described_gaps as (
     select
         typed_gaps.*,
-        (1 - typed_gaps.mastery) * typed_gaps.board_exam_weight
+        (1 - typed_gaps.gap_score) * typed_gaps.board_exam_weight
         * case when typed_gaps.is_exam_near then {{ exam_near_multiplier }} else 1 end
             as priority,
         concat_ws(
@@ -295,6 +305,9 @@ final as (
         priority::numeric(14, 10) as priority,
         mastery::numeric(14, 10) as mastery,
         mastery_at_last_review::numeric(14, 10) as mastery_at_last_review,
+        knowledge_estimate::numeric(14, 10) as knowledge_estimate,
+        '{{ var("gap_basis") }}'::text as gap_basis,
+        gap_score::numeric(14, 10) as gap_score,
         retrieval_strength::numeric(14, 10) as retrieval_strength,
         attempts::integer as attempts,
         last_review_date::date as last_review_date,
@@ -311,17 +324,17 @@ final as (
         (
             case gap_type
                 when 'decaying'
-                    then 'decaying: mastery ' || to_char(mastery_at_last_review, 'FM0.00')
-                        || ' at the last review, ' || to_char(mastery, 'FM0.00') || ' now after '
+                    then 'decaying: {{ score_words }} ' || to_char(gap_score_at_last_review, 'FM0.00')
+                        || ' at the last review, ' || to_char(gap_score, 'FM0.00') || ' now after '
                         || days_since_last_review || ' days on a ' || interval_days || '-day interval (due '
                         || next_review_date || '); ' || study_record
                 when 'prerequisite'
-                    then 'weak with a weaker prerequisite: mastery ' || to_char(mastery, 'FM0.00')
+                    then 'weak with a weaker prerequisite: {{ score_words }} ' || to_char(gap_score, 'FM0.00')
                         || ' while prerequisite "' || weaker_prerequisite_topic_name || '" (topic '
                         || weaker_prerequisite_topic_id || ') is at ' || to_char(weaker_prerequisite_mastery, 'FM0.00')
                         || '; ' || study_record
                 when 'weak'
-                    then 'weak: mastery ' || to_char(mastery, 'FM0.00') || '; ' || study_record
+                    then 'weak: {{ score_words }} ' || to_char(gap_score, 'FM0.00') || '; ' || study_record
                 else 'unstudied: no attempts yet; board-exam weight '
                     || to_char(board_exam_weight, 'FM0.0000')
                     || ', in the {{ top_share_words }} of leaf topics by weight'
