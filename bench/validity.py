@@ -1,4 +1,4 @@
-"""Is the learning science true? The validity table: each analytic beside cheap baselines and the oracle.
+"""Is the learning science true? Each analytic beside cheap baselines and the oracle.
 
     .venv/bin/python -m bench.validity --users 1000 --days 90 --seed 31337
     .venv/bin/python -m bench.validity --reuse validity_31337_1000x90   # measure an existing build
@@ -178,7 +178,7 @@ def five_feature_x(rows: pd.DataFrame) -> np.ndarray:
 
 
 def recall_table(rows: pd.DataFrame, split: date) -> dict[str, dict[str, dict[str, Any]]]:
-    """Metrics per subset (repeat reviews, all reviews) and predictor, on reviews after the split."""
+    """Metrics per subset (repeat reviews, all reviews) and predictor, on reviews after split."""
     rows = rows.copy()
     rows["fsrs6_default"] = fsrs_default(rows)
     rows["elo"] = elo(rows)
@@ -193,7 +193,8 @@ def recall_table(rows: pd.DataFrame, split: date) -> dict[str, dict[str, dict[st
     predictors = ["project", "sm2_retrieval_strength", "constant", "fsrs6_default", "elo",
                   "logistic_5"] + (["oracle"] if "oracle" in test else [])  # fmt: skip
     table: dict[str, dict[str, dict[str, Any]]] = {}
-    for subset, part in (("repeat reviews", test[test["prior_reviews"] > 0]), ("all reviews", test)):
+    subsets = (("repeat reviews", test[test["prior_reviews"] > 0]), ("all reviews", test))
+    for subset, part in subsets:
         y = part["outcome"].to_numpy(dtype=float)
         table[subset] = {
             name: probability_metrics(y, part[name].to_numpy(dtype=float))
@@ -234,7 +235,8 @@ def median_spearman(rows: pd.DataFrame, score: str, min_topics: int = 5) -> floa
 
 def precision_at(rows: pd.DataFrame, order: list[tuple[str, bool]], k: int = 10,
                  min_topics: int = 20) -> float:  # fmt: skip
-    """Mean over learners with min_topics+ studied topics of |top k by order ∩ k truly weakest| / k."""
+    """Mean over learners with min_topics+ studied topics of the share of their top k by order
+    that are among their k truly weakest."""
     columns = [c for c, _ in order]
     ascending = [asc for _, asc in order]
     values = []
@@ -255,8 +257,10 @@ def knowledge_table(rows: pd.DataFrame) -> dict[str, Any]:
         "spearman": {
             name: median_spearman(studied, column)
             for name, column in (
-                ("knowledge_estimate", "knowledge_estimate"), ("mastery", "mastery"),
-                ("raw attempt count", "attempts_score"), ("smoothed accuracy", "smoothed_accuracy"),
+                ("knowledge_estimate", "knowledge_estimate"),
+                ("mastery", "mastery"),
+                ("raw attempt count", "attempts_score"),
+                ("smoothed accuracy", "smoothed_accuracy"),
                 ("oracle", "truth"),
             )
         },  # fmt: skip
@@ -310,7 +314,7 @@ def markdown(figures: dict[str, Any]) -> str:
     lines += [f"| {name} | {_fmt(v)} |" for name, v in k["spearman"].items()]
     lines += ["", f"## Gaps: {k['flagged_share']:.1%} of studied topics flagged; flagged topics "
               f"{_fmt(k['flagged_truth_gap'])} weaker in true knowledge than the rest", "",
-              "| top 10 studied topics by | precision@10 vs truly weakest |", "|---|---|"]  # fmt: skip
+              "| top 10 studied topics by | precision@10 |", "|---|---|"]  # fmt: skip
     lines += [f"| {name} | {_fmt(v)} |" for name, v in k["precision_at_10"].items()]
     if figures.get("readiness"):
         lines += ["", "## Readiness", "", "```", json.dumps(figures["readiness"], indent=1,
@@ -335,12 +339,14 @@ def measure(url: str, test_share: float, title: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.validity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.validity", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=31337)
     parser.add_argument("--late-share", type=float, default=0.03)
-    parser.add_argument("--test-share", type=float, default=0.2, help="newest share of days held out")
+    parser.add_argument("--test-share", type=float, default=0.2, help="newest days held out")
     parser.add_argument("--reuse", metavar="DATABASE", help="measure this existing build instead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

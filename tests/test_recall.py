@@ -1,6 +1,6 @@
-"""The recall model: its fit recovers known parameters, the SQL that evaluates a stored version gives
-the probabilities the Python model gives, the ledger never scores a review with a version that saw
-it, and the weekly refit is skipped when a recent version exists.
+"""The recall model: its fit recovers known parameters, the SQL that evaluates a stored version
+gives the probabilities the Python model gives, the ledger never scores a review with a version
+that saw it, and the weekly refit is skipped when a recent version exists.
 
 The database tests use one small simulation (60 learners x 24 days) delivered through the tracker,
 with the models the recall job reads built by dbt.
@@ -126,7 +126,8 @@ def test_ledger_scores_later_reviews_with_the_fitted_version_as_python_does(
     before = ledger[ledger["review_date"] <= SPLIT]
     assert len(after) > 200 and len(before) > 200
     assert set(after["model_version"]) == {version}
-    assert set(before["model_version"]) == {"recall-prior-v1"}  # never scored by a model that saw it
+    # never scored by a model that saw the review
+    assert set(before["model_version"]) == {"recall-prior-v1"}
     np.testing.assert_allclose(after["recall_probability"], fitted.predict(after), atol=1e-9)
     assert after["recall_probability"].min() >= fitted.guess_floor
 
