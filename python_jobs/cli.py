@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import sys
+from datetime import date
 from pathlib import Path
 from typing import NoReturn
 from uuid import UUID
@@ -124,6 +125,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except PipelineError as err:
         raise CommandFailed(_headline(err)) from err
     print(f"studyin run: {len(durations)} steps done in {sum(durations.values()):.1f}s")
+    return 0
+
+
+def _cmd_recall(args: argparse.Namespace) -> int:
+    from python_jobs.jobs.recall import RecallOptions, run_recall
+    from python_jobs.jobs.report import JobError
+
+    _configure_logging()
+    options = RecallOptions(as_of=args.as_of, force=args.force, refit_days=args.refit_days)
+    with db.connect(db.ensure_server()) as conn:
+        try:
+            report = run_recall(conn, options)
+        except JobError as err:
+            raise CommandFailed(str(err)) from err
+    skipped = report.details.get("skipped")
+    print(report.summary() + (f" ({skipped})" if skipped else ""))
     return 0
 
 
@@ -305,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--retrain",
         action="store_true",
-        help="train the readiness model now instead of scoring with the stored one",
+        help="train the readiness model and refit the recall model now, whatever their age",
     )
     p.add_argument(
         "--fail-on-stale",
@@ -313,6 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail the run when an event source is past its freshness error_after (else: warn)",
     )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "recall",
+        help="fit the recall model when one is due (a step of `run`; weekly unless --force)",
+    )
+    p.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="fit on the reviews up to this day only (e.g. to score a past period out of sample)",
+    )
+    p.add_argument("--force", action="store_true", help="fit now, whatever the newest one's age")
+    p.add_argument(
+        "--refit-days",
+        type=_positive_int,
+        default=7,
+        help="a fit is due when the newest is this many days old (default 7)",
+    )
+    p.set_defaults(func=_cmd_recall)
 
     p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
     p.add_argument("user_id", type=_learner_id)
