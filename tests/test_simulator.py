@@ -278,30 +278,50 @@ def test_prerequisites_known_make_a_topic_faster_to_learn() -> None:
     j = next(j for j in range(content.n) if len(content.prereqs[j]) >= 2)
     t0 = (END - timedelta(days=3)).timestamp()
 
-    def gain(prereq_knowledge: float, trial: int) -> float:
+    def gain(prereq_theta: float, trial: int) -> float:
         st = simulator._State(learner, content, random.Random(trial))
         for i in content.prereqs[j]:
-            st.L[i] = st.C[i] = prereq_knowledge
+            st.theta0[i] = prereq_theta
         st.day_start = t0
-        before = st.knowledge(j, t0 / DAY)
         writer = simulator._SessionWriter(t0, t0 + DAY, st.rng, [])
         sim._block(st, j, False, t0 + 20 * 60, writer)
-        return st.L[j] - before
+        return st.level[j]  # learned in the block (it starts at 0)
 
-    known = sum(gain(0.9, trial) for trial in range(60)) / 60
-    unknown = sum(gain(0.1, trial) for trial in range(60)) / 60
+    known = sum(gain(4.0, trial) for trial in range(60)) / 60
+    unknown = sum(gain(-4.0, trial) for trial in range(60)) / 60
     assert known > unknown * 1.2 > 0
 
 
-def test_forgetting_curve_decays_towards_the_consolidated_floor() -> None:
+def test_forgetting_is_a_power_curve_down_to_the_prior() -> None:
+    """R(t) = (1 + F t / S) ** -d with R(S) = 0.9; knowledge falls from prior + GAIN * level
+    towards the prior alone, more slowly than an exponential with the same R(S) in the tail."""
     sim = generate(1, 1, seed=2, end=END)
     st = simulator._State(sim.learners[0], sim.content, random.Random(0))
-    st.L[0], st.C[0], st.S[0], st.T[0] = 0.9, 0.4, 5.0, 100.0
-    values = [st.knowledge(0, 100.0 + d) for d in (0, 1, 3, 7, 30, 365)]
-    assert values[0] == pytest.approx(0.9)
+    d = st.decay
+    st.theta0[0], st.level[0], st.S[0], st.T[0] = -1.0, 0.6, 5.0, 100.0
+    assert st.retrievability(0, 105.0) == pytest.approx(0.9)
+    assert st.retrievability(0, 120.0) == pytest.approx((1 + st.scale * 20 / 5) ** -d)
+    assert st.retrievability(0, 100.0 + 50) > 0.9 ** (50 / 5), "power law: a heavier tail"
+    values = [st.knowledge(0, 100.0 + t) for t in (0, 1, 3, 7, 30, 365, 1e7)]
     assert all(a > b for a, b in zip(values, values[1:], strict=False))
-    assert values[1] == pytest.approx(0.4 + 0.5 * math.exp(-1 / 5))
-    assert values[-1] == pytest.approx(0.4, abs=1e-6)
+    assert values[0] == pytest.approx(
+        simulator.GUESS + st.factor * sim.content.expected_logistic(0, -1.0 + simulator.GAIN * 0.6)
+    )
+    prior = simulator.GUESS + st.factor * sim.content.expected_logistic(0, -1.0)
+    assert prior < values[-1] < prior + 0.02
+
+
+def test_stability_gain_grows_with_how_forgotten_the_topic_was() -> None:
+    """FSRS-style review: a retrieval at low R multiplies stability more than one at high R; a
+    massed repeat (R about 1) adds almost nothing; a lapse lowers stability and raises D."""
+    sim = generate(1, 1, seed=2, end=END)
+    st = simulator._State(sim.learners[0], sim.content, random.Random(0))
+    st.S[0], st.D[0] = 10.0, 5.0
+    at = {r: sim._review_stability(st, 0, r, True) for r in (0.999, 0.9, 0.5)}
+    st.D[0] = 5.0
+    assert 10.0 < at[0.999] < 10.5 < at[0.9] < at[0.5]
+    lapse = sim._review_stability(st, 0, 0.5, False)
+    assert lapse < 10.0 and st.D[0] > 5.0
 
 
 # ----------------------------------------------------------------------------- through the tracker
@@ -429,7 +449,8 @@ def test_latent_knowledge_grows_with_practice_and_decays_without(
         """
     ).fetchall()
     means = [float(m) for _, m in by_volume]
-    assert len(means) == 3 and means[0] + 0.1 < means[1] < means[2]
+    # monotone in volume; the step is material but not fixed: learning per question varies
+    assert len(means) == 3 and means[0] < means[1] < means[2] and means[2] - means[0] > 0.1
 
 
 def test_correctness_follows_latent_knowledge_and_confidence_follows_correctness(
