@@ -12,8 +12,13 @@ events and then its latent truth) and returns a :class:`Diagnostics`:
 * ``count_knowledge_spearman``: median over learners of the Spearman correlation, across the
   topics the learner answered questions in, between the number of attempts and the latent
   knowledge at the end. Near 1 means counting attempts is as good as any estimate;
+* ``accuracy_knowledge_spearman``: the same with the learner's observed accuracy in the topic
+  instead of the attempt count (what a simple estimate gets; for scale);
 * ``first_attempt_accuracy``: share of first attempts at a question answered right;
-* ``review_gap_quantiles``: days between consecutive study days of the same learner and topic.
+* ``p_correct_calibration``: the largest gap, over deciles of the true P(correct) of the attempts
+  (``sim.attempts``), between the mean P and the observed share right (the truth is honest);
+* ``review_gap_quantiles``: days between consecutive study days of the same learner and topic,
+  and their median per study habit (crammer / spacer / irregular).
 
 ``python -m python_jobs.simulation.diagnostics --users 300 --days 60 --seed 1 --seed 2`` prints
 them as a table, with the generation speed of each run.
@@ -44,8 +49,11 @@ class Diagnostics:
     board_pass_rate: float
     practice_pass_rate: float
     count_knowledge_spearman: float
+    accuracy_knowledge_spearman: float
     first_attempt_accuracy: float
+    p_correct_calibration: float
     review_gap_quantiles: tuple[float, ...]
+    gap_median_by_habit: tuple[float, ...]  # crammer, spacer, irregular
     same_day_or_next_share: float  # share of review gaps of at most one day
 
     @property
@@ -112,35 +120,66 @@ def pass_rate(sim: Simulation, kind: str) -> float:
     return sum(results) / len(results) if results else math.nan
 
 
-def count_knowledge_spearman(sim: Simulation) -> float:
-    """Median within-learner Spearman(attempts in the topic, final latent knowledge)."""
+def _within_learner_spearman(sim: Simulation, score: str) -> float:
+    """Median over learners of Spearman(score, final latent knowledge) across the topics the
+    learner answered questions in; score "count" (attempts) or "accuracy" (share right)."""
     questions: dict[tuple[int, int], int] = defaultdict(int)
+    correct: dict[tuple[int, int], int] = defaultdict(int)
     final: dict[tuple[int, int], float] = {}
     t = sim.truth
     for i in range(len(t)):
         key = (t.learner[i], t.topic[i])
         questions[key] += t.questions[i]
+        correct[key] += t.correct[i]
         if t.final[i]:
             final[key] = t.knowledge[i]
-    per_learner: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    per_learner: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for key, n in questions.items():
         if n > 0:
-            per_learner[key[0]].append((n, final[key]))
+            value = float(n) if score == "count" else correct[key] / n
+            per_learner[key[0]].append((value, final[key]))
     rhos = []
     for pairs in per_learner.values():
         if len(pairs) >= MIN_STUDIED_TOPICS:
-            rho = spearman([float(n) for n, _ in pairs], [k for _, k in pairs])
+            rho = spearman([v for v, _ in pairs], [k for _, k in pairs])
             if not math.isnan(rho):
                 rhos.append(rho)
     return statistics.median(rhos) if rhos else math.nan
 
 
-def review_gaps(sim: Simulation) -> list[int]:
-    """Days between consecutive local days on which a learner answered questions in a topic."""
+def count_knowledge_spearman(sim: Simulation) -> float:
+    """Median within-learner Spearman(attempts in the topic, final latent knowledge)."""
+    return _within_learner_spearman(sim, "count")
+
+
+def p_correct_calibration(sim: Simulation, correct: dict[int, bool]) -> float:
+    """Largest |mean true P - observed share right| over deciles of P (``correct``: event id as
+    int -> answered right). nan when the simulation records no attempt probabilities."""
+    t = sim.truth
+    hi = getattr(t, "attempt_id_hi", None)
+    if hi is None or not len(hi):
+        return math.nan
+    pairs = sorted(
+        (t.attempt_p[i], correct[(hi[i] << 64) | t.attempt_id_lo[i]]) for i in range(len(hi))
+    )
+    worst = 0.0
+    for d in range(10):
+        chunk = pairs[d * len(pairs) // 10 : (d + 1) * len(pairs) // 10]
+        if chunk:
+            mean_p = sum(p for p, _ in chunk) / len(chunk)
+            share = sum(1 for _, c in chunk if c) / len(chunk)
+            worst = max(worst, abs(mean_p - share))
+    return worst
+
+
+def review_gaps(sim: Simulation, habit: str | None = None) -> list[int]:
+    """Days between consecutive local days on which a learner answered questions in a topic
+    (learners of one study habit only, when given)."""
     days: dict[tuple[int, int], set[int]] = defaultdict(set)
     t = sim.truth
+    keep = {x.index for x in sim.learners if habit is None or getattr(x, "habit", None) == habit}
     for i in range(len(t)):
-        if t.questions[i] > 0:
+        if t.questions[i] > 0 and t.learner[i] in keep:
             days[(t.learner[i], t.topic[i])].add(t.day[i])
     gaps = []
     for studied in days.values():
@@ -159,14 +198,22 @@ def diagnose(sim: Simulation) -> Diagnostics:
     """Run a fresh simulation to its end and measure it (see the module docstring)."""
     answer = {q.id: q.correct_answer for q in sim.ref.questions}
     first = right = events = 0
+    correct: dict[int, bool] = {}
     started = time.perf_counter()
     for e in sim.events():
         events += 1
-        if e.event_type == "question_attempt" and e.attempt_number == 1:
-            first += 1
-            right += e.selected_answer == answer[e.question_id]
+        if e.event_type == "question_attempt":
+            ok = e.selected_answer == answer[e.question_id]
+            correct[e.event_id.int] = ok
+            if e.attempt_number == 1:
+                first += 1
+                right += ok
     seconds = time.perf_counter() - started
     gaps = sorted(review_gaps(sim))
+    by_habit = tuple(
+        statistics.median(g) if (g := review_gaps(sim, habit)) else math.nan
+        for habit in ("crammer", "spacer", "irregular")
+    )
     return Diagnostics(
         events=events,
         seconds=seconds,
@@ -175,8 +222,11 @@ def diagnose(sim: Simulation) -> Diagnostics:
         board_pass_rate=pass_rate(sim, "board"),
         practice_pass_rate=pass_rate(sim, "practice"),
         count_knowledge_spearman=count_knowledge_spearman(sim),
+        accuracy_knowledge_spearman=_within_learner_spearman(sim, "accuracy"),
         first_attempt_accuracy=right / first if first else math.nan,
+        p_correct_calibration=p_correct_calibration(sim, correct),
         review_gap_quantiles=tuple(_quantile(gaps, q) for q in GAP_QUANTILES),
+        gap_median_by_habit=by_habit,
         same_day_or_next_share=sum(1 for g in gaps if g <= 1) / len(gaps) if gaps else math.nan,
     )
 
@@ -191,6 +241,8 @@ def format_table(rows: dict[str, Diagnostics]) -> str:
             value = getattr(d, name)
             if isinstance(value, tuple):
                 cells.append("/".join(f"{v:g}" for v in value))
+            elif isinstance(value, float) and math.isnan(value):
+                cells.append("n/a")
             elif isinstance(value, float):
                 cells.append(f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}")
             else:

@@ -26,7 +26,9 @@ claim about real learners unless a source is named):
   days off with binges. Orthogonally, a learner picks new topics by *curriculum* (organ system by
   organ system), chases *weak* topics (lowest recent accuracy) or picks at *random* by board weight.
 * **Memory** follows the power forgetting curve of the FSRS family of spaced-repetition models
-  (open-spaced-repetition, fitted on millions of Anki review logs): retrievability
+  (the open-spaced-repetition project's FSRS, fitted on Anki review logs; its stability model goes
+  back to Ye, Su and Cao, "A Stochastic Shortest Path Algorithm for Optimizing Spaced Repetition
+  Scheduling", KDD 2022, measured on MaiMemo review logs): retrievability
   ``R(t) = (1 + F t / S) ** -d`` with ``F = 0.9 ** (-1 / d) - 1`` so that ``R(S) = 0.9``
   (FSRS-4.5/5 fix the decay ``d`` at 0.5; FSRS-6 fits it per user: here it varies by learner).
   At a review the memory is retrieved with probability ``R``. A retrieved memory's stability is
@@ -55,15 +57,16 @@ claim about real learners unless a source is named):
   those questions given the latent state; the observed share adds exam-day form of the learner
   (a shift of theta), the form's difficulty (a shift of b) and binomial sampling; the scaled score
   (1-300) maps the observed share linearly with reporting noise; pass = score >= 196. The noise is
-  set so that consecutive practice exams correlate about 0.8, as NBME self-assessments correlate
-  with board scores (r about 0.8 in the NBME's published score-interpretation guides), not 0.95.
+  set so that consecutive practice exams correlate about 0.8, as NBME self-assessment scores
+  correlate with USMLE scores (r about 0.8, as reported by the NBME), not 0.9 or more.
 * **Delivery**: each session is, with probability ``late_share``, uploaded late (phone offline):
   all its events are received together between 1 hour and 10 days after they occurred; the others
   arrive seconds (sometimes minutes) after they occurred.
 
-Determinism: all randomness comes from per-learner ``random.Random`` streams seeded from
-(seed, learner index), and the window is ``[end - days, end]`` with ``end`` defaulting to now
-rounded down to the minute, so a seed gives the same events for the same ``end``.
+Determinism: all randomness comes from ``random.Random`` streams seeded from the seed (the item
+parameters) and from (seed, learner index) (everything about a learner), and the window is
+``[end - days, end]`` with ``end`` defaulting to now rounded down to the minute, so a seed gives
+the same events for the same ``end``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ import dataclasses
 import heapq
 import math
 import random
+import struct
 import time
 import uuid
 from array import array
@@ -116,7 +120,7 @@ SEEN_RIGHT_BONUS = 1.2  # logits added when the question was answered right befo
 SEEN_WRONG_BONUS = 0.5  # logits added when it was answered wrong before (explanation was read)
 SKIP_WHEN_WRONG = 0.04  # share of would-be wrong answers left blank (skipped)
 # -- proficiency: theta = prior + GAIN * level * R(t)
-PRIOR_MEAN = -1.2  # mean prior theta (logits) of a learner at ability 0, not yet preparing
+PRIOR_MEAN = -1.0  # mean prior theta (logits) of a learner at ability 0, not yet preparing
 PRIOR_ABILITY = 0.55  # prior theta per standard deviation of ability
 PRIOR_PREP = 0.9  # extra prior theta of a learner at the end of exam preparation
 PRIOR_SYSTEM_SD = 0.3  # sd of a learner's prior theta between organ systems
@@ -174,8 +178,8 @@ BOARD_RAMP = 1.35  # everyone studies more in the 6 weeks before the board exam
 # -- exams
 EXAM_QUESTIONS = 200  # questions in a practice or board exam
 EXAM_PASS_SCORE = 196  # scaled score needed to pass
-EXAM_CUT_SHARE = 0.47  # observed share correct that maps to the pass score (practice exams)
-BOARD_CUT_SHARE = 0.55  # the same for board exams (a higher bar than the practice forms)
+EXAM_CUT_SHARE = 0.50  # observed share correct that maps to the pass score (practice exams)
+BOARD_CUT_SHARE = 0.59  # the same for board exams (a higher bar than the practice forms)
 EXAM_POINTS_PER_SHARE = 400.0  # scaled points per unit of share correct
 EXAM_DAY_SD = 0.2  # sd (logits) of the learner's form on the day of an exam
 EXAM_FORM_SD = 0.15  # sd (logits) of a form's difficulty, added to every question's b
@@ -1624,7 +1628,7 @@ class SimulationSummary:
             f"{rate(self.practice_exam_pass_rate)}; board exams {self.board_exams}, "
             f"pass rate {rate(self.board_exam_pass_rate)}",
             f"  latent truth      sim.learners, sim.topic_knowledge ({self.truth_rows:,} rows), "
-            f"sim.exams, sim.runs (run {self.run_id})",
+            f"sim.attempts, sim.exams, sim.runs (run {self.run_id})",
             f"  took              {self.seconds:.1f}s ({self.events_per_second:,.0f} events/s)",
         ]
         if self.rejections:
@@ -1716,13 +1720,43 @@ def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -
                      e.share_correct, e.scaled_score, e.passed, e.received_at <= end_ts,
                      e.true_share)
                 )  # fmt: skip
-        with cur.copy(
-            "copy sim.attempts (event_id, user_id, topic_id, question_id, p_correct) from stdin"
-        ) as copy:
-            for event_id, li, topic, question, p in truth.attempts():
-                copy.write_row((event_id, ids[li], topic, question, p))
+        _copy_attempts(cur, truth, ids)
     conn.commit()
     return run_id
+
+
+_ATTEMPT_ROW = struct.Struct(">hiQQi16siiiiid")  # binary COPY row of sim.attempts
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def _copy_attempts(cur: psycopg.Cursor, truth: Truth, ids: list[uuid.UUID]) -> None:
+    """sim.attempts by binary COPY straight from the truth's arrays (no UUID objects per row):
+    tens of millions of rows at bench sizes."""
+    pack = _ATTEMPT_ROW.pack
+    users = [u.bytes for u in ids]
+    hi, lo = truth.attempt_id_hi, truth.attempt_id_lo
+    learner, topic, question, p = (
+        truth.attempt_learner,
+        truth.attempt_topic,
+        truth.attempt_question,
+        truth.attempt_p,
+    )
+    with cur.copy(
+        "copy sim.attempts (event_id, user_id, topic_id, question_id, p_correct)"
+        " from stdin (format binary)"
+    ) as copy:
+        copy.write(_COPY_HEADER)
+        chunk = 20_000
+        for start in range(0, len(hi), chunk):
+            copy.write(
+                b"".join(
+                    pack(5, 16, hi[i], lo[i], 16, users[learner[i]], 4, topic[i], 4,
+                         question[i], 8, p[i])
+                    for i in range(start, min(start + chunk, len(hi)))
+                )
+            )  # fmt: skip
+        copy.write(_COPY_TRAILER)
 
 
 def simulate(
