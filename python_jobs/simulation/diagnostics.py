@@ -17,6 +17,8 @@ events and then its latent truth) and returns a :class:`Diagnostics`:
 * ``first_attempt_accuracy``: share of first attempts at a question answered right;
 * ``p_correct_calibration``: the largest gap, over deciles of the true P(correct) of the attempts
   (``sim.attempts``), between the mean P and the observed share right (the truth is honest);
+* ``oracle_auc`` and ``oracle_log_loss``: how well the true P(correct) predicts first attempts
+  (the ceiling of any recall model), beside ``constant_log_loss`` (the base rate);
 * ``review_gap_quantiles``: days between consecutive study days of the same learner and topic,
   and their median per study habit (crammer / spacer / irregular).
 
@@ -52,6 +54,9 @@ class Diagnostics:
     accuracy_knowledge_spearman: float
     first_attempt_accuracy: float
     p_correct_calibration: float
+    oracle_auc: float
+    oracle_log_loss: float
+    constant_log_loss: float
     review_gap_quantiles: tuple[float, ...]
     gap_median_by_habit: tuple[float, ...]  # crammer, spacer, irregular
     same_day_or_next_share: float  # share of review gaps of at most one day
@@ -172,6 +177,47 @@ def p_correct_calibration(sim: Simulation, correct: dict[int, bool]) -> float:
     return worst
 
 
+def auc(scores: list[float], labels: list[bool]) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+    ranks = _ranks(scores)
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return math.nan
+    rank_sum = sum(r + 1 for r, y in zip(ranks, labels, strict=True) if y)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def log_loss(probabilities: list[float], labels: list[bool]) -> float:
+    total = 0.0
+    for p, y in zip(probabilities, labels, strict=True):
+        p = min(1 - 1e-9, max(1e-9, p))
+        total -= math.log(p if y else 1 - p)
+    return total / len(labels) if labels else math.nan
+
+
+def oracle_recall(sim: Simulation, first: dict[int, bool]) -> tuple[float, float, float]:
+    """(AUC, log loss) of the true P(correct) on first attempts, and the log loss of their base
+    rate (``first``: event id as int -> answered right, first attempts only)."""
+    t = sim.truth
+    hi = getattr(t, "attempt_id_hi", None)
+    if hi is None or not len(hi):
+        return math.nan, math.nan, math.nan
+    probabilities: list[float] = []
+    labels: list[bool] = []
+    for i in range(len(hi)):
+        key = (hi[i] << 64) | t.attempt_id_lo[i]
+        if key in first:
+            probabilities.append(t.attempt_p[i])
+            labels.append(first[key])
+    rate = sum(labels) / len(labels)
+    return (
+        auc(probabilities, labels),
+        log_loss(probabilities, labels),
+        log_loss([rate] * len(labels), labels),
+    )
+
+
 def review_gaps(sim: Simulation, habit: str | None = None) -> list[int]:
     """Days between consecutive local days on which a learner answered questions in a topic
     (learners of one study habit only, when given)."""
@@ -199,6 +245,7 @@ def diagnose(sim: Simulation) -> Diagnostics:
     answer = {q.id: q.correct_answer for q in sim.ref.questions}
     first = right = events = 0
     correct: dict[int, bool] = {}
+    first_correct: dict[int, bool] = {}
     started = time.perf_counter()
     for e in sim.events():
         events += 1
@@ -208,8 +255,10 @@ def diagnose(sim: Simulation) -> Diagnostics:
             if e.attempt_number == 1:
                 first += 1
                 right += ok
+                first_correct[e.event_id.int] = ok
     seconds = time.perf_counter() - started
     gaps = sorted(review_gaps(sim))
+    oracle_auc, oracle_loss, constant_loss = oracle_recall(sim, first_correct)
     by_habit = tuple(
         statistics.median(g) if (g := review_gaps(sim, habit)) else math.nan
         for habit in ("crammer", "spacer", "irregular")
@@ -225,6 +274,9 @@ def diagnose(sim: Simulation) -> Diagnostics:
         accuracy_knowledge_spearman=_within_learner_spearman(sim, "accuracy"),
         first_attempt_accuracy=right / first if first else math.nan,
         p_correct_calibration=p_correct_calibration(sim, correct),
+        oracle_auc=oracle_auc,
+        oracle_log_loss=oracle_loss,
+        constant_log_loss=constant_loss,
         review_gap_quantiles=tuple(_quantile(gaps, q) for q in GAP_QUANTILES),
         gap_median_by_habit=by_habit,
         same_day_or_next_share=sum(1 for g in gaps if g <= 1) / len(gaps) if gaps else math.nan,
