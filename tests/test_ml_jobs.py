@@ -405,12 +405,16 @@ def test_scoring_reads_only_the_last_reviews_and_gets_the_same_features(sim_url:
 
 def _add_events_after_exams(conn: psycopg.Connection, exam_ids: list[str]) -> int:
     """For each exam: 12 correct answers, a material completion and a perfect practice exam, from
-    1 minute to 5 days after it, on the learner's own questions (typed rows, events, receipts)."""
+    1 minute to 5 days after it, on the learner's own questions, or the bank's first ones for a
+    learner who logged an exam before answering any (typed rows, events, receipts)."""
     exams = conn.execute(
         """
         select e.user_id, e.taken_at,
-            (select array_agg(distinct question_id) from app.question_attempts q
-             where q.user_id = e.user_id) as questions,
+            coalesce(
+                (select array_agg(distinct question_id) from app.question_attempts q
+                 where q.user_id = e.user_id),
+                (select array_agg(id) from (select id from app.questions order by id limit 12) b)
+            ) as questions,
             (select min(id) from app.materials) as material_id
         from app.exam_results e where e.event_id = any(%s::uuid[])
         """,

@@ -11,35 +11,62 @@ Two layers:
   the events received by ``end`` through ``Tracker.track_batch`` (with a tqdm progress bar) and
   saves the latent truth in schema ``sim``.
 
-The model (constants below, each documented):
+The model (constants below, each documented; every figure is a knob of this simulator, not a
+claim about real learners unless a source is named):
 
-* Learners have an ability, a prior knowledge per leaf topic (higher for learners further into their
-  exam preparation), a timezone, a chronotype (preferred local hours), study days per week, session
-  lengths, question pace, hint use, confidence-rating style, idle breaks, a taste for reviewing due
-  or weak topics vs. moving on through their curriculum, practice-exam habits; a few go quiet.
-* Latent knowledge of a leaf topic is a forgetting curve between a consolidated floor ``C`` and the
-  level ``L`` reached at the last study: ``K(t) = C + (L - C) * exp(-(t - T) / S)``. Each question
-  answered (and each minute of reading) moves ``K`` towards 1 at the learner's learning rate, faster
-  when the topic's prerequisites are known; within a block only part of that gain already helps
-  the next questions. A first study keeps half its gain in the floor; a study block after a
-  spacing gap raises stability ``S`` and the floor ``C`` in proportion to how much had been
-  forgotten (spacing effect); massed study the same day only raises ``L``, which then decays back.
-  Prior knowledge is low-ish and fairly even, so what a learner studied (and how recently) is what
-  mostly tells topics apart: the signal the mastery marts are meant to recover.
-* A question is answered correctly with probability ``0.2 + 0.8 * logistic(12 * (K - difficulty))``
-  (five options: 0.2 by guessing), plus a bonus with a hint or when the question was seen before.
-  Confidence ratings follow that probability (and the outcome) with a per-learner bias and noise.
-* Practice exams (every 1-2 weeks for most learners) and board exams (on exam_date when it falls in
-  the window) sample 200 questions by board-exam weight from the learner's current latent knowledge;
-  the scaled score (1-300) follows the share correct (board forms are harder), with form-to-form
-  noise; pass = score >= 196.
-* Delivery: each session is, with probability ``late_share``, uploaded late (phone offline): all
-  its events are received together between 1 hour and 10 days after they occurred; the others
+* **Learners** have an ability, a proficiency prior per leaf topic (organ-system and topic offsets:
+  what they knew before the window, higher further into exam preparation), a timezone, a
+  chronotype (preferred local hours), sessions per study day, session lengths, question pace, hint
+  use, confidence-rating style, idle breaks, a slip rate, a learning rate, memory parameters and
+  practice-exam habits; a few go quiet.
+* **Study habits** are not tied to any scheduler: *crammers* study rarely and in bursts in the days
+  before an exam (practice or board); *steady spacers* study most days and come back to a topic
+  after intervals of their own (a personal first interval that grows by a personal factor per
+  review, regardless of how the review went); *irregular* learners alternate random stretches of
+  days off with binges. Orthogonally, a learner picks new topics by *curriculum* (organ system by
+  organ system), chases *weak* topics (lowest recent accuracy) or picks at *random* by board weight.
+* **Memory** follows the power forgetting curve of the FSRS family of spaced-repetition models
+  (the open-spaced-repetition project's FSRS, fitted on Anki review logs; its stability model goes
+  back to Ye, Su and Cao, "A Stochastic Shortest Path Algorithm for Optimizing Spaced Repetition
+  Scheduling", KDD 2022, measured on MaiMemo review logs): retrievability
+  ``R(t) = (1 + F t / S) ** -d`` with ``F = 0.9 ** (-1 / d) - 1`` so that ``R(S) = 0.9``
+  (FSRS-4.5/5 fix the decay ``d`` at 0.5; FSRS-6 fits it per user: here it varies by learner).
+  At a review the memory is retrieved with probability ``R``. A retrieved memory's stability is
+  multiplied by ``1 + g e^{w} (11 - D) S^{-w'} (e^{w''(1 - R)} - 1)``: the gain is larger the more
+  the topic had been forgotten (the spacing effect as measured on real review logs), smaller for
+  a stable memory and for a hard topic (difficulty ``D`` in 1-10, per learner and topic), scaled
+  by a per-learner factor ``g``. A massed repeat the same day (``R`` close to 1) gains almost
+  nothing. A lapse (not retrieved) shrinks stability (FSRS's post-lapse formula) and makes the
+  topic harder for that learner.
+* **Knowledge and answering** follow item response theory. Every question has a difficulty ``b``
+  (the reference difficulty on a logit scale, plus noise) and a discrimination ``a``; the learner
+  answers right with ``P = 0.2 + 0.8 (1 - slip) logistic(a (theta - b))`` (five options: 0.2 by
+  guessing; a slip rate per learner). The proficiency ``theta`` in a topic is the learner's prior
+  plus ``GAIN`` times what was learned in the window and retained: ``level * R(t)``. Each question
+  raises the level by a random amount (explanation read after a wrong answer teaches most, a right
+  answer less; diminishing returns within a block; per-learner and per-topic learning rates; known
+  prerequisites help), so two learners with the same number of attempts know different amounts.
+  A hint or a question seen before raise ``theta`` for that attempt only. Wrong answers are
+  sometimes left blank (skipped). Confidence ratings follow ``P`` with a per-learner bias and noise.
+* **Latent truth** (schema ``sim``): ``knowledge`` of a learner-topic at an instant is the expected
+  share of the topic's questions the learner would answer right if they were new to them (no hint,
+  no memory of the item; guessing included), averaged over the topic's question bank: what a
+  knowledge estimate should recover. ``sim.attempts`` holds the ``P`` of every question attempt.
+* **Exams** (practice every 1-2 weeks for most learners, the board exam on exam_date when it falls
+  in the window) draw 200 questions by board-exam weight. Their true share is the mean ``P`` of
+  those questions given the latent state; the observed share adds exam-day form of the learner
+  (a shift of theta), the form's difficulty (a shift of b) and binomial sampling; the scaled score
+  (1-300) maps the observed share linearly with reporting noise; pass = score >= 196. The noise is
+  set so that consecutive practice exams correlate about 0.8, as NBME self-assessment scores
+  correlate with USMLE scores (r about 0.8, as reported by the NBME), not 0.9 or more.
+* **Delivery**: each session is, with probability ``late_share``, uploaded late (phone offline):
+  all its events are received together between 1 hour and 10 days after they occurred; the others
   arrive seconds (sometimes minutes) after they occurred.
 
-Determinism: all randomness comes from per-learner ``random.Random`` streams seeded from
-(seed, learner index), and the window is ``[end - days, end]`` with ``end`` defaulting to now
-rounded down to the minute, so a seed gives the same events for the same ``end``.
+Determinism: all randomness comes from ``random.Random`` streams seeded from the seed (the item
+parameters) and from (seed, learner index) (everything about a learner), and the window is
+``[end - days, end]`` with ``end`` defaulting to now rounded down to the minute, so a seed gives
+the same events for the same ``end``.
 """
 
 from __future__ import annotations
@@ -48,8 +75,8 @@ import bisect
 import dataclasses
 import heapq
 import math
-import operator
 import random
+import struct
 import time
 import uuid
 from array import array
@@ -60,6 +87,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import psycopg
 
 from python_jobs.ingest.events import (
@@ -79,34 +107,84 @@ HOUR = 3_600.0
 MINUTE = 60.0
 
 # ----------------------------------------------------------------------------- model constants
-GUESS = 0.2  # chance of a right answer by guessing (5 options)
-SLOPE = 12.0  # logistic slope of P(correct) in (knowledge - difficulty)
-HINT_BONUS = 0.15  # knowledge-equivalent boost of a hint
-SEEN_RIGHT_BONUS = 0.12  # boost when the question was answered right before (memory of it)
-SEEN_WRONG_BONUS = 0.05  # boost when it was answered wrong before (explanation was read)
-PRIOR_MEAN = 0.25  # mean latent knowledge of a topic before the window (learner at ability 0)
-PRIOR_ABILITY = 0.05  # prior knowledge gained per standard deviation of ability
-PRIOR_PREP = 0.25  # extra prior knowledge of a learner at the end of exam preparation
-PRIOR_SYSTEM_SD = 0.07  # sd of a learner's prior knowledge between organ systems
-PRIOR_TOPIC_SD = 0.07  # sd of a learner's prior knowledge between topics of a system
-LEARN_RATE = 0.15  # median learning rate: knowledge gained per wrong answer, x (1 - K)
+# -- answering (item response theory)
+GUESS = 0.2  # chance of a right answer by guessing (5 options): the floor of P(correct)
+ITEM_B_SCALE = 8.0  # logits per unit of reference difficulty (0-1): b = scale * (difficulty - 0.5)
+ITEM_B_NOISE = 0.5  # sd (logits) of a question's b around its reference difficulty
+ITEM_A_MEDIAN = 1.4  # median discrimination a of a question
+ITEM_A_SD = 0.3  # sd of log(a) between questions
+ITEM_A_RANGE = (0.35, 2.5)  # discriminations are clipped to this range
+SLIP_RANGE = (0.02, 0.12)  # per-learner slip probability (knows it, answers wrong anyway)
+HINT_BONUS = 0.7  # logits added to theta for an attempt with a hint
+SEEN_RIGHT_BONUS = 1.2  # logits added when the question was answered right before (item memory)
+SEEN_WRONG_BONUS = 0.5  # logits added when it was answered wrong before (explanation was read)
+SKIP_WHEN_WRONG = 0.04  # share of would-be wrong answers left blank (skipped)
+# -- proficiency: theta = prior + GAIN * level * R(t)
+PRIOR_MEAN = -1.0  # mean prior theta (logits) of a learner at ability 0, not yet preparing
+PRIOR_ABILITY = 0.55  # prior theta per standard deviation of ability
+PRIOR_PREP = 0.9  # extra prior theta of a learner at the end of exam preparation
+PRIOR_SYSTEM_SD = 0.5  # sd of a learner's prior theta between organ systems
+PRIOR_TOPIC_SD = 0.5  # sd of a learner's prior theta between topics of a system
+GAIN = 3.0  # theta gained by a fully learned and fully retained topic (level 1, R 1)
+LEVEL_MAX = 0.995  # the learned level never quite reaches 1
+THETA_GRID = (-9.0, 9.0, 0.05)  # grid of the per-topic expected-P tables (min, max, step)
+# -- learning
+LEARN_RATE = 0.07  # median level gained per wrong answer with explanation, x (1 - level)
+LEARN_RATE_SD = 0.45  # sd of log(learning rate) between learners
+LEARNABILITY_SD = 0.35  # sd of log(learning-rate multiplier) between a learner's topics
 LEARN_WRONG = 1.0  # learning per question (x learning rate) after a wrong answer + explanation
-LEARN_RIGHT = 0.5  # learning per question after a right answer
+LEARN_WRONG_UNREAD = 0.3  # the same when the explanation was skipped
+LEARN_RIGHT = 0.45  # learning per question after a right answer
+BLOCK_SATURATION = 0.12  # the k-th question of a block teaches 1 / (1 + 0.12 k) as much
 WITHIN_BLOCK_TRANSFER = 0.3  # share of what a block teaches that already helps later questions
-LEARN_READ_PER_MIN = 0.08  # learning per minute of reading (x learning rate)
-STABILITY_FIRST = 5.0  # days of memory stability after a first study (x ability factor)
-STABILITY_GROWTH = 2.5  # stability growth factor per spaced review, times forgotten share
-STABILITY_MAX = 365.0
-CONSOLIDATE_FIRST = 0.5  # share of the gain kept in the long-term floor after a first study
-CONSOLIDATE = 0.5  # share of the gain kept in the floor per review, times forgotten share
-MASSED_GAP_DAYS = 0.3  # a review sooner than this after the last one is massed: no spacing gain
+LEARN_READ_PER_MIN = 0.06  # learning per minute of reading (x learning rate)
 PREREQ_BASE = 0.5  # learning-rate multiplier = PREREQ_BASE + mean knowledge of prerequisites
+# -- memory (FSRS-family power forgetting; defaults close to FSRS-5's published defaults)
+DECAY = 0.5  # median decay d of the power forgetting curve (FSRS-4.5/5 use 0.5)
+DECAY_SD = 0.25  # sd of log(d) between learners (FSRS-6 fits d per user)
+STABILITY_FIRST = 2.0  # median stability (days) after a first study (x ability, first accuracy)
+STABILITY_FIRST_SD = 0.5  # sd of log(first stability) between a learner's topics
+SINC_SCALE = 4.7  # e^w: scale of the stability increase after a successful retrieval (FSRS w8)
+SINC_STABILITY = 0.12  # w': larger stability, smaller relative gain (FSRS w9)
+SINC_RETRIEVABILITY = 1.0  # w'': larger gain the lower R was at the review (FSRS w10)
+SINC_LEARNER_SD = 0.3  # sd of log(per-learner stability-gain factor g)
+LAPSE_SCALE = 1.9  # post-lapse stability scale (FSRS w11)
+LAPSE_DIFFICULTY = 0.11  # post-lapse stability falls with difficulty as D^-0.11 (FSRS w12)
+LAPSE_STABILITY = 0.3  # post-lapse stability grows as (S + 1)^0.3 - 1 (FSRS w13)
+LAPSE_RETRIEVABILITY = 2.3  # post-lapse stability grows as e^(2.3 (1 - R)) (FSRS w14)
+STABILITY_RANGE = (0.1, 365.0)  # stability (days) is kept in this range
+DIFFICULTY_BASE = 5.0  # memory difficulty D (1-10) of a topic of average question difficulty
+DIFFICULTY_PER_B = 1.5  # D per logit of the topic's mean question difficulty
+DIFFICULTY_SD = 1.5  # sd of D between learners for the same topic
+DIFFICULTY_LAPSE = 1.5  # a lapse raises D by this x (10 - D) / 9
+DIFFICULTY_SUCCESS = 0.3  # a successful retrieval lowers D by this x (D - 1) / 9
+MASSED_GAP_DAYS = 0.3  # a block sooner than this after the last one does not count as a review
+# -- study habits
+HABITS = (("crammer", 0.30), ("spacer", 0.40), ("irregular", 0.30))  # (habit, share)
+STRATEGIES = (("curriculum", 0.5), ("weak", 0.25), ("random", 0.25))  # topic choice, share
+CRAM_DAYS = (5, 21)  # a crammer's burst starts this many days (range) before an exam
+CRAM_PRACTICE_SHARE = 0.35  # before a practice exam the burst is this share of cram_days
+CRAM_PRACTICE_EVERY = (10, 21)  # crammers who take practice exams do so every 10-21 days
+CRAM_STUDY_P = 0.9  # probability of studying on a day of a burst
+CRAM_RAMP = 1.5  # session length and count multiplier in a burst
+CRAM_BASE_DAYS = (0.5, 2.5)  # a crammer's study days per week outside bursts (range)
+SPACER_DAYS = (4.0, 7.0)  # a steady spacer's study days per week (range)
+SPACER_INTERVAL = (1.0, 5.0)  # a spacer's own first review interval, days (range)
+SPACER_GROWTH = (1.2, 2.5)  # ... multiplied by this factor (range) after each review
+IRREGULAR_ON = (0.55, 0.85)  # irregular learner: probability of studying again the next day
+IRREGULAR_GAP = (2.0, 10.0)  # irregular learner: mean length of a break, days (range)
+IRREGULAR_RAMP = (1.0, 1.8)  # irregular learner: session multiplier on binge days (range)
+BOARD_RAMP = 1.35  # everyone studies more in the 6 weeks before the board exam
+# -- exams
 EXAM_QUESTIONS = 200  # questions in a practice or board exam
 EXAM_PASS_SCORE = 196  # scaled score needed to pass
-EXAM_CUT_SHARE = 0.44  # share correct that maps to the pass score (practice exams)
-BOARD_CUT_SHARE = 0.52  # the same for board exams (harder than the practice forms)
+EXAM_CUT_SHARE = 0.50  # observed share correct that maps to the pass score (practice exams)
+BOARD_CUT_SHARE = 0.60  # the same for board exams (a higher bar than the practice forms)
 EXAM_POINTS_PER_SHARE = 400.0  # scaled points per unit of share correct
-EXAM_FORM_NOISE = 5.0  # sd of scaled points from form to form / exam-day condition
+EXAM_DAY_SD = 0.25  # sd (logits) of the learner's form on the day of an exam
+EXAM_FORM_SD = 0.15  # sd (logits) of a form's difficulty, added to every question's b
+EXAM_SCORE_SD = 6.0  # sd of scaled points of reporting / equating noise
+# -- delivery and activity
 HEARTBEAT_SECONDS = 120.0  # the app sends a heartbeat after this long without another event
 LATE_MIN_SECONDS = HOUR  # late delivery: between 1 hour ...
 LATE_MAX_SECONDS = 10 * DAY  # ... and 10 days after the event occurred
@@ -157,9 +235,20 @@ class Learner:
     cohort: str
     exam_target: str
     exam_date: date | None
-    ability: float  # standard normal; drives prior knowledge, learning rate, stability
-    learn_rate: float  # knowledge gained per wrong-answer-with-explanation, x (1 - K)
-    prior_mean: float  # mean latent knowledge of a topic at the start
+    ability: float  # standard normal; drives prior proficiency, learning rate, stability
+    learn_rate: float  # level gained per wrong answer with explanation, x (1 - level)
+    prior_mean: float  # mean prior proficiency theta (logits) of a topic at the start
+    slip: float  # probability of answering wrong a question the learner knows
+    explanation_rate: float  # probability of reading the explanation after a wrong answer
+    forget_decay: float  # d of the power forgetting curve R(t) = (1 + F t / S) ** -d
+    stability_gain: float  # per-learner factor g on the stability increase of a review
+    habit: str  # crammer, spacer or irregular (see HABITS)
+    strategy: str  # curriculum, weak or random: how new and review topics are picked
+    review_interval: float  # own first review interval (days) of a topic
+    interval_growth: float  # own review interval multiplier per review
+    cram_days: int  # crammers: the burst starts this many days before an exam
+    irregular_on: float  # irregular: probability of studying again the day after a study day
+    irregular_gap: float  # irregular: mean break length (days)
     chronotype: str
     first_hour: float  # preferred local hour of the first session of a day
     second_hour: float  # preferred local hour of later sessions
@@ -174,7 +263,7 @@ class Learner:
     idle_break_prob: float  # probability of a > 5 min break inside a session
     review_propensity: float  # share of blocks spent on due or weak topics
     read_propensity: float  # probability of reading a material before a new topic
-    follows_curriculum: bool  # works through systems in order (else picks topics at random)
+    follows_curriculum: bool  # strategy == "curriculum": works through systems in order
     uses_coach: bool  # sends AI-coach messages now and then
     practice_exam_every_days: int | None  # None: never takes practice exams
     quiet_from: datetime | None  # stops studying from then on
@@ -244,6 +333,18 @@ def make_learner(seed: int, index: int, start: datetime, end: datetime) -> Learn
     quiet = None
     if rng.random() < QUIET_SHARE:
         quiet = start + timedelta(seconds=rng.uniform(0.2, 0.8) * days * DAY)
+    habit = rng.choices([h for h, _ in HABITS], [w for _, w in HABITS])[0]
+    strategy = rng.choices([s for s, _ in STRATEGIES], [w for _, w in STRATEGIES])[0]
+    irregular_on = rng.uniform(*IRREGULAR_ON)
+    irregular_gap = rng.uniform(*IRREGULAR_GAP)
+    if habit == "crammer":
+        days_per_week = rng.uniform(*CRAM_BASE_DAYS)
+        every = None if every is None else rng.randint(*CRAM_PRACTICE_EVERY)
+    elif habit == "spacer":
+        days_per_week = rng.uniform(*SPACER_DAYS)
+    else:  # share of days "on" of the two-state chain, times 7
+        on_days = 1.0 / (1.0 - irregular_on)
+        days_per_week = 7.0 * on_days / (on_days + irregular_gap)
     return Learner(
         index=index,
         user_id=_user_id(seed, index),
@@ -253,12 +354,23 @@ def make_learner(seed: int, index: int, start: datetime, end: datetime) -> Learn
         exam_target=target,
         exam_date=exam_date,
         ability=ability,
-        learn_rate=LEARN_RATE * math.exp(0.25 * ability) * rng.lognormvariate(0.0, 0.15),
-        prior_mean=min(0.75, max(0.1, PRIOR_MEAN + PRIOR_ABILITY * ability + PRIOR_PREP * prep)),
+        learn_rate=LEARN_RATE * math.exp(0.2 * ability) * rng.lognormvariate(0.0, LEARN_RATE_SD),
+        prior_mean=PRIOR_MEAN + PRIOR_ABILITY * ability + PRIOR_PREP * prep,
+        slip=rng.uniform(*SLIP_RANGE),
+        explanation_rate=rng.uniform(0.5, 0.95),
+        forget_decay=min(1.0, max(0.2, DECAY * rng.lognormvariate(0.0, DECAY_SD))),
+        stability_gain=math.exp(0.15 * ability) * rng.lognormvariate(0.0, SINC_LEARNER_SD),
+        habit=habit,
+        strategy=strategy,
+        review_interval=rng.uniform(*SPACER_INTERVAL),
+        interval_growth=rng.uniform(*SPACER_GROWTH),
+        cram_days=rng.randint(*CRAM_DAYS),
+        irregular_on=irregular_on,
+        irregular_gap=irregular_gap,
         chronotype=chrono[0],
         first_hour=chrono[2] + rng.gauss(0.0, 0.8),
         second_hour=chrono[3] + rng.gauss(0.0, 0.8),
-        study_days_per_week=rng.choice([3, 4, 4, 5, 5, 5, 6, 6, 7]) + rng.uniform(-0.5, 0.5),
+        study_days_per_week=days_per_week,
         sessions_per_day=1.0 + rng.uniform(0.0, 1.3),
         session_minutes=rng.lognormvariate(math.log(45.0), 0.35),
         question_seconds=rng.uniform(50.0, 100.0),
@@ -269,7 +381,7 @@ def make_learner(seed: int, index: int, start: datetime, end: datetime) -> Learn
         idle_break_prob=rng.uniform(0.1, 0.5),
         review_propensity=rng.uniform(0.25, 0.6),
         read_propensity=rng.uniform(0.15, 0.7),
-        follows_curriculum=rng.random() < 0.7,
+        follows_curriculum=strategy == "curriculum",
         uses_coach=rng.random() < 0.25,
         practice_exam_every_days=every,
         quiet_from=quiet,
@@ -293,6 +405,14 @@ class Truth:
     material_seconds: array = field(default_factory=lambda: array("i"))
     final: array = field(default_factory=lambda: array("b"))  # 1 on the end-of-simulation row
     exams: list[ExamTruth] = field(default_factory=list)
+    # one entry per question_attempt event: its event id (two 64-bit halves), the learner, the
+    # leaf topic id, the question id and the true P(correct) (float32 to save memory)
+    attempt_id_hi: array = field(default_factory=lambda: array("Q"))
+    attempt_id_lo: array = field(default_factory=lambda: array("Q"))
+    attempt_learner: array = field(default_factory=lambda: array("i"))
+    attempt_topic: array = field(default_factory=lambda: array("i"))
+    attempt_question: array = field(default_factory=lambda: array("i"))
+    attempt_p: array = field(default_factory=lambda: array("f"))
     weighted_knowledge_start: dict[int, float] = field(default_factory=dict)
     weighted_knowledge_end: dict[int, float] = field(default_factory=dict)
 
@@ -321,6 +441,18 @@ class Truth:
         self.material_seconds.append(ms)
         self.final.append(final)
 
+    def attempts(self) -> Iterator[tuple[uuid.UUID, int, int, int, float]]:
+        """(event_id, learner index, topic id, question id, p_correct) per question attempt."""
+        hi, lo = self.attempt_id_hi, self.attempt_id_lo
+        learner, topic, question, p = (
+            self.attempt_learner,
+            self.attempt_topic,
+            self.attempt_question,
+            self.attempt_p,
+        )
+        for i in range(len(hi)):
+            yield (_uuid_from_int((hi[i] << 64) | lo[i]), learner[i], topic[i], question[i], p[i])
+
     def rows(self) -> Iterator[tuple[int, int, date, float, float, int, int, int, bool]]:
         for i in range(len(self.learner)):
             yield (
@@ -343,7 +475,8 @@ class ExamTruth:
     exam_kind: str
     taken_at: datetime
     weighted_knowledge: float  # board-weighted latent knowledge when the exam was taken
-    share_correct: float
+    share_correct: float  # observed share correct (exam-day form, form difficulty, sampling)
+    true_share: float  # expected share correct on the exam's questions given the latent state
     scaled_score: int
     passed: bool
     received_at: datetime
@@ -351,9 +484,11 @@ class ExamTruth:
 
 # ----------------------------------------------------------------------------- content model
 class _Content:
-    """Reference data flattened into lists indexed by leaf position, for the hot loops."""
+    """Reference data flattened into lists indexed by leaf position, for the hot loops, with the
+    item parameters of this simulated world (drawn from the seed) and, per leaf, a table of the
+    expected logistic term over the leaf's questions as a function of theta."""
 
-    def __init__(self, ref: Reference) -> None:
+    def __init__(self, ref: Reference, seed: int = 0) -> None:
         leaves = sorted(ref.leaves, key=lambda t: t.id)
         self.leaf_ids = [t.id for t in leaves]
         pos = {t.id: i for i, t in enumerate(leaves)}
@@ -386,6 +521,7 @@ class _Content:
                 self.q_ids.append(q.id)
                 self.q_difficulty.append(float(q.difficulty))
                 self.q_answer.append(q.correct_answer)
+        self._draw_items(seed)
         mats = sorted(ref.materials, key=lambda m: m.id)
         self.m_ids = [m.id for m in mats]
         self.m_minutes = [float(m.est_minutes) for m in mats]
@@ -394,50 +530,97 @@ class _Content:
             if m.topic_id in pos:
                 self.leaf_materials[pos[m.topic_id]].append(k)
 
+    def _draw_items(self, seed: int) -> None:
+        """IRT parameters per question: b from the reference difficulty plus noise, a lognormal;
+        the per-leaf tables of E_q[logistic(a_q (theta - b_q))] on THETA_GRID; the leaf's mean b."""
+        rng = random.Random(f"studyin-sim:{seed}:items")
+        lo, hi = ITEM_A_RANGE
+        self.q_b = [
+            ITEM_B_SCALE * (d - 0.5) + rng.gauss(0.0, ITEM_B_NOISE) for d in self.q_difficulty
+        ]
+        self.q_a = [
+            min(hi, max(lo, ITEM_A_MEDIAN * rng.lognormvariate(0.0, ITEM_A_SD)))
+            for _ in self.q_difficulty
+        ]
+        t_min, t_max, step = THETA_GRID
+        grid = np.arange(t_min, t_max + step / 2, step)
+        a = np.array(self.q_a)
+        b = np.array(self.q_b)
+        self.tables: list[list[float]] = []
+        self.mean_b: list[float] = []
+        for j in range(self.n):
+            sl = slice(self.q_start[j], self.q_start[j] + self.q_count[j])
+            if self.q_count[j] == 0:
+                self.tables.append([0.5] * len(grid))
+                self.mean_b.append(0.0)
+                continue
+            x = a[sl][None, :] * (grid[:, None] - b[sl][None, :])
+            self.tables.append((1.0 / (1.0 + np.exp(-x))).mean(axis=1).tolist())
+            self.mean_b.append(float(b[sl].mean()))
+
+    def expected_logistic(self, j: int, theta: float) -> float:
+        """E over leaf j's questions of logistic(a (theta - b)), linearly interpolated."""
+        t_min, t_max, step = THETA_GRID
+        if theta <= t_min:
+            return self.tables[j][0]
+        x = (theta - t_min) / step
+        i = int(x)
+        table = self.tables[j]
+        if i >= len(table) - 1:
+            return table[-1]
+        v = table[i]
+        return v + (x - i) * (table[i + 1] - v)
+
 
 # ----------------------------------------------------------------------------- learner state
 _NEVER = -1.0e9  # "last studied" time of a topic never studied
 
 
 class _State:
-    """Mutable per-learner simulation state."""
+    """Mutable per-learner simulation state.
+
+    Per leaf ``j``: ``theta0`` (prior proficiency, logits), ``level`` (what was learned in the
+    window, 0-1, as of the last study ``T``, in days since the epoch), memory stability ``S``
+    (days) and difficulty ``D`` (1-10), and a learning-rate multiplier ``learnability``.
+    """
 
     __slots__ = (
-        "p", "rng", "tz", "uid", "L", "C", "S", "T", "studied", "q_seen", "q_last", "ptr",
-        "offset", "own_interval", "last_day", "last_acc", "curriculum", "cur_pos", "mat_done",
-        "busy_until", "day_ord", "day_start", "touch", "next_practice", "stopped", "board_done",
-        "first_plan",
+        "p", "rng", "tz", "uid", "theta0", "level", "S", "T", "D", "learnability", "studied",
+        "reviews", "q_seen", "q_last", "ptr", "offset", "own_interval", "last_day", "last_acc",
+        "curriculum", "cur_pos", "mat_done", "busy_until", "day_ord", "day_start", "touch",
+        "next_practice", "stopped", "board_done", "first_plan", "on", "factor", "decay", "scale",
+        "content",
     )  # fmt: skip
 
     def __init__(self, learner: Learner, content: _Content, rng: random.Random) -> None:
         self.p = learner
         self.rng = rng
+        self.content = content
         self.tz = ZoneInfo(learner.timezone)
         self.uid = learner.user_id
         n = content.n
         system_offset = {s: rng.gauss(0.0, PRIOR_SYSTEM_SD) for s in content.systems}
-        prior = [
-            min(
-                0.9,
-                max(
-                    0.03,
-                    learner.prior_mean
-                    + system_offset[content.system_of[j]]
-                    + rng.gauss(0.0, PRIOR_TOPIC_SD),
-                ),
-            )
+        gauss = rng.gauss
+        self.theta0 = [
+            learner.prior_mean + system_offset[content.system_of[j]] + gauss(0.0, PRIOR_TOPIC_SD)
             for j in range(n)
         ]
-        self.L = list(prior)
-        self.C = list(prior)
+        self.level = [0.0] * n
         self.S = [STABILITY_FIRST] * n
         self.T = [_NEVER] * n  # days since the epoch
+        self.D = [
+            min(10.0, max(1.0, DIFFICULTY_BASE + DIFFICULTY_PER_B * content.mean_b[j]
+                          + gauss(0.0, DIFFICULTY_SD)))
+            for j in range(n)
+        ]  # fmt: skip
+        self.learnability = [rng.lognormvariate(0.0, LEARNABILITY_SD) for _ in range(n)]
         self.studied = [0] * n  # study blocks so far
+        self.reviews = [0] * n  # spaced reviews so far (the learner's own interval grows with it)
         self.q_seen = bytearray(len(content.q_ids))  # attempts per question (capped at 255)
         self.q_last = bytearray(len(content.q_ids))  # 1 right, 2 wrong at the last attempt
         self.ptr = [0] * n
         self.offset = [rng.randrange(max(1, content.q_count[j])) for j in range(n)]
-        self.own_interval = [1.0] * n  # the learner's own idea of when to review, in days
+        self.own_interval = [learner.review_interval] * n  # own next review interval, days
         self.last_day = [-1] * n  # ordinal of the local day last studied
         self.last_acc = [1.0] * n
         systems = list(content.systems)
@@ -454,13 +637,28 @@ class _State:
         self.stopped = False
         self.board_done = False
         self.first_plan = True
+        self.on = False  # irregular learners: on a binge
+        self.factor = (1.0 - GUESS) * (1.0 - learner.slip)  # P = GUESS + factor * logistic
+        self.decay = learner.forget_decay
+        self.scale = 0.9 ** (-1.0 / self.decay) - 1.0  # F: R(S) = 0.9
+
+    def retrievability(self, j: int, t_days: float) -> float:
+        """R of leaf j's learned level at t: (1 + F dt / S) ** -d (1 at or before the study)."""
+        dt = t_days - self.T[j]
+        if dt <= 0:
+            return 1.0
+        return (1.0 + self.scale * dt / self.S[j]) ** -self.decay
+
+    def theta(self, j: int, t_days: float) -> float:
+        """Proficiency (logits) in leaf j at t: prior plus what was learned and is retained."""
+        level = self.level[j]
+        if level <= 0.0:
+            return self.theta0[j]
+        return self.theta0[j] + GAIN * level * self.retrievability(j, t_days)
 
     def knowledge(self, j: int, t_days: float) -> float:
-        dt = t_days - self.T[j]
-        c = self.C[j]
-        if dt <= 0:
-            return self.L[j]
-        return c + (self.L[j] - c) * math.exp(-dt / self.S[j])
+        """Expected share right on leaf j's questions, new to the learner, at t (the truth)."""
+        return GUESS + self.factor * self.content.expected_logistic(j, self.theta(j, t_days))
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -503,7 +701,7 @@ class Simulation:
         self.end = end.astimezone(UTC)
         self.start = self.end - timedelta(days=days)
         self.ref = ref or reference()
-        self.content = _Content(self.ref)
+        self.content = _Content(self.ref, seed)
         self.learners = [make_learner(seed, i, self.start, self.end) for i in range(users)]
         self.truth = Truth()
         self.stats = SimulationStats()
@@ -610,16 +808,15 @@ class Simulation:
             st.stopped = True  # the board exam is the end of this learner's preparation
             return
         days_to_exam = (p.exam_date - today).days if p.exam_date else 999
-        ramp = 1.0 + (0.35 if 0 < days_to_exam <= 42 else 0.0)
-        p_study = min(0.97, p.study_days_per_week / 7.0 * ramp)
-        if local.weekday() >= 5:
-            p_study *= 0.85
         if p.practice_exam_every_days and day_index >= st.next_practice and days_to_exam > 2:
             if rng.random() < 0.8:
                 at = self._local(st, today, rng.uniform(15.0, 21.5))
                 if at > t:
                     self._push(at, p.index, 1, ("practice", at))
                     st.next_practice = day_index + p.practice_exam_every_days + rng.randint(-2, 2)
+        p_study, ramp = self._study_odds(st, days_to_exam, day_index)
+        if local.weekday() >= 5:
+            p_study *= 0.85
         if rng.random() >= p_study:
             return
         n_sessions = int(p.sessions_per_day) + (rng.random() < p.sessions_per_day % 1.0)
@@ -632,6 +829,30 @@ class Simulation:
                 continue
             minutes = p.session_minutes * rng.lognormvariate(0.0, 0.35) * ramp
             self._push(at, p.index, 1, ("study", min(minutes, 180.0)))
+
+    def _study_odds(self, st: _State, days_to_exam: int, day_index: int) -> tuple[float, float]:
+        """Probability of studying today and the session multiplier, by study habit."""
+        p = st.p
+        rng = st.rng
+        board = BOARD_RAMP if 0 < days_to_exam <= 42 else 1.0
+        if p.habit == "crammer":
+            board_soon = 0 < days_to_exam <= p.cram_days
+            practice_soon = (
+                p.practice_exam_every_days is not None
+                and st.next_practice - day_index <= p.cram_days * CRAM_PRACTICE_SHARE
+            )
+            if board_soon or practice_soon:
+                return CRAM_STUDY_P, CRAM_RAMP
+            return p.study_days_per_week / 7.0, 1.0
+        if p.habit == "irregular":
+            if st.on:
+                st.on = rng.random() < p.irregular_on
+            else:
+                st.on = rng.random() < 1.0 / p.irregular_gap
+            if not st.on:
+                return 0.0, 1.0
+            return 0.97, board * rng.uniform(*IRREGULAR_RAMP)
+        return min(0.97, p.study_days_per_week / 7.0 * board), board
 
     # ------------------------------------------------------------------ sessions
     def _session(self, st: _State, t: float, payload: tuple[str, Any]) -> None:
@@ -703,18 +924,27 @@ class Simulation:
         rng = st.rng
         c = self.content
         k_days = begin / DAY
-        knowledge = [st.knowledge(j, k_days) for j in range(c.n)]
+        theta = [st.theta(j, k_days) for j in range(c.n)]
+        day_form = rng.gauss(0.0, EXAM_DAY_SD)  # the learner's form on the day
+        form = rng.gauss(0.0, EXAM_FORM_SD)  # the form's difficulty
+        factor = st.factor
+        exp = math.exp
+        rand = rng.random
         correct = 0
+        expected = 0.0
         for _ in range(EXAM_QUESTIONS):
-            j = min(c.n - 1, bisect.bisect_left(c.cum_weights, rng.random()))
-            qi = c.q_start[j] + int(rng.random() * c.q_count[j])
-            x = SLOPE * (knowledge[j] - c.q_difficulty[qi])
-            if rng.random() < GUESS + (1 - GUESS) / (1 + math.exp(-x)):
+            j = min(c.n - 1, bisect.bisect_left(c.cum_weights, rand()))
+            qi = c.q_start[j] + int(rand() * c.q_count[j])
+            a = c.q_a[qi]
+            x = a * (theta[j] - c.q_b[qi])
+            expected += GUESS + factor / (1.0 + exp(-x))
+            if rand() < GUESS + factor / (1.0 + exp(-x - a * (day_form - form))):
                 correct += 1
         share = correct / EXAM_QUESTIONS
+        true_share = expected / EXAM_QUESTIONS
         cut = BOARD_CUT_SHARE if kind == "board" else EXAM_CUT_SHARE
         score = EXAM_PASS_SCORE + (share - cut) * EXAM_POINTS_PER_SHARE
-        score = int(round(min(300.0, max(1.0, score + rng.gauss(0.0, EXAM_FORM_NOISE)))))
+        score = int(round(min(300.0, max(1.0, score + rng.gauss(0.0, EXAM_SCORE_SD)))))
         passed = score >= EXAM_PASS_SCORE
         sid, ip = self._new_session(st)
         t2 = t + rng.uniform(5, 40)
@@ -736,8 +966,9 @@ class Simulation:
                         learner=st.p.index,
                         exam_kind=kind,
                         taken_at=event.occurred_at,
-                        weighted_knowledge=sum(map(operator.mul, c.weights, knowledge)),
+                        weighted_knowledge=self._weighted(st, k_days),
                         share_correct=share,
+                        true_share=true_share,
                         scaled_score=score,
                         passed=passed,
                         received_at=event.received_at,
@@ -745,37 +976,47 @@ class Simulation:
                 )
 
     def _choose_topic(self, st: _State, today_ord: int, weak_focus: float) -> tuple[int, bool]:
-        """Pick a leaf for the next block: a due or weak topic (review), the next topic of the
-        learner's curriculum, or a topic drawn by board-exam weight. Returns (leaf, is_review)."""
+        """Pick a leaf for the next block: a topic to review (see ``_review_topic``), else the
+        next topic of the learner's curriculum or one drawn by board-exam weight (weak-topic
+        chasers and random pickers). Returns (leaf, is_review)."""
         rng = st.rng
         p = st.p
         c = self.content
         if rng.random() < min(0.85, p.review_propensity + weak_focus):
-            best = -1
-            best_score = 0.0
-            studied = st.studied
-            last_day = st.last_day
-            last_acc = st.last_acc
-            interval = st.own_interval
-            rand = rng.random
-            for j in range(c.n):
-                if not studied[j] or last_day[j] == today_ord:
-                    continue
-                overdue = (today_ord - last_day[j]) / interval[j]
-                weak = last_acc[j] < 0.6
-                if overdue >= 1.0 or weak:
-                    score = overdue + (1.5 if weak else 0.0) + rand() * 0.5
-                    if score > best_score:
-                        best, best_score = j, score
+            best = self._review_topic(st, today_ord)
             if best >= 0:
                 return best, True
-        if p.follows_curriculum:
+        if p.strategy == "curriculum":
             while st.cur_pos < c.n and st.studied[st.curriculum[st.cur_pos]]:
                 st.cur_pos += 1
             if st.cur_pos < c.n:
                 return st.curriculum[st.cur_pos], False
         j = min(c.n - 1, bisect.bisect_left(c.cum_weights, rng.random()))
         return j, bool(st.studied[j])
+
+    def _review_topic(self, st: _State, today_ord: int) -> int:
+        """A studied topic not yet studied today, or -1: spacers and curriculum followers take the
+        most overdue by their own interval (none when nothing is due); weak-topic chasers the
+        lowest recent accuracy (noisy); random pickers any."""
+        p = st.p
+        rand = st.rng.random
+        studied = st.studied
+        last_day = st.last_day
+        candidates = [j for j in range(self.content.n) if studied[j] and last_day[j] != today_ord]
+        if not candidates:
+            return -1
+        if p.habit == "spacer" or p.strategy == "curriculum":
+            interval = st.own_interval
+            best, best_score = -1, 1.0
+            for j in candidates:
+                score = (today_ord - last_day[j]) / interval[j] + rand() * 0.3
+                if score > best_score:
+                    best, best_score = j, score
+            return best
+        if p.strategy == "weak":
+            last_acc = st.last_acc
+            return min(candidates, key=lambda j: last_acc[j] + 0.3 * rand())
+        return candidates[int(rand() * len(candidates))]
 
     def _study_session(self, st: _State, t0: float, minutes: float) -> None:
         p = st.p
@@ -806,7 +1047,17 @@ class Simulation:
             pass  # the simulated present: the rest of this session has not happened yet
         if w.raw:
             st.busy_until = max(st.busy_until, w.raw[-1][0])
-        self._emit_session(st, sid, ip, w.raw)
+        made = self._emit_session(st, sid, ip, w.raw)
+        truth = self.truth
+        li = st.p.index
+        for i, topic_id, question_id, prob in w.attempts:
+            bits = made[i].event_id.int
+            truth.attempt_id_hi.append(bits >> 64)
+            truth.attempt_id_lo.append(bits & _LOW64)
+            truth.attempt_learner.append(li)
+            truth.attempt_topic.append(topic_id)
+            truth.attempt_question.append(question_id)
+            truth.attempt_p.append(prob)
 
     def _block(
         self, st: _State, j: int, review: bool, budget_end: float, w: _SessionWriter
@@ -818,14 +1069,14 @@ class Simulation:
         c = self.content
         topic_id = c.leaf_ids[j]
         t_days = w.t / DAY
-        r0 = math.exp(-(t_days - st.T[j]) / st.S[j]) if st.T[j] > _NEVER else 0.0
-        k = st.knowledge(j, t_days)
+        r0 = st.retrievability(j, t_days) if st.T[j] > _NEVER else 0.0
+        k = st.level[j] * r0  # the learned level still retained
         if j not in st.touch:
             st.touch[j] = [st.knowledge(j, st.day_start / DAY), 0, 0, 0]
         touch = st.touch[j]
         pre = c.prereqs[j]
         mult = PREREQ_BASE + sum(st.knowledge(i, t_days) for i in pre) / len(pre) if pre else 1.0
-        rate = p.learn_rate * mult
+        rate = p.learn_rate * mult * st.learnability[j]
         asked = 0
         right = 0
         try:
@@ -869,7 +1120,7 @@ class Simulation:
                             "active_seconds": int(chunk),
                         },
                     )
-                    k += LEARN_READ_PER_MIN * rate * (chunk / MINUTE) * (1.0 - k)
+                    k += min(1.0, LEARN_READ_PER_MIN * rate * chunk / MINUTE) * (LEVEL_MAX - k)
                     touch[3] += int(chunk)
                     if done:
                         st.mat_done[m] = 1
@@ -891,12 +1142,19 @@ class Simulation:
             w.event(w.t + rng.uniform(2, 10), GenericEvent, _page("question_block"))
             wrong_review = review and rng.random() < 0.2
             q0 = c.q_start[j]
-            hint_p = p.hint_rate * (1.6 if k < 0.45 else 0.6)
-            k_block = k  # knowledge when the questions start (after any reading)
+            theta0 = st.theta0[j]
+            hint_p = p.hint_rate * (1.6 if theta0 + GAIN * k < 0.0 else 0.6)
+            k_block = k  # level when the questions start (after any reading)
             q_seen = st.q_seen
             q_last = st.q_last
+            q_a = c.q_a
+            q_b = c.q_b
+            factor = st.factor
             rand = rng.random
             lognorm = rng.lognormvariate
+            expo = rng.expovariate
+            exp = math.exp
+            attempts = w.attempts
             for _ in range(size):
                 if w.t >= budget_end:
                     break
@@ -911,13 +1169,13 @@ class Simulation:
                     st.ptr[j] += 1
                 seen = q_seen[qi]
                 hint = rand() < hint_p
-                k_eff = k_block + WITHIN_BLOCK_TRANSFER * (k - k_block)
-                k_eff += HINT_BONUS if hint else 0.0
+                theta = theta0 + GAIN * (k_block + WITHIN_BLOCK_TRANSFER * (k - k_block))
+                theta += HINT_BONUS if hint else 0.0
                 if seen:
-                    k_eff += SEEN_RIGHT_BONUS if q_last[qi] == 1 else SEEN_WRONG_BONUS
-                prob = GUESS + (1 - GUESS) / (1 + math.exp(-SLOPE * (k_eff - c.q_difficulty[qi])))
-                skipped = rand() < 0.015
-                correct = (not skipped) and rand() < prob
+                    theta += SEEN_RIGHT_BONUS if q_last[qi] == 1 else SEEN_WRONG_BONUS
+                prob = GUESS + factor / (1.0 + exp(-q_a[qi] * (theta - q_b[qi])))
+                correct = rand() < prob
+                skipped = not correct and rand() < SKIP_WHEN_WRONG
                 secs = pace * lognorm(0.0, 0.35) * (0.85 if correct else 1.1)
                 if hint:
                     secs += rng.uniform(8, 25)
@@ -946,12 +1204,19 @@ class Simulation:
                         "hint_used": hint,
                     },
                 )
+                attempts.append((len(w.raw) - 1, topic_id, c.q_ids[qi], prob))
                 q_seen[qi] = min(255, seen + 1)
                 q_last[qi] = 1 if correct else 2
                 asked += 1
                 right += correct
-                learn = LEARN_RIGHT if correct else LEARN_WRONG
-                k += rate * learn * (0.7 if hint else 1.0) * (1 - k)
+                if correct:
+                    learn = LEARN_RIGHT
+                elif rand() < p.explanation_rate:
+                    learn = LEARN_WRONG
+                else:
+                    learn = LEARN_WRONG_UNREAD
+                learn *= expo(1.0) * (0.7 if hint else 1.0) / (1.0 + BLOCK_SATURATION * asked)
+                k += min(1.0, rate * learn) * (LEVEL_MAX - k)
                 w.t += pace * 0.35 * lognorm(0.0, 0.5)  # reading the explanation
                 if not correct and p.uses_coach and rand() < 0.1:
                     w.event(
@@ -977,28 +1242,51 @@ class Simulation:
         asked: int,
         right: int,
     ) -> None:
-        """Fold a finished block into the latent state and the learner's own review schedule."""
+        """Fold a finished block into the latent state and the learner's own review schedule.
+
+        ``k`` is the level reached, ``r0`` the retrievability when the block started."""
+        p = st.p
+        rng = st.rng
         touch = st.touch[j]
         success = right / asked if asked else 0.7
         if st.studied[j] == 0:
-            st.S[j] = STABILITY_FIRST * math.exp(0.2 * st.p.ability)
-            st.C[j] += CONSOLIDATE_FIRST * max(0.0, k - st.C[j])
+            st.S[j] = (
+                STABILITY_FIRST
+                * math.exp(0.2 * p.ability)
+                * rng.lognormvariate(0.0, STABILITY_FIRST_SD)
+                * (0.5 + success)
+            )
         elif t_days - st.T[j] >= MASSED_GAP_DAYS:
-            forgotten = 1.0 - r0
-            growth = 1.0 + STABILITY_GROWTH * forgotten * (0.4 + 0.6 * success)
-            st.S[j] = min(STABILITY_MAX, st.S[j] * growth)
-            st.C[j] += CONSOLIDATE * forgotten * max(0.0, k - st.C[j])
-        st.L[j] = min(0.995, max(k, st.C[j]))
+            st.S[j] = self._review_stability(st, j, r0, rng.random() < r0)
+            st.reviews[j] += 1
+            st.own_interval[j] = (
+                p.review_interval * p.interval_growth ** st.reviews[j] * rng.lognormvariate(0, 0.3)
+            )
+        else:  # massed: the FSRS formula with R close to 1 gives almost no gain
+            st.S[j] = self._review_stability(st, j, r0, True)
+        st.level[j] = min(LEVEL_MAX, max(0.0, k))
         st.T[j] = t_end
         st.studied[j] += 1
         touch[1] += asked
         touch[2] += right
         if asked:
-            st.own_interval[j] = (
-                min(60.0, max(2.0, st.own_interval[j] * 2.2)) if success >= 0.7 else 1.0
-            )
             st.last_acc[j] = success
         st.last_day[j] = st.day_ord
+
+    def _review_stability(self, st: _State, j: int, r: float, retrieved: bool) -> float:
+        """Stability after a review at retrievability r (FSRS-style), updating difficulty D."""
+        s = st.S[j]
+        d = st.D[j]
+        if retrieved:
+            gain = SINC_SCALE * st.p.stability_gain * (11.0 - d) * s**-SINC_STABILITY
+            s *= 1.0 + gain * (math.exp(SINC_RETRIEVABILITY * (1.0 - r)) - 1.0)
+            st.D[j] = d - DIFFICULTY_SUCCESS * (d - 1.0) / 9.0
+        else:
+            lapse = LAPSE_SCALE * d**-LAPSE_DIFFICULTY * ((s + 1.0) ** LAPSE_STABILITY - 1.0)
+            s = min(s, lapse * math.exp(LAPSE_RETRIEVABILITY * (1.0 - r)))
+            st.D[j] = d + DIFFICULTY_LAPSE * (10.0 - d) / 9.0
+        lo, hi = STABILITY_RANGE
+        return min(hi, max(lo, s))
 
     # ------------------------------------------------------------------ end
     def _finish(self) -> None:
@@ -1027,12 +1315,18 @@ class Simulation:
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (4 << 76) | (0x8000 << 48)
 _SAFE_UNKNOWN = uuid.SafeUUID.unknown
+_LOW64 = (1 << 64) - 1
 
 
 def _uuid4(bits: int) -> uuid.UUID:
     """``uuid.UUID(int=bits, version=4)`` without its argument checks (a hot path)."""
+    return _uuid_from_int((bits & _UUID4_CLEAR) | _UUID4_SET)
+
+
+def _uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` without its argument checks."""
     u = object.__new__(uuid.UUID)
-    object.__setattr__(u, "int", (bits & _UUID4_CLEAR) | _UUID4_SET)
+    object.__setattr__(u, "int", value)
     object.__setattr__(u, "is_safe", _SAFE_UNKNOWN)
     return u
 
@@ -1114,7 +1408,7 @@ class _SessionWriter:
     break (app in the background) leaves a gap of 6-25 minutes without any event.
     """
 
-    __slots__ = ("t", "last", "end_ts", "rng", "breaks", "raw")
+    __slots__ = ("t", "last", "end_ts", "rng", "breaks", "raw", "attempts")
 
     def __init__(self, t0: float, end_ts: float, rng: random.Random, breaks: list[float]) -> None:
         self.t = t0
@@ -1123,6 +1417,7 @@ class _SessionWriter:
         self.rng = rng
         self.breaks = breaks
         self.raw: list[tuple[float, type, dict[str, Any]]] = []
+        self.attempts: list[tuple[int, int, int, float]] = []  # (raw index, topic, question, P)
 
     def event(self, ts: float, cls: type, kw: dict[str, Any]) -> None:
         if ts > self.end_ts:
@@ -1247,6 +1542,39 @@ create table if not exists sim.exams (
 comment on table sim.exams is
     'Every practice and board exam generated, with the board-weighted latent knowledge behind it; '
     'delivered = its exam_result event was received by the end of the window.';
+alter table sim.exams add column if not exists true_share double precision;
+comment on column sim.exams.true_share is
+    'Expected share correct on this exam''s questions given the latent state when it was taken, '
+    'without the exam-day, form and sampling noise of share_correct: the oracle of a pass.';
+alter table sim.learners
+    add column if not exists slip double precision,
+    add column if not exists explanation_rate double precision,
+    add column if not exists forget_decay double precision,
+    add column if not exists stability_gain double precision,
+    add column if not exists habit text,
+    add column if not exists strategy text,
+    add column if not exists review_interval double precision,
+    add column if not exists interval_growth double precision,
+    add column if not exists cram_days integer;
+comment on column sim.learners.prior_mean is
+    'Mean prior proficiency theta (logits) of the learner''s topics at the start.';
+comment on column sim.learners.habit is
+    'Study habit: crammer (bursts before exams), spacer (own review intervals) or irregular.';
+comment on column sim.learners.strategy is
+    'How topics are picked: curriculum (system by system), weak (lowest recent accuracy), random.';
+create table if not exists sim.attempts (
+    event_id  uuid primary key,
+    user_id   uuid not null references app.users (id) on delete cascade,
+    topic_id  integer not null,
+    question_id integer not null,
+    p_correct double precision not null,
+    constraint attempts_p_range check (p_correct between 0 and 1)
+);
+create index if not exists attempts_user_topic on sim.attempts (user_id, topic_id);
+comment on table sim.attempts is
+    'One row per question_attempt event generated (delivered or not): the true probability that '
+    'it is answered right given the latent state at that moment (hint and memory of the question '
+    'included): the oracle of a recall prediction.';
 """
 
 
@@ -1300,7 +1628,7 @@ class SimulationSummary:
             f"{rate(self.practice_exam_pass_rate)}; board exams {self.board_exams}, "
             f"pass rate {rate(self.board_exam_pass_rate)}",
             f"  latent truth      sim.learners, sim.topic_knowledge ({self.truth_rows:,} rows), "
-            f"sim.exams, sim.runs (run {self.run_id})",
+            f"sim.attempts, sim.exams, sim.runs (run {self.run_id})",
             f"  took              {self.seconds:.1f}s ({self.events_per_second:,.0f} events/s)",
         ]
         if self.rejections:
@@ -1338,8 +1666,8 @@ def _exam_pass_rate(exams: Iterable[ExamTruth], kind: str) -> tuple[int, float |
 
 
 def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -> int:
-    """Write sim.runs (one row from ``run``), sim.learners, sim.topic_knowledge and sim.exams,
-    replacing earlier truth of the same learners; commits and returns the run id."""
+    """Write sim.runs (one row from ``run``), sim.learners, sim.topic_knowledge, sim.exams and
+    sim.attempts, replacing earlier truth of the same learners; commits and returns the run id."""
     end_ts = sim.end
     with conn.cursor() as cur:
         cur.execute(SIM_DDL)
@@ -1351,7 +1679,7 @@ def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -
         )
         run_id = cur.fetchone()[0]
         ids = [learner.user_id for learner in sim.learners]
-        for table in ("sim.topic_knowledge", "sim.exams", "sim.learners"):
+        for table in ("sim.attempts", "sim.topic_knowledge", "sim.exams", "sim.learners"):
             cur.execute(f"delete from {table} where user_id = any(%s)", (ids,))
         truth = sim.truth
         with cur.copy(
@@ -1360,7 +1688,9 @@ def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -
             " session_minutes, question_seconds, hint_rate, rates_confidence, confidence_bias,"
             " confidence_noise, idle_break_prob, review_propensity, read_propensity,"
             " follows_curriculum, uses_coach, practice_exam_every_days, quiet_from,"
-            " weighted_knowledge_start, weighted_knowledge_end) from stdin"
+            " weighted_knowledge_start, weighted_knowledge_end, slip, explanation_rate,"
+            " forget_decay, stability_gain, habit, strategy, review_interval, interval_growth,"
+            " cram_days) from stdin"
         ) as copy:
             for x in sim.learners:
                 copy.write_row(
@@ -1370,7 +1700,9 @@ def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -
                      x.rates_confidence, x.confidence_bias, x.confidence_noise, x.idle_break_prob,
                      x.review_propensity, x.read_propensity, x.follows_curriculum, x.uses_coach,
                      x.practice_exam_every_days, x.quiet_from,
-                     truth.weighted_knowledge_start[x.index], truth.weighted_knowledge_end[x.index])
+                     truth.weighted_knowledge_start[x.index], truth.weighted_knowledge_end[x.index],
+                     x.slip, x.explanation_rate, x.forget_decay, x.stability_gain, x.habit,
+                     x.strategy, x.review_interval, x.interval_growth, x.cram_days)
                 )  # fmt: skip
         with cur.copy(
             "copy sim.topic_knowledge (user_id, topic_id, as_of, knowledge_start, knowledge,"
@@ -1380,15 +1712,51 @@ def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -
                 copy.write_row((ids[li], topic, as_of, k0, k1, q, c, ms, final))
         with cur.copy(
             "copy sim.exams (event_id, user_id, exam_kind, taken_at, weighted_knowledge,"
-            " share_correct, scaled_score, passed, delivered) from stdin"
+            " share_correct, scaled_score, passed, delivered, true_share) from stdin"
         ) as copy:
             for e in truth.exams:
                 copy.write_row(
                     (e.event_id, ids[e.learner], e.exam_kind, e.taken_at, e.weighted_knowledge,
-                     e.share_correct, e.scaled_score, e.passed, e.received_at <= end_ts)
+                     e.share_correct, e.scaled_score, e.passed, e.received_at <= end_ts,
+                     e.true_share)
                 )  # fmt: skip
+        _copy_attempts(cur, truth, ids)
     conn.commit()
     return run_id
+
+
+_ATTEMPT_ROW = struct.Struct(">hiQQi16siiiiid")  # binary COPY row of sim.attempts
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def _copy_attempts(cur: psycopg.Cursor, truth: Truth, ids: list[uuid.UUID]) -> None:
+    """sim.attempts by binary COPY straight from the truth's arrays (no UUID objects per row):
+    tens of millions of rows at bench sizes."""
+    pack = _ATTEMPT_ROW.pack
+    users = [u.bytes for u in ids]
+    hi, lo = truth.attempt_id_hi, truth.attempt_id_lo
+    learner, topic, question, p = (
+        truth.attempt_learner,
+        truth.attempt_topic,
+        truth.attempt_question,
+        truth.attempt_p,
+    )
+    with cur.copy(
+        "copy sim.attempts (event_id, user_id, topic_id, question_id, p_correct)"
+        " from stdin (format binary)"
+    ) as copy:
+        copy.write(_COPY_HEADER)
+        chunk = 20_000
+        for start in range(0, len(hi), chunk):
+            copy.write(
+                b"".join(
+                    pack(5, 16, hi[i], lo[i], 16, users[learner[i]], 4, topic[i], 4,
+                         question[i], 8, p[i])
+                    for i in range(start, min(start + chunk, len(hi)))
+                )
+            )  # fmt: skip
+        copy.write(_COPY_TRAILER)
 
 
 def simulate(
