@@ -20,8 +20,9 @@ database of its own, and the nightly pipeline builds everything. Then, held out 
   answered right), median over learners: knowledge_estimate, mastery, raw attempt count, smoothed
   accuracy.
 * gaps: the share of studied topics knowledge_gaps flags, and precision@10 of each learner's top
-  10 studied gaps (learners with 20+ studied topics) against their 10 truly weakest studied topics;
-  beside the 10 with the lowest smoothed accuracy and the 10 with the lowest knowledge_estimate.
+  (up to) 10 studied gaps (learners with 20+ studied topics) against their 10 truly weakest studied
+  topics, in the app's order (priority) and by the gap score alone; beside the 10 with the lowest
+  smoothed accuracy, mastery and knowledge_estimate among all studied topics.
 * readiness: `python_jobs.jobs.readiness` validity, when it offers it (project, accuracy-only
   baseline and oracle on held-out exams).
 
@@ -234,9 +235,10 @@ def median_spearman(rows: pd.DataFrame, score: str, min_topics: int = 5) -> floa
 
 
 def precision_at(rows: pd.DataFrame, order: list[tuple[str, bool]], k: int = 10,
-                 min_topics: int = 20) -> float:  # fmt: skip
+                 min_topics: int = 20, only: str | None = None) -> float:  # fmt: skip
     """Mean over learners with min_topics+ studied topics of the share of their top k by order
-    that are among their k truly weakest."""
+    (among the rows where column `only` is true, when given) that are among their k truly
+    weakest studied topics."""
     columns = [c for c, _ in order]
     ascending = [asc for _, asc in order]
     values = []
@@ -244,8 +246,10 @@ def precision_at(rows: pd.DataFrame, order: list[tuple[str, bool]], k: int = 10,
         if len(part) < min_topics:
             continue
         weakest = set(part.nsmallest(k, "truth")["topic_id"])
-        chosen = part.sort_values(columns, ascending=ascending).head(k)["topic_id"]
-        values.append(len(weakest & set(chosen)) / k)
+        candidates = part[part[only]] if only else part
+        chosen = candidates.sort_values(columns, ascending=ascending).head(k)["topic_id"]
+        if len(chosen):
+            values.append(len(weakest & set(chosen)) / len(chosen))
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -271,10 +275,12 @@ def knowledge_table(rows: pd.DataFrame) -> dict[str, Any]:
         if len(flagged)
         else None,
         "precision_at_10": {
-            # the gaps mart's own order: flagged first, by priority (what the app shows)
+            # the gaps mart's studied gaps in the app's order (priority), and by their score
             "knowledge_gaps by priority": precision_at(
-                studied.assign(unflagged=~studied["flagged"], p=studied["priority"].fillna(0)),
-                [("unflagged", True), ("p", False)],
+                studied, [("priority", False)], only="flagged"
+            ),
+            "knowledge_gaps by gap_score": precision_at(
+                studied, [("knowledge_estimate", True)], only="flagged"
             ),
             "lowest knowledge_estimate": precision_at(studied, [("knowledge_estimate", True)]),
             "lowest mastery": precision_at(studied, [("mastery", True)]),

@@ -93,3 +93,16 @@
         {%- endfor %}
     ))))
 {%- endmacro %}
+
+{#- The knowledge estimate: the recall prediction (what a learner like this, on a topic like this,
+    after this long, gets right on a fresh question) updated with the pair's own answers, as a
+    share: (correct + k x recall) / (attempts + k), k = var knowledge_prior_weight. The recall model
+    is fitted to predict single answers across learners, where who the learner is explains most;
+    the pair's own record is what tells a learner's topics apart, and this weighs it in
+    (bench.validity: it ranks a learner's topics by true knowledge better than either alone). -#}
+{% macro knowledge_estimate(correct, attempts, recall) -%}
+    (
+        (({{ correct }}) + {{ var('knowledge_prior_weight') }} * ({{ recall }}))
+        / (({{ attempts }}) + {{ var('knowledge_prior_weight') }})
+    )
+{%- endmacro %}

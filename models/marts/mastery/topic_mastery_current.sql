@@ -157,7 +157,7 @@ recalled as (
         recall_model.model_version as recall_model_version,
         {{ recall_probability('recall_featured', 'recall_model', 'topic_offsets.offset_logit') }} as recall_probability,
         {{ recall_probability('recall_featured', 'recall_model', 'topic_offsets.offset_logit', at_last_review=true) }}
-            as knowledge_estimate_at_last_review
+            as recall_at_last_review
     from recall_featured
     inner join recall_models_in_force as recall_model
         on recall_featured.as_of_date = recall_model.as_of_date
@@ -194,8 +194,10 @@ final as (
         ) }}::numeric(14, 10) as mastery,
         mastery_confidence::numeric(14, 10) as mastery_confidence,
         recall_probability::numeric(14, 10) as recall_probability,
-        recall_probability::numeric(14, 10) as knowledge_estimate,
-        knowledge_estimate_at_last_review::numeric(14, 10) as knowledge_estimate_at_last_review,
+        {{ knowledge_estimate('correct_attempts', 'attempts', 'recall_probability') }}::numeric(14, 10)
+            as knowledge_estimate,
+        {{ knowledge_estimate('correct_attempts', 'attempts', 'recall_at_last_review') }}::numeric(14, 10)
+            as knowledge_estimate_at_last_review,
         recall_model_version::text as recall_model_version
     from recalled
 )
