@@ -78,7 +78,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from python_jobs.jobs import model_store
+from python_jobs.jobs import model_store, readiness_metrics
 from python_jobs.jobs.readiness_features import (
     FEATURE_COLUMNS,
     PRIOR_EXAM_COLUMNS,
@@ -98,7 +98,7 @@ from python_jobs.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
-HEURISTIC_VERSION = "heuristic-v1"
+HEURISTIC_VERSION = "heuristic-v2"
 
 
 @dataclass(frozen=True)
@@ -131,10 +131,20 @@ class ReadinessOptions:
     score_range: tuple[float, float] = (1.0, 300.0)  # scaled-score scale: predictions clipped
     top_factors: int = 3  # factors kept per learner
     calibration_bins: int = 10
-    heuristic_mastery_weight: float = 0.7
-    heuristic_coverage_weight: float = 0.3
-    heuristic_midpoint: float = 0.55
-    heuristic_slope: float = 10.0
+    # The heuristic (see the module docstring): the exam's pass standard as a share of fresh
+    # questions answered correctly, per exam kind, and the scaled-score scale that turns an earlier
+    # exam's score into a share (share = cut of its kind + (score - pass_score) / points_per_share)
+    heuristic_cut_share_practice: float = 0.44
+    heuristic_cut_share_board: float = 0.52
+    pass_score: float = 196.0
+    points_per_share: float = 400.0
+    heuristic_exam_sd: float = 0.04  # exam measurement noise, in share: binomial + form to form
+    heuristic_estimate_sd: float = 0.05  # error of the in-app expected share about the true one
+    heuristic_exam_drift_sd: float = 0.004  # per day since an earlier exam: how stale it grows
+    # Earlier exams of all learners (before the day scored) correct the in-app share's offset
+    # and spread; with n of them the estimates are n / (n + this) data and the rest the defaults
+    # above (offset 0, estimate_sd). 0 switches the correction off.
+    heuristic_prior_exams: float = 10.0
     plot_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "target" / "ml")
     write: bool = True  # False: compute and report only
     mastery: MasteryParams = field(default_factory=MasteryParams)
@@ -548,38 +558,188 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
 # --------------------------------------------------------------------------- scoring
 
 
-def heuristic_probability(features: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
-    index = options.heuristic_mastery_weight * features["weighted_mastery"].to_numpy(
-        dtype=float
-    ) + options.heuristic_coverage_weight * features["coverage_high_weight"].to_numpy(dtype=float)
-    return 1.0 / (1.0 + np.exp(-options.heuristic_slope * (index - options.heuristic_midpoint)))
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(z, dtype=float) / math.sqrt(2.0)))
 
 
-def heuristic_factors(features: pd.DataFrame, options: ReadinessOptions) -> list[list[dict]]:
+def _cut_share(is_board: np.ndarray, options: ReadinessOptions) -> np.ndarray:
+    return np.where(
+        is_board > 0.5, options.heuristic_cut_share_board, options.heuristic_cut_share_practice
+    )
+
+
+@dataclass
+class HeuristicParts:
+    """The heuristic's pieces per learner (all in share-correct units)."""
+
+    in_app: np.ndarray  # expected share from the in-app record
+    exam_share: np.ndarray  # the last earlier exam's score as a share (nan: none)
+    exam_var: np.ndarray  # its variance (measurement + staleness; inf: none)
+    share: np.ndarray  # the combined estimate
+    share_var: np.ndarray  # its variance
+    cut: np.ndarray  # the pass standard of the exam scored for
+    probability: np.ndarray
+
+
+@dataclass(frozen=True)
+class HeuristicCalibration:
+    """The in-app share's offset and error variance, from earlier exams (see heuristic_parts)."""
+
+    offset: float = 0.0
+    estimate_var: float | None = None  # None: heuristic_estimate_sd ** 2
+    n_exams: int = 0
+
+
+def exam_margin(rows: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    """An exam's score above the pass score, in share units."""
+    return (
+        rows["scaled_score"].to_numpy(dtype=float) - options.pass_score
+    ) / options.points_per_share
+
+
+def heuristic_calibration(rows: pd.DataFrame, options: ReadinessOptions) -> HeuristicCalibration:
+    """Offset and error variance of the in-app margin (expected share - cut) about the observed
+    one, over the given earlier exams (day-before rows), shrunk toward the defaults with
+    heuristic_prior_exams pseudo-exams. The variance excludes the exam's own noise."""
+    k0 = options.heuristic_prior_exams
+    if rows.empty or k0 <= 0:
+        return HeuristicCalibration()
+    residual = exam_margin(rows, options) - (
+        rows["expected_share"].to_numpy(dtype=float)
+        - _cut_share(rows["is_board"].to_numpy(dtype=float), options)
+    )
+    n = len(residual)
+    offset = float(residual.sum() / (n + k0))
+    default_var = options.heuristic_estimate_sd**2 + options.heuristic_exam_sd**2
+    total_var = (float(((residual - offset) ** 2).sum()) + k0 * default_var) / (n + k0)
+    estimate_var = max(total_var - options.heuristic_exam_sd**2, 1e-4)
+    return HeuristicCalibration(offset, estimate_var, n)
+
+
+def heuristic_point_in_time(rows: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    """Heuristic probabilities of labelled day-before rows, each calibrated only on the exams of
+    strictly earlier days (what a run on the day before would have known)."""
+    p = np.zeros(len(rows))
+    days = rows["exam_day"].to_numpy()
+    for day in sorted(set(days)):
+        here = days == day
+        calibration = heuristic_calibration(rows[days < day], options)
+        p[here] = heuristic_parts(rows[here], options, calibration=calibration).probability
+    return p
+
+
+def heuristic_parts(
+    features: pd.DataFrame,
+    options: ReadinessOptions,
+    is_board: np.ndarray | None = None,
+    calibration: HeuristicCalibration = HeuristicCalibration(),
+) -> HeuristicParts:
+    """P(pass) = Phi((share - cut) / sqrt(var(share) + exam_sd^2)), share = the precision-weighted
+    mean of the in-app expected share plus the calibration offset (variance estimate_sd^2, or the
+    calibration's) and, when the learner has taken an exam before, that exam's score as a share
+    (variance exam_sd^2 + (drift_sd * days since)^2)."""
+    in_app = features["expected_share"].to_numpy(dtype=float) + calibration.offset
+    estimate_var = (
+        options.heuristic_estimate_sd**2
+        if calibration.estimate_var is None
+        else calibration.estimate_var
+    )
+    board = features["is_board"].to_numpy(dtype=float) if is_board is None else is_board
+    prior = features["prior_exams"].to_numpy(dtype=float) > 0
+    last_cut = _cut_share(features["last_exam_is_board"].to_numpy(dtype=float), options)
+    exam_share = np.where(
+        prior,
+        last_cut
+        + (features["last_exam_score"].to_numpy(dtype=float) - options.pass_score)
+        / options.points_per_share,
+        np.nan,
+    )
+    days = features["days_since_last_exam"].to_numpy(dtype=float)
+    exam_var = np.where(
+        prior, options.heuristic_exam_sd**2 + (options.heuristic_exam_drift_sd * days) ** 2, np.inf
+    )
+    precision = 1.0 / estimate_var + 1.0 / exam_var
+    share = (in_app / estimate_var + np.nan_to_num(exam_share) / exam_var) / precision
+    cut = _cut_share(board, options)
+    spread = np.sqrt(1.0 / precision + options.heuristic_exam_sd**2)
+    probability = _normal_cdf((share - cut) / spread)
+    return HeuristicParts(in_app, exam_share, exam_var, share, 1.0 / precision, cut, probability)
+
+
+def heuristic_probability(
+    features: pd.DataFrame,
+    options: ReadinessOptions,
+    calibration: HeuristicCalibration = HeuristicCalibration(),
+) -> np.ndarray:
+    return heuristic_parts(features, options, calibration=calibration).probability
+
+
+def heuristic_scores(
+    scoring: pd.DataFrame, options: ReadinessOptions, calibration: HeuristicCalibration
+) -> pd.DataFrame:
+    """The heuristic's rows for ml.exam_readiness_scores (no predicted score)."""
+    empty = not len(scoring)
+    return pd.DataFrame(
+        {
+            "user_id": scoring["user_id"].to_numpy(),
+            "pass_probability": np.array([])
+            if empty
+            else heuristic_probability(scoring, options, calibration),
+            "predicted_score": None,
+            "interval_low": None,
+            "interval_high": None,
+            "top_factors": [] if empty else heuristic_factors(scoring, options, calibration),
+        }
+    )
+
+
+def heuristic_factors(
+    features: pd.DataFrame,
+    options: ReadinessOptions,
+    calibration: HeuristicCalibration = HeuristicCalibration(),
+) -> list[list[dict]]:
+    """Per learner, what the heuristic's probability rests on: the in-app expected share against
+    the pass standard, the last earlier exam, and coverage; effect = the probability minus the
+    probability without that piece of evidence (the in-app share at the pass standard; no earlier
+    exam; the unstudied topics at the level of the studied ones)."""
+
+    def prob(frame: pd.DataFrame) -> np.ndarray:
+        return heuristic_parts(frame, options, calibration=calibration).probability
+
+    parts = heuristic_parts(features, options, calibration=calibration)
+    p = parts.probability
+    # the in-app share (before the offset) at the pass standard
+    at_cut = prob(features.assign(expected_share=parts.cut - calibration.offset))
+    no_exam = prob(features.assign(prior_exams=0.0))
+    raw = features["expected_share"].to_numpy(dtype=float)
+    studied = features["studied_weight_share"].to_numpy(dtype=float)
+    prior = features["unstudied_prior"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        studied_level = np.where(
+            studied > 0, (raw - (1 - studied) * prior) / np.maximum(studied, 1e-9), prior
+        )
+    covered = prob(features.assign(expected_share=studied_level))
+    coverage = features["coverage_high_weight"].to_numpy(dtype=float)
     result = []
-    for mastery_value, coverage in zip(
-        features["weighted_mastery"], features["coverage_high_weight"], strict=True
-    ):
-        parts = [
-            {
-                "feature": "weighted_mastery",
-                "value": round(float(mastery_value), 4),
-                "weight": options.heuristic_mastery_weight,
-                "logit_contribution": round(
-                    options.heuristic_slope * options.heuristic_mastery_weight * mastery_value, 4
-                ),
-            },
-            {
-                "feature": "coverage_high_weight",
-                "value": round(float(coverage), 4),
-                "weight": options.heuristic_coverage_weight,
-                "logit_contribution": round(
-                    options.heuristic_slope * options.heuristic_coverage_weight * coverage, 4
-                ),
-            },
+    for i in range(len(features)):
+        factors = [
+            _factor("expected_share", raw[i], p[i] - at_cut[i], parts.cut[i] - calibration.offset),
+            _factor("coverage_high_weight", coverage[i], p[i] - covered[i], 1.0),
         ]
-        result.append(sorted(parts, key=lambda f: -f["logit_contribution"]))
+        if not math.isnan(parts.exam_share[i]):
+            factors.append(_factor("last_exam_share", parts.exam_share[i], p[i] - no_exam[i], None))
+        factors.sort(key=lambda f: -abs(f["effect"]))
+        result.append(factors[: options.top_factors])
     return result
+
+
+def _factor(name: str, value: float, effect: float, typical: float | None) -> dict[str, Any]:
+    return {
+        "feature": name,
+        "value": round(float(value), 4),
+        "typical": None if typical is None else round(float(typical), 4),
+        "effect": round(float(effect), 4),
+    }
 
 
 def model_factors(
@@ -952,19 +1112,15 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         params["fallback_reason"] = fallback_reason
         day_before = _day_before(rows) if not rows.empty else rows
         y = day_before["passed"].to_numpy(dtype=int) if not rows.empty else np.array([], int)
-        p = heuristic_probability(day_before, options) if not rows.empty else np.array([])
+        # every labelled exam is out of sample for the heuristic: each is scored with the
+        # calibration of the exams of earlier days only
+        p = heuristic_point_in_time(day_before, options) if not rows.empty else np.array([])
         metrics = _metrics(y, p)
-        probabilities = heuristic_probability(scoring, options) if len(scoring) else np.array([])
-        scores = pd.DataFrame(
-            {
-                "user_id": scoring["user_id"].to_numpy(),
-                "pass_probability": probabilities,
-                "predicted_score": None,
-                "interval_low": None,
-                "interval_high": None,
-                "top_factors": heuristic_factors(scoring, options) if len(scoring) else [],
-            }
-        )
+        calibration = heuristic_calibration(day_before, options)
+        params["heuristic_calibration"] = asdict(calibration)
+        if len(y):
+            params["comparison"] = readiness_metrics.compare(conn, day_before, p, None)
+        scores = heuristic_scores(scoring, options, calibration)
         run = {
             "model_version": version,
             "model_kind": "heuristic",
@@ -982,6 +1138,13 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     else:
         version = f"readiness-{model.kind}-{as_of.isoformat()}-{fingerprint}"
         params["evaluation"] = model.evaluation
+        split = time_split(rows, options)
+        params["comparison"] = readiness_metrics.compare(
+            conn,
+            _day_before(split.test),
+            model.test_p,
+            _day_before(pd.concat([split.fit, split.calibrate])),
+        )
         scores = model_scores(model, scoring, options)
         run = {
             "model_version": version,
@@ -1032,6 +1195,7 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         "plot_path": plot_path,
         "fallback_reason": fallback_reason,
         "baseline_auc": (model.evaluation["baseline_accuracy_only"]["auc"] if model else None),
+        "comparison": params.get("comparison"),
         "n_train": run["n_train"],
         "n_test": run["n_test"],
     }
