@@ -13,6 +13,7 @@ import pandas as pd
 
 from python_jobs.jobs.readiness_features import (
     FeatureParams,
+    KnowledgeInputs,
     MasteryParams,
     Taxonomy,
     chunk_features,
@@ -31,9 +32,12 @@ def _taxonomy() -> Taxonomy:
     )
 
 
-def test_chunk_features_by_hand() -> None:
-    day = 20_000
-    reviews = pd.DataFrame(
+DAY = 20_000
+
+
+def _reviews() -> pd.DataFrame:
+    day = DAY
+    return pd.DataFrame(
         {
             "user_idx": [0, 0, 0],
             "topic_id": [10, 10, 11],
@@ -47,6 +51,11 @@ def test_chunk_features_by_hand() -> None:
             "first_correct": [4, 5, 0],
         }
     )
+
+
+def test_chunk_features_by_hand() -> None:
+    day = DAY
+    reviews = _reviews()
     completions = pd.DataFrame(
         {"user_idx": [0, 0], "topic_id": [10, 10], "local_day": [day, day + 9]}
     )
@@ -104,3 +113,72 @@ def test_chunk_features_by_hand() -> None:
     assert second["days_since_activity"] == 90 and second["is_board"] == 1
     assert second["history_days"] == 0
     assert math.isclose(second["accuracy_overall"], 0.5)
+    # expected share: first days met both topics (4 of 7 first attempts right); no population
+    # counts, so the learner's prior is (4 + 20 x 0.5) / (7 + 20); studied topics shrink toward it
+    prior = (4 + 20 * 0.5) / (7 + 20)
+    assert math.isclose(first["unstudied_prior"], prior)
+    k10, k11 = (5 + 2 * prior) / (5 + 2), (0 + 2 * prior) / (3 + 2)
+    assert math.isclose(first["expected_share"], 0.6 * k10 + 0.4 * k11)
+    assert second["expected_share"] == 0.5 and second["unstudied_prior"] == 0.5
+
+
+def test_expected_share_with_population_and_knowledge_estimates() -> None:
+    """The population's first-day accuracy up to the cutoff is the learner's prior's anchor; an
+    estimate of the cutoff's day replaces a studied topic's accuracy; topic 11 is met later."""
+    reviews = _reviews()
+    reviews.loc[2, "local_day"] = DAY + 10  # topic 11 first reviewed after the cutoff
+    reviews = reviews.sort_values(["user_idx", "topic_id", "local_day"]).reset_index(drop=True)
+    population = pd.DataFrame(
+        {
+            "local_day": [DAY - 5, DAY + 8],
+            "first_attempts": [98.0, 1000.0],
+            "first_correct": [48.0, 0.0],
+        }
+    )
+    estimates = pd.DataFrame(
+        {
+            "user_idx": [0, 0],
+            "topic_id": [10, 11],
+            "local_day": [DAY + 7, DAY + 6],
+            "knowledge_estimate": [0.8, 0.99],
+        }
+    )
+    knowledge = KnowledgeInputs(
+        first_reviews=reviews.drop_duplicates(["user_idx", "topic_id"]),
+        population=population,
+        estimates=estimates,
+    )
+    cutoffs = pd.DataFrame(
+        {"user_idx": [0], "as_of": [DAY + 7], "days_to_exam": [1], "is_board": [1]}
+    )
+    empty = pd.DataFrame({"user_idx": [], "topic_id": [], "local_day": []})
+    daily = pd.DataFrame(
+        {
+            c: []
+            for c in (
+                "user_idx",
+                "local_day",
+                "attempts",
+                "correct",
+                "first_attempts",
+                "first_correct",
+            )
+        }
+    )
+    out = chunk_features(
+        reviews[reviews["local_day"] <= DAY + 7],
+        empty,
+        daily,
+        cutoffs,
+        _taxonomy(),
+        MasteryParams(),
+        FeatureParams(),
+        knowledge=knowledge,
+    ).iloc[0]
+    # population up to day + 7: only the day - 5 counts; the learner met topic 10 only (4 of 4)
+    population_prior = (48 + 1) / (98 + 2)
+    prior = (4 + 20 * population_prior) / (4 + 20)
+    assert math.isclose(out["unstudied_prior"], prior)
+    # topic 10 at its estimate of the cutoff's day; topic 11 unstudied (the day + 6 estimate is
+    # not the cutoff's day and the topic is not studied yet): the prior
+    assert math.isclose(out["expected_share"], 0.6 * 0.8 + 0.4 * prior)

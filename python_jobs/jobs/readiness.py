@@ -31,8 +31,30 @@ top_factors: for each learner, the ``top_factors`` features whose replacement by
 typical value and effect (probability difference; positive = this feature raises the probability).
 
 With fewer than ``min_labels`` labelled exams (or a time split without both outcomes on each side)
-the transparent heuristic is used instead: p = logistic(slope * (0.7 * weighted mastery + 0.3 *
-coverage - midpoint)); model_version starts with ``heuristic-`` and the score fields are null.
+the transparent heuristic is used instead (model_version starts with ``heuristic-``, the score
+fields are null). It needs no training: the feature ``expected_share`` estimates the share of an
+exam's questions the learner answers correctly (board-weighted over leaf topics; a studied topic at
+its first-attempt accuracy shrunk toward the learner's prior, an unstudied one at that prior: the
+learner's first-day accuracy on topics, shrunk toward the population's; or, with the feature option
+``knowledge_source="knowledge_estimate"``, topic_mastery_current's estimate for the scored day), and
+
+    p = Phi((share - cut) / sqrt(var(share) + heuristic_exam_sd^2))
+
+where cut is the pass standard of the exam kind (``heuristic_cut_share_*``) and share the
+precision-weighted mean of the in-app share (variance ``heuristic_estimate_sd``^2) and, when the
+learner took an exam before, that exam's score as a share (cut of its kind + (score - pass_score) /
+points_per_share; variance exam_sd^2 + (drift_sd x days since)^2). Exams taken before the scored day
+(everyone's) correct the in-app share: its mean offset from their observed margins and its error
+variance, each shrunk toward the defaults (offset 0) with ``heuristic_prior_exams`` pseudo-exams.
+The heuristic's reported metrics score each labelled exam with the correction of strictly earlier
+days only.
+
+As-of scoring: ``as_of`` (CLI ``studyin readiness --as-of``) scores a past day with only the data up
+to it: labels are exams on or before it, features and earlier exams use local days on or before it,
+the heuristic's correction and a stored model are those of that day or earlier. Event time decides,
+not arrival: an event that occurred before the day but arrived after it counts, and learners' exam
+dates are today's. Metrics are reported beside the accuracy-only baseline and, on simulated data,
+the oracle, over all and per exam kind (``readiness_metrics``, ``readiness_validity``).
 
 Same-day reruns: ``scored_at`` is the scoring day at 00:00 UTC, not the wall clock, and a run
 replaces every row of its scoring day (one transaction), so a learner has one score per day. The
