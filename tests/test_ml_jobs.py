@@ -364,8 +364,9 @@ def test_heuristic_fallback_below_min_labels(sim_url: str, plot_dir: Path) -> No
             share, precision = in_app / var, 1 / var
             if f["prior_exams"] > 0:
                 cut = 0.52 if f["last_exam_is_board"] else 0.44
-                exam = cut + (f["last_exam_score"] - 196) / 400
-                exam_var = 0.04**2 + (0.004 * f["days_since_last_exam"]) ** 2
+                days = f["days_since_last_exam"] + f["days_to_exam"]
+                exam = cut + (f["last_exam_score"] - 196) / 400 + calibration.growth_per_day * days
+                exam_var = 0.04**2 + (0.004 * days) ** 2
                 share, precision = share + exam / exam_var, precision + 1 / exam_var
             z = (share / precision - 0.52) / math.sqrt(1 / precision + 0.04**2)
             assert math.isclose(p, 0.5 * (1 + math.erf(z / math.sqrt(2))), abs_tol=1e-6)

@@ -113,9 +113,10 @@ def test_chunk_features_by_hand() -> None:
     assert second["days_since_activity"] == 90 and second["is_board"] == 1
     assert second["history_days"] == 0
     assert math.isclose(second["accuracy_overall"], 0.5)
-    # expected share: first days met both topics (4 of 7 first attempts right); no population
-    # counts, so the learner's prior is (4 + 20 x 0.5) / (7 + 20); studied topics shrink toward it
-    prior = (4 + 20 * 0.5) / (7 + 20)
+    # expected share: without population counts both population rates are 0.5, so the prior is
+    # the learner's first-attempt accuracy (5 of 8) shrunk by 20 pseudo-attempts toward 0.5;
+    # studied topics shrink toward it with 2 pseudo-attempts
+    prior = (5 + 20 * 0.5) / (8 + 20)
     assert math.isclose(first["unstudied_prior"], prior)
     k10, k11 = (5 + 2 * prior) / (5 + 2), (0 + 2 * prior) / (3 + 2)
     assert math.isclose(first["expected_share"], 0.6 * k10 + 0.4 * k11)
@@ -123,33 +124,35 @@ def test_chunk_features_by_hand() -> None:
 
 
 def test_expected_share_with_population_and_knowledge_estimates() -> None:
-    """The population's first-day accuracy up to the cutoff is the learner's prior's anchor; an
-    estimate of the cutoff's day replaces a studied topic's accuracy; topic 11 is met later."""
+    """The prior is the population's first-day accuracy moved by the learner's distance from the
+    population's first-attempt accuracy, both up to the cutoff; an estimate of the cutoff's day
+    replaces a studied topic's accuracy, one of another day does not."""
     reviews = _reviews()
-    reviews.loc[2, "local_day"] = DAY + 10  # topic 11 first reviewed after the cutoff
-    reviews = reviews.sort_values(["user_idx", "topic_id", "local_day"]).reset_index(drop=True)
+    reviews = reviews[reviews["topic_id"] == 10]  # topic 11 not studied yet
     population = pd.DataFrame(
         {
-            "local_day": [DAY - 5, DAY + 8],
+            "local_day": [DAY - 5, DAY + 8],  # the day + 8 counts are after the cutoff
             "first_attempts": [98.0, 1000.0],
             "first_correct": [48.0, 0.0],
+            "all_first_attempts": [198.0, 1000.0],
+            "all_first_correct": [118.0, 0.0],
         }
     )
     estimates = pd.DataFrame(
         {
             "user_idx": [0, 0],
             "topic_id": [10, 11],
-            "local_day": [DAY + 7, DAY + 6],
+            "local_day": [DAY + 7, DAY + 7],
             "knowledge_estimate": [0.8, 0.99],
         }
     )
-    knowledge = KnowledgeInputs(
-        first_reviews=reviews.drop_duplicates(["user_idx", "topic_id"]),
-        population=population,
-        estimates=estimates,
-    )
     cutoffs = pd.DataFrame(
-        {"user_idx": [0], "as_of": [DAY + 7], "days_to_exam": [1], "is_board": [1]}
+        {
+            "user_idx": [0, 0],
+            "as_of": [DAY + 7, DAY + 6],
+            "days_to_exam": [1, 1],
+            "is_board": [1, 1],
+        }
     )
     empty = pd.DataFrame({"user_idx": [], "topic_id": [], "local_day": []})
     daily = pd.DataFrame(
@@ -166,19 +169,21 @@ def test_expected_share_with_population_and_knowledge_estimates() -> None:
         }
     )
     out = chunk_features(
-        reviews[reviews["local_day"] <= DAY + 7],
+        reviews,
         empty,
         daily,
         cutoffs,
         _taxonomy(),
         MasteryParams(),
         FeatureParams(),
-        knowledge=knowledge,
-    ).iloc[0]
-    # population up to day + 7: only the day - 5 counts; the learner met topic 10 only (4 of 4)
-    population_prior = (48 + 1) / (98 + 2)
-    prior = (4 + 20 * population_prior) / (4 + 20)
-    assert math.isclose(out["unstudied_prior"], prior)
-    # topic 10 at its estimate of the cutoff's day; topic 11 unstudied (the day + 6 estimate is
-    # not the cutoff's day and the topic is not studied yet): the prior
-    assert math.isclose(out["expected_share"], 0.6 * 0.8 + 0.4 * prior)
+        knowledge=KnowledgeInputs(population, estimates),
+    )
+    first_day, overall = (48 + 1) / (98 + 2), (118 + 1) / (198 + 2)
+    prior = first_day + (5 + 20 * overall) / (5 + 20) - overall
+    assert math.isclose(out.iloc[0]["unstudied_prior"], prior)
+    assert math.isclose(out.iloc[1]["unstudied_prior"], prior)
+    # day + 7: topic 10 at its estimate; topic 11 is not studied: the prior, not its estimate
+    assert math.isclose(out.iloc[0]["expected_share"], 0.6 * 0.8 + 0.4 * prior)
+    # day + 6: no estimate of that day, topic 10 at its shrunk first-attempt accuracy
+    k10 = (5 + 2 * prior) / (5 + 2)
+    assert math.isclose(out.iloc[1]["expected_share"], 0.6 * k10 + 0.4 * prior)

@@ -35,7 +35,8 @@ the transparent heuristic is used instead (model_version starts with ``heuristic
 fields are null). It needs no training: the feature ``expected_share`` estimates the share of an
 exam's questions the learner answers correctly (board-weighted over leaf topics; a studied topic at
 its first-attempt accuracy shrunk toward the learner's prior, an unstudied one at that prior: the
-learner's first-day accuracy on topics, shrunk toward the population's; or, with the feature option
+population's accuracy on the first day learners meet a topic, plus how far the learner's
+first-attempt accuracy stands from the population's; or, with the feature option
 ``knowledge_source="knowledge_estimate"``, topic_mastery_current's estimate for the scored day), and
 
     p = Phi((share - cut) / sqrt(var(share) + heuristic_exam_sd^2))
@@ -43,9 +44,11 @@ learner's first-day accuracy on topics, shrunk toward the population's; or, with
 where cut is the pass standard of the exam kind (``heuristic_cut_share_*``) and share the
 precision-weighted mean of the in-app share (variance ``heuristic_estimate_sd``^2) and, when the
 learner took an exam before, that exam's score as a share (cut of its kind + (score - pass_score) /
-points_per_share; variance exam_sd^2 + (drift_sd x days since)^2). Exams taken before the scored day
-(everyone's) correct the in-app share: its mean offset from their observed margins and its error
-variance, each shrunk toward the defaults (offset 0) with ``heuristic_prior_exams`` pseudo-exams.
+points_per_share) plus the expected growth until the exam (growth per day x days; variance exam_sd^2
++ (drift_sd x days)^2). Exams taken before the scored day (everyone's) calibrate it: the in-app
+share's mean offset from their observed margins and its error variance, and the growth per day
+between a learner's consecutive exams, each shrunk toward the defaults (offset 0, estimate_sd, no
+growth) with ``heuristic_prior_exams`` pseudo-exams (a week each for the growth).
 The heuristic's reported metrics score each labelled exam with the correction of strictly earlier
 days only.
 
@@ -609,7 +612,9 @@ class HeuristicCalibration:
 
     offset: float = 0.0
     estimate_var: float | None = None  # None: heuristic_estimate_sd ** 2
+    growth_per_day: float = 0.0  # mean gain in exam share per day between a learner's exams
     n_exams: int = 0
+    n_repeat_exams: int = 0  # of which taken after an earlier exam of the same learner
 
 
 def exam_margin(rows: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
@@ -635,7 +640,30 @@ def heuristic_calibration(rows: pd.DataFrame, options: ReadinessOptions) -> Heur
     default_var = options.heuristic_estimate_sd**2 + options.heuristic_exam_sd**2
     total_var = (float(((residual - offset) ** 2).sum()) + k0 * default_var) / (n + k0)
     estimate_var = max(total_var - options.heuristic_exam_sd**2, 1e-4)
-    return HeuristicCalibration(offset, estimate_var, n)
+    # growth: observed share minus the learner's previous exam's share, per day between them
+    repeat = rows["prior_exams"].to_numpy(dtype=float) > 0
+    observed = exam_margin(rows, options) + _cut_share(rows["is_board"].to_numpy(float), options)
+    gained = observed[repeat] - _last_exam_share(rows[repeat], options)
+    days = _days_since_last_exam(rows[repeat])
+    growth = float(gained.sum() / (days.sum() + k0 * GROWTH_PRIOR_DAYS))
+    return HeuristicCalibration(offset, estimate_var, growth, n, int(repeat.sum()))
+
+
+GROWTH_PRIOR_DAYS = 7.0  # each pseudo-exam of the growth estimate: a week at no growth
+
+
+def _last_exam_share(features: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    """The learner's last earlier exam as a share: cut of its kind + its margin."""
+    last_cut = _cut_share(features["last_exam_is_board"].to_numpy(dtype=float), options)
+    score = features["last_exam_score"].to_numpy(dtype=float)
+    return last_cut + (score - options.pass_score) / options.points_per_share
+
+
+def _days_since_last_exam(features: pd.DataFrame) -> np.ndarray:
+    """Days from the last earlier exam to the exam scored for (as-of day + days_to_exam)."""
+    return features["days_since_last_exam"].to_numpy(dtype=float) + features[
+        "days_to_exam"
+    ].to_numpy(dtype=float)
 
 
 def heuristic_point_in_time(rows: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
@@ -668,18 +696,12 @@ def heuristic_parts(
     )
     board = features["is_board"].to_numpy(dtype=float) if is_board is None else is_board
     prior = features["prior_exams"].to_numpy(dtype=float) > 0
-    last_cut = _cut_share(features["last_exam_is_board"].to_numpy(dtype=float), options)
+    days = _days_since_last_exam(features)
     exam_share = np.where(
-        prior,
-        last_cut
-        + (features["last_exam_score"].to_numpy(dtype=float) - options.pass_score)
-        / options.points_per_share,
-        np.nan,
+        prior, _last_exam_share(features, options) + calibration.growth_per_day * days, np.nan
     )
-    days = features["days_since_last_exam"].to_numpy(dtype=float)
-    exam_var = np.where(
-        prior, options.heuristic_exam_sd**2 + (options.heuristic_exam_drift_sd * days) ** 2, np.inf
-    )
+    drift_var = options.heuristic_exam_drift_sd**2
+    exam_var = np.where(prior, options.heuristic_exam_sd**2 + drift_var * days**2, np.inf)
     precision = 1.0 / estimate_var + 1.0 / exam_var
     share = (in_app / estimate_var + np.nan_to_num(exam_share) / exam_var) / precision
     cut = _cut_share(board, options)

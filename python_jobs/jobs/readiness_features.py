@@ -73,8 +73,9 @@ class FeatureParams:
     history_cap_days: int = 365  # days since the first activity are capped here
     # Expected share correct on an exam (feature expected_share, the heuristic's input): a studied
     # leaf topic counts at its first-attempt accuracy shrunk toward the learner's unstudied prior by
-    # topic_prior_attempts pseudo-attempts; an unstudied one at that prior, the learner's accuracy
-    # on the first day they met a topic, shrunk toward the population's by learner_prior_attempts.
+    # topic_prior_attempts pseudo-attempts; an unstudied one at that prior: the population's
+    # accuracy on the first day learners meet a topic plus the learner's first-attempt accuracy
+    # (shrunk by learner_prior_attempts) minus the population's (see expected_share).
     topic_prior_attempts: float = 2.0
     learner_prior_attempts: float = 20.0
     # "first_attempt": the shrunk first-attempt accuracy above; "knowledge_estimate": a studied
@@ -172,14 +173,9 @@ LATEST_REVIEWS_SQL = CHUNK_CTE + _REVIEWS_SELECT.format(
     distinct="distinct on (chunk.user_idx, r.topic_id)", direction="desc"
 )
 
-# The first review of each (learner, topic) up to the chunk's last day: the learner's accuracy on
-# the day they first met a topic is the prior of the topics they have not studied yet.
-FIRST_REVIEWS_SQL = CHUNK_CTE + _REVIEWS_SELECT.format(
-    distinct="distinct on (chunk.user_idx, r.topic_id)", direction="asc"
-)
-
-# The same first-day counts summed over every learner, per day of that first review: cumulated
-# up to a cutoff day they give the population's prior as of that day (nothing later is read).
+# The population's first attempts per day: those of the first day a learner met a topic (the
+# first review of each learner-topic pair) and all of them. Cumulated up to a cutoff day they give
+# the population's rates as of that day (nothing later is read).
 POPULATION_FIRST_DAY_SQL = """
 with first_reviews as (
     select distinct on (r.user_id, r.topic_id)
@@ -189,14 +185,36 @@ with first_reviews as (
     from intermediate.int_topic_reviews_scheduled as r
     where r.review_date - date '1970-01-01' <= %(last_day)s
     order by r.user_id, r.topic_id, r.review_date
+),
+
+first_days as (
+    select
+        review_date as local_date,
+        sum(first_attempts)::float8 as first_attempts,
+        sum(first_correct)::float8 as first_correct
+    from first_reviews
+    group by review_date
+),
+
+all_days as (
+    select
+        d.local_date,
+        sum(d.first_attempts)::float8 as all_first_attempts,
+        sum(d.first_attempts_correct)::float8 as all_first_correct
+    from marts.daily_user_stats as d
+    where d.local_date - date '1970-01-01' <= %(last_day)s
+    group by d.local_date
 )
+
 select
-    review_date - date '1970-01-01' as local_day,
-    sum(first_attempts)::float8 as first_attempts,
-    sum(first_correct)::float8 as first_correct
-from first_reviews
-group by review_date
-order by review_date
+    coalesce(f.local_date, a.local_date) - date '1970-01-01' as local_day,
+    coalesce(f.first_attempts, 0) as first_attempts,
+    coalesce(f.first_correct, 0) as first_correct,
+    coalesce(a.all_first_attempts, 0) as all_first_attempts,
+    coalesce(a.all_first_correct, 0) as all_first_correct
+from first_days as f
+full join all_days as a on a.local_date = f.local_date
+order by local_day
 """
 
 KNOWLEDGE_ESTIMATE_SQL = (
@@ -347,24 +365,13 @@ def _fetch_chunk(
 
 
 def _knowledge_inputs(
-    conn: psycopg.Connection,
-    users: Sequence[str],
-    last_day: int,
-    reviews: pd.DataFrame,
-    latest_only: bool,
-    shared: KnowledgeInputs,
+    conn: psycopg.Connection, users: Sequence[str], shared: KnowledgeInputs
 ) -> KnowledgeInputs:
-    """The chunk's first reviews (read again when only the last reviews were read) and estimates,
-    with the population counts shared by every chunk."""
-    params = {"users": list(users), "last_day": last_day}
-    if latest_only:
-        first_reviews = query_frame(conn, FIRST_REVIEWS_SQL, params)
-    else:
-        first_reviews = KnowledgeInputs.from_reviews(reviews).first_reviews
-    estimates = None
-    if shared.estimates is not None:  # the option is on and the column exists
-        estimates = query_frame(conn, KNOWLEDGE_ESTIMATE_SQL, params)
-    return KnowledgeInputs(first_reviews, shared.population, estimates)
+    """The shared population counts, with the chunk's estimates when the option reads them."""
+    if shared.estimates is None:
+        return shared
+    estimates = query_frame(conn, KNOWLEDGE_ESTIMATE_SQL, {"users": list(users)})
+    return KnowledgeInputs(shared.population, estimates)
 
 
 def _shared_knowledge(
@@ -380,7 +387,7 @@ def _shared_knowledge(
     estimates = None
     if features.knowledge_source == "knowledge_estimate" and _has_knowledge_estimate(conn):
         estimates = pd.DataFrame()  # a marker: read per chunk
-    return KnowledgeInputs(pd.DataFrame(), population, estimates)
+    return KnowledgeInputs(population, estimates)
 
 
 def _has_knowledge_estimate(conn: psycopg.Connection) -> bool:
@@ -415,18 +422,12 @@ def _take(values: np.ndarray, idx: np.ndarray, default: float = 0.0) -> np.ndarr
 
 @dataclass
 class KnowledgeInputs:
-    """What expected_share reads besides the review log: the chunk's first reviews, the
-    population's first-day counts per day, and (option) topic_mastery_current's estimates."""
+    """What expected_share reads besides the review log: the population's first attempts per day
+    and (option) the chunk's topic_mastery_current estimates."""
 
-    first_reviews: pd.DataFrame  # user_idx, topic_id, local_day, first_attempts, first_correct
-    population: pd.DataFrame | None = None  # local_day, first_attempts, first_correct (summed)
+    population: pd.DataFrame | None = None  # local_day, first_attempts, first_correct,
+    # all_first_attempts, all_first_correct (summed over learners)
     estimates: pd.DataFrame | None = None  # user_idx, topic_id, local_day, knowledge_estimate
-
-    @classmethod
-    def from_reviews(cls, reviews: pd.DataFrame) -> KnowledgeInputs:
-        """First reviews taken from a full review log (sorted by learner, topic, day); no
-        population counts (a neutral prior of 0.5) and no estimates."""
-        return cls(first_reviews=reviews.drop_duplicates(["user_idx", "topic_id"], keep="first"))
 
 
 @dataclass
@@ -460,16 +461,23 @@ def _pair_lookup(
     return found, day, value
 
 
-def _population_prior(population: pd.DataFrame | None, cut_day: np.ndarray) -> np.ndarray:
-    """The population's first-day accuracy with first reviews on or before each cutoff day,
-    smoothed (correct + 1) / (attempts + 2); 0.5 without data."""
+def _population_rates(
+    population: pd.DataFrame | None, cut_day: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The population's first-day accuracy (first reviews on or before each cutoff day) and its
+    first-attempt accuracy over all days up to it, smoothed (correct + 1) / (attempts + 2); 0.5
+    without data."""
     if population is None or population.empty:
-        return np.full(len(cut_day), 0.5)
+        return np.full(len(cut_day), 0.5), np.full(len(cut_day), 0.5)
     days = population["local_day"].to_numpy(dtype=np.int64)
-    attempts = np.cumsum(population["first_attempts"].to_numpy(dtype=float))
-    correct = np.cumsum(population["first_correct"].to_numpy(dtype=float))
     idx = np.searchsorted(days, cut_day, side="right") - 1
-    return (_take(correct, idx) + 1.0) / (_take(attempts, idx) + 2.0)
+
+    def rate(correct: str, attempts: str) -> np.ndarray:
+        c = np.cumsum(population[correct].to_numpy(dtype=float))
+        a = np.cumsum(population[attempts].to_numpy(dtype=float))
+        return (_take(c, idx) + 1.0) / (_take(a, idx) + 2.0)
+
+    return rate("first_correct", "first_attempts"), rate("all_first_correct", "all_first_attempts")
 
 
 def expected_share(
@@ -483,26 +491,22 @@ def expected_share(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Board-weighted expected share correct on an exam, and the learner's unstudied prior.
 
-    prior = (first-day correct + n0 * population first-day accuracy) / (first-day attempts + n0),
-    summed over the topics the learner first met on or before the cutoff (n0 =
-    learner_prior_attempts); a studied leaf counts (first correct + m * prior) / (first attempts
-    + m) (m = topic_prior_attempts), or its knowledge_estimate (option); an unstudied leaf counts
-    the prior. The shares are weighted by board_exam_weight over all leaves.
+    The learner's prior for a topic they have not studied is the population's accuracy on the
+    first day learners meet a topic, moved by how far the learner's own first-attempt accuracy
+    (shrunk toward the population's with n0 = learner_prior_attempts pseudo-attempts) stands
+    from the population's: prior = first_day + (learner - population), all as of the cutoff day.
+    A studied leaf counts (first correct + m * prior) / (first attempts + m) (m =
+    topic_prior_attempts), or its knowledge_estimate (option); an unstudied leaf counts the
+    prior. The shares are weighted by board_exam_weight over all leaves.
     """
 
     def per_cutoff(values: np.ndarray) -> np.ndarray:
         return np.bincount(q.q_cut, weights=values, minlength=n_cut)
 
-    found, first_day, fr_attempts = _pair_lookup(
-        pair_codes, knowledge.first_reviews, "first_attempts"
-    )
-    _, _, fr_correct = _pair_lookup(pair_codes, knowledge.first_reviews, "first_correct")
-    met = found[q.q_pair] & (first_day[q.q_pair] <= q.q_day)
     n0 = features.learner_prior_attempts
-    population = _population_prior(knowledge.population, cut_day)
-    prior = (per_cutoff(np.where(met, fr_correct[q.q_pair], 0.0)) + n0 * population) / (
-        per_cutoff(np.where(met, fr_attempts[q.q_pair], 0.0)) + n0
-    )
+    first_day, overall = _population_rates(knowledge.population, cut_day)
+    ability = (per_cutoff(q.first_correct) + n0 * overall) / (per_cutoff(q.first_attempts) + n0)
+    prior = np.clip(first_day + ability - overall, 0.0, 1.0)
     m = features.topic_prior_attempts
     topic = (q.first_correct + m * prior[q.q_cut]) / (q.first_attempts + m)
     if knowledge.estimates is not None and len(knowledge.estimates):
@@ -635,7 +639,7 @@ def chunk_features(
         first_attempts=first_attempts,
         first_correct=first_correct,
     )
-    knowledge = knowledge or KnowledgeInputs.from_reviews(reviews)
+    knowledge = knowledge or KnowledgeInputs()
     out["expected_share"], out["unstudied_prior"] = expected_share(
         pair_inputs, pair_codes, cut_day, n_cut, knowledge, taxonomy, features
     )
@@ -781,7 +785,7 @@ def compute_features(
         last_day = int(part["as_of"].max())
         latest_only = bool((part["as_of"] == last_day).all())
         reviews, completions, daily, exams = _fetch_chunk(conn, chunk, last_day, latest_only)
-        knowledge = _knowledge_inputs(conn, chunk, last_day, reviews, latest_only, shared)
+        knowledge = _knowledge_inputs(conn, chunk, shared)
         parts.append(
             chunk_features(
                 reviews, completions, daily, part, taxonomy, mastery, features, exams, knowledge
