@@ -145,6 +145,10 @@ def test_model_path_beats_accuracy_baseline(readiness_run, sim_url: str) -> None
         assert {"project", "accuracy_only", "oracle"} == set(table)
     assert sum(t["project"]["n"] for t in comparison["by_kind"].values()) == n_test
     assert details["comparison"] == comparison
+    # the heuristic was measured on the same validation and held-out exams, and lost
+    heuristic = evaluation["heuristic"]
+    assert heuristic["test"]["n"] == n_test and not heuristic["chosen"]
+    assert heuristic["validation"]["auc"] <= val[kind]
 
 
 def test_scores_every_active_learner(readiness_run, sim_url: str) -> None:

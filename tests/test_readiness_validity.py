@@ -6,6 +6,7 @@ Seed 7 is used by no other readiness test, so the heuristic's defaults were not 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +16,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from python_jobs.cli import main
 from python_jobs.jobs.readiness import ReadinessOptions, run_exam_readiness
 from python_jobs.jobs.readiness_validity import readiness_validity
 from python_jobs.warehouse import db
@@ -174,3 +176,21 @@ def test_as_of_scores_ignore_later_events(
     p_after = np.array([row[2] for row in later_after])
     assert len(p_before) == len(p_after) == USERS
     assert p_after.mean() > p_before.mean() + 0.2 and p_after.min() > 0.9
+
+
+def test_cli_scores_as_of_a_past_day_and_prints_the_comparison(
+    small_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(db.ENV_URL, small_url)
+    as_of = AS_OF_DAYS[1]
+    assert main(["readiness", "--as-of", as_of.isoformat(), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    head, _, body = out.partition("\n")
+    assert f"exam_readiness as of {as_of.isoformat()}: 0 rows written" in head
+    assert "model heuristic-v2-" in head
+    comparison = json.loads(body)
+    assert {"project", "accuracy_only", "oracle", "by_kind"} <= set(comparison)
+    assert main(["readiness", "--validity", ",".join(d.isoformat() for d in AS_OF_DAYS)]) == 0
+    validity = json.loads(capsys.readouterr().out)
+    with psycopg.connect(small_url) as conn:
+        assert validity == json.loads(json.dumps(readiness_validity(conn, AS_OF_DAYS), default=str))

@@ -30,10 +30,13 @@ top_factors: for each learner, the ``top_factors`` features whose replacement by
 (median, day-before rows) training value changes the learner's pass probability most, with value,
 typical value and effect (probability difference; positive = this feature raises the probability).
 
-With fewer than ``min_labels`` labelled exams (or a time split without both outcomes on each side)
-the transparent heuristic is used instead (model_version starts with ``heuristic-``, the score
-fields are null). It needs no training: the feature ``expected_share`` estimates the share of an
-exam's questions the learner answers correctly (board-weighted over leaf topics; a studied topic at
+With fewer than ``min_labels`` labelled exams (or a time split without both outcomes on each side),
+or when the heuristic ranks the validation exams better than the best trained candidate (AUC; its
+metrics on the same validation and held-out exams are in the evaluation under ``heuristic``, and
+the rejected model's evaluation in params ``trained_evaluation``), the transparent heuristic is
+used instead (model_version starts with ``heuristic-``, the score fields are null). It needs no
+training: the feature ``expected_share`` estimates the share of an exam's questions the learner
+answers correctly (board-weighted over leaf topics; a studied topic at
 its first-attempt accuracy shrunk toward the learner's prior, an unstudied one at that prior: the
 population's accuracy on the first day learners meet a topic, plus how far the learner's
 first-attempt accuracy stands from the population's; or, with the feature option
@@ -476,6 +479,23 @@ def fit_score_model(
     )
 
 
+def heuristic_candidate(
+    rows: pd.DataFrame, split: TimeSplit, best_auc: float, options: ReadinessOptions
+) -> dict[str, Any]:
+    """The heuristic on the same validation and held-out exams (each calibrated on the exams of
+    earlier days only); ``chosen`` when it ranks the validation exams better than the best trained
+    candidate (AUC, which does not depend on the calibration fitted on that slice)."""
+    day_before = _day_before(rows)
+    p = pd.Series(heuristic_point_in_time(day_before, options), index=day_before.index)
+    validation, test = _day_before(split.calibrate), _day_before(split.test)
+    val = _metrics(validation["passed"].to_numpy(dtype=int), p.loc[validation.index].to_numpy())
+    return {
+        "validation": val,
+        "test": _metrics(test["passed"].to_numpy(dtype=int), p.loc[test.index].to_numpy()),
+        "chosen": bool(val["auc"] is not None and val["auc"] > best_auc),
+    }
+
+
 def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
     """Model selection and evaluation by time, then the scoring refit (see module docstring)."""
     split = time_split(rows, options)
@@ -505,6 +525,7 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
         )
     chosen = max(candidates, key=lambda n: (candidates[n]["validation"]["auc"], n == "logistic"))
     test_p = candidates[chosen]["test_p"]
+    heuristic = heuristic_candidate(rows, split, candidates[chosen]["validation"]["auc"], options)
 
     # baseline: overall accuracy alone (its AUC ranks by the raw value; Brier via a 1-feature
     # logistic fit on the training rows)
@@ -556,6 +577,7 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
             n: {"validation": c["validation"], "test": c["test"]} for n, c in candidates.items()
         },
         "baseline_accuracy_only": baseline_metrics,
+        "heuristic": heuristic,
         "test_by_horizon": by_horizon,
         "predicted_score": score_eval,
         "split": {
@@ -1131,6 +1153,7 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     log.info("readiness: %d active learners to score", len(scoring))
 
     model: TrainedModel | None = None
+    rejected: dict[str, Any] | None = None  # a trained model's evaluation, the heuristic won
     fallback_reason = None
     if len(labels) < options.min_labels:
         fallback_reason = f"{len(labels)} labelled exams < min_labels {options.min_labels}"
@@ -1139,6 +1162,14 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             model = train(rows, options)
         except ValueError as err:
             fallback_reason = f"time split unusable: {err}"
+    if model is not None and model.evaluation["heuristic"]["chosen"]:
+        fallback_reason = (
+            "the heuristic ranked the validation exams better than the trained "
+            f"{model.kind} (AUC {model.evaluation['heuristic']['validation']['auc']:.3f} vs "
+            f"{model.evaluation['candidates'][model.kind]['validation']['auc']:.3f})"
+        )
+        rejected = model.evaluation
+        model = None
     window = (
         (labels["exam_day"].min(), labels["exam_day"].max()) if not labels.empty else (None, None)
     )
@@ -1149,6 +1180,8 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         "features": list(model_columns(options)),
         "n_labels": int(len(labels)),
     }
+    if rejected is not None:
+        params["trained_evaluation"] = rejected
 
     if model is None:
         log.warning("readiness: heuristic fallback (%s)", fallback_reason)

@@ -2,7 +2,8 @@
 and (on simulated data) the oracle, as of chosen past days.
 
 For as-of days D1 < D2 < ... each window's model is what a run on Di would have had: trained on the
-exams taken on or before Di (or the heuristic, calibrated on those exams, below ``min_labels``);
+exams taken on or before Di (or the heuristic, calibrated on those exams, below ``min_labels`` or
+when it ranked the validation exams better);
 it scores the exams of the next window (Di < exam day <= Di+1, the last window open-ended) with
 their point-in-time features as of the day before each exam. The baseline is fitted on the same
 earlier exams. The pooled held-out exams are then compared (``readiness_metrics.compare``).
@@ -44,7 +45,7 @@ def _window_probabilities(
             model = train(rows, options)
         except ValueError:
             model = None
-        if model is not None:
+        if model is not None and not model.evaluation["heuristic"]["chosen"]:
             return model.classifier.predict_proba(_x(test, options))[:, 1], model.kind
     calibration = heuristic_calibration(_day_before(rows), options)
     return heuristic_probability(test, options, calibration), "heuristic"
