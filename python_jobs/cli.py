@@ -144,6 +144,34 @@ def _cmd_recall(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_readiness(args: argparse.Namespace) -> int:
+    import json
+
+    from python_jobs.jobs.readiness import ReadinessOptions, run_exam_readiness
+    from python_jobs.jobs.readiness_validity import readiness_validity
+    from python_jobs.jobs.report import JobError
+
+    _configure_logging()
+    options = ReadinessOptions(
+        as_of=args.as_of,
+        write=not args.dry_run,
+        retrain_every_days=0 if args.retrain else ReadinessOptions().retrain_every_days,
+    )
+    with db.connect(db.ensure_server()) as conn:
+        try:
+            if args.validity:
+                result = readiness_validity(conn, args.validity, options)
+            else:
+                report = run_exam_readiness(conn, options)
+                print(report.summary())
+                result = report.details.get("comparison")
+        except (JobError, ValueError) as err:
+            raise CommandFailed(str(err)) from err
+    if result:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from python_jobs.simulation.simulator import simulate
 
@@ -254,6 +282,17 @@ def _share(text: str) -> float:
     return value
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a day YYYY-MM-DD, got {text!r}") from None
+
+
+def _days(text: str) -> list[date]:
+    return [_day(part.strip()) for part in text.split(",") if part.strip()]
+
+
 def _learner_id(text: str) -> str:
     try:
         return str(UUID(text))
@@ -337,9 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--as-of",
-        type=date.fromisoformat,
-        metavar="YYYY-MM-DD",
-        help="fit on the reviews up to this day only (e.g. to score a past period out of sample)",
+        type=_day,
+        default=None,
+        help="fit on the reviews up to this day (YYYY-MM-DD) only, e.g. to score a past period"
+        " out of sample",
     )
     p.add_argument("--force", action="store_true", help="fit now, whatever the newest one's age")
     p.add_argument(
@@ -349,6 +389,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fit is due when the newest is this many days old (default 7)",
     )
     p.set_defaults(func=_cmd_recall)
+
+    p = sub.add_parser(
+        "readiness",
+        help="score exam readiness now or as of a past day (the pipeline's readiness step alone)",
+    )
+    p.add_argument(
+        "--as-of",
+        type=_day,
+        default=None,
+        help="score as of this day (YYYY-MM-DD) with only the data up to it (default: today)",
+    )
+    p.add_argument("--retrain", action="store_true", help="train now, not with the stored model")
+    p.add_argument("--dry-run", action="store_true", help="compute and print, write nothing")
+    p.add_argument(
+        "--validity",
+        type=_days,
+        default=None,
+        metavar="DAY[,DAY...]",
+        help="instead, print readiness vs accuracy-only vs oracle on the exams after each as-of"
+        " day, with models as of those days (writes nothing)",
+    )
+    p.set_defaults(func=_cmd_readiness)
 
     p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
     p.add_argument("user_id", type=_learner_id)

@@ -63,6 +63,8 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
         (["partitions", "--months-ahead", "-1"], 2, "must be a whole number, 0 or more"),
         (["run", "--test-window-days", "0"], 2, "must be a positive whole number, got 0"),
         (["run", "--no-such-flag"], 2, "unrecognized arguments: --no-such-flag"),
+        (["readiness", "--as-of", "yesterday"], 2, "must be a day YYYY-MM-DD, got 'yesterday'"),
+        (["readiness", "--validity", "2026-11-01,2026-13-01"], 2, "got '2026-13-01'"),
         (["nosuchcommand"], 2, "invalid choice: 'nosuchcommand'"),
         ([], 2, "the following arguments are required: command"),
     ],

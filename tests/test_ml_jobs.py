@@ -25,8 +25,10 @@ from python_jobs.jobs.readiness import (
     _model_key,
     active_learners,
     exam_features,
+    heuristic_calibration,
     load_labels,
     run_exam_readiness,
+    scoring_frame,
 )
 from python_jobs.jobs.readiness_features import ALL_COLUMNS, compute_features
 from python_jobs.jobs.recommendations import RecommendationOptions, run_gap_recommendations
@@ -133,6 +135,20 @@ def test_model_path_beats_accuracy_baseline(readiness_run, sim_url: str) -> None
             assert b["bin_low"] <= b["mean_predicted"] <= b["bin_high"]
             assert 0 <= b["observed_rate"] <= 1
     assert Path(plot_path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # beside the accuracy-only baseline and the oracle, over all and per exam kind
+    comparison = params["comparison"]
+    assert comparison["project"]["n"] == n_test and comparison["accuracy_only_fit"] == "earlier"
+    assert math.isclose(comparison["project"]["auc"], auc, abs_tol=1e-4)
+    assert comparison["oracle"]["auc"] > comparison["project"]["auc"]
+    assert set(comparison["by_kind"]) == {"practice", "board"}
+    for table in comparison["by_kind"].values():
+        assert {"project", "accuracy_only", "oracle"} == set(table)
+    assert sum(t["project"]["n"] for t in comparison["by_kind"].values()) == n_test
+    assert details["comparison"] == comparison
+    # the heuristic was measured on the same validation and held-out exams, and lost
+    heuristic = evaluation["heuristic"]
+    assert heuristic["test"]["n"] == n_test and not heuristic["chosen"]
+    assert heuristic["validation"]["auc"] <= val[kind]
 
 
 def test_scores_every_active_learner(readiness_run, sim_url: str) -> None:
@@ -332,19 +348,38 @@ def test_heuristic_fallback_below_min_labels(sim_url: str, plot_dir: Path) -> No
             (report.model_version,),
         ).fetchone()
         rows = conn.execute(
-            "select pass_probability, predicted_score, top_factors from ml.exam_readiness_scores"
-            " where scored_at = %s",
+            "select user_id, pass_probability, predicted_score, top_factors"
+            " from ml.exam_readiness_scores where scored_at = %s",
             (datetime.combine(as_of, datetime.min.time(), UTC),),
         ).fetchall()
-    assert 0 < n_known < options.min_labels
-    assert report.model_version.startswith("heuristic-v1-") and kind == "heuristic"
-    assert n_train == 0 and str(n_known) in report.details["fallback_reason"]
-    assert rows
-    for p, score, factors in rows:
-        assert score is None
-        values = {f["feature"]: f["value"] for f in factors}
-        index = 0.7 * values["weighted_mastery"] + 0.3 * values["coverage_high_weight"]
-        assert math.isclose(p, 1 / (1 + math.exp(-10 * (index - 0.55))), abs_tol=2e-3)
+        assert 0 < n_known < options.min_labels
+        assert report.model_version.startswith("heuristic-v2-") and kind == "heuristic"
+        assert n_train == 0 and str(n_known) in report.details["fallback_reason"]
+        assert rows
+        scoring = scoring_frame(conn, options, as_of).set_index("user_id")
+        labelled = exam_features(conn, load_labels(conn, options, as_of), options)
+        calibration = heuristic_calibration(labelled[labelled["days_to_exam"] == 1], options)
+        assert calibration.n_exams == n_known
+        for user_id, p, score, factors in rows:
+            assert score is None
+            # by hand: Phi((share - cut) / spread) from the in-app share, offset and earlier exam
+            f = scoring.loc[str(user_id)]
+            in_app, var = f["expected_share"] + calibration.offset, calibration.estimate_var
+            share, precision = in_app / var, 1 / var
+            if f["prior_exams"] > 0:
+                cut = 0.52 if f["last_exam_is_board"] else 0.44
+                days = f["days_since_last_exam"] + f["days_to_exam"]
+                exam = cut + (f["last_exam_score"] - 196) / 400 + calibration.growth_per_day * days
+                exam_var = 0.04**2 + (0.004 * days) ** 2
+                share, precision = share + exam / exam_var, precision + 1 / exam_var
+            z = (share / precision - 0.52) / math.sqrt(1 / precision + 0.04**2)
+            assert math.isclose(p, 0.5 * (1 + math.erf(z / math.sqrt(2))), abs_tol=1e-6)
+            assert factors and factors[0]["feature"] in (
+                "expected_share",
+                "coverage_high_weight",
+                "last_exam_share",
+            )
+            assert abs(factors[0]["effect"]) >= abs(factors[-1]["effect"])
 
 
 def test_features_ignore_events_after_the_exam(
@@ -377,7 +412,17 @@ def test_features_ignore_events_after_the_exam(
         after = exam_features(conn, labels, options)
         later_after = exam_features(conn, later, options)
     assert len(labels) > 10 and added > 0
-    pd.testing.assert_frame_equal(before, after)
+    # A learner's own features ignore everything from their exam on. The unstudied prior (and so
+    # expected_share) also reads the population's first-day accuracy up to the cutoff, which the
+    # events added after *other* learners' earlier exams legitimately change; it is compared on
+    # the cutoffs before the first added event (tests/test_readiness_validity.py checks that no
+    # event after an as-of day, anyone's, changes its scores).
+    population = ["expected_share", "unstudied_prior"]
+    pd.testing.assert_frame_equal(before.drop(columns=population), after.drop(columns=population))
+    as_of = pd.to_datetime(before["exam_day"]) - pd.to_timedelta(before["days_to_exam"], unit="D")
+    earliest = as_of < pd.Timestamp(labels["exam_day"].min() - timedelta(days=1))
+    assert earliest.sum() > 10
+    pd.testing.assert_frame_equal(before.loc[earliest], after.loc[earliest])
     # the control moves, so the added events are visible to the feature engine
     day_before = later_after["days_to_exam"] == 1
     for column in ("log_attempts_total", "log_attempts_long", "prior_exams"):

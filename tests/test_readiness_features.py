@@ -13,6 +13,7 @@ import pandas as pd
 
 from python_jobs.jobs.readiness_features import (
     FeatureParams,
+    KnowledgeInputs,
     MasteryParams,
     Taxonomy,
     chunk_features,
@@ -31,9 +32,12 @@ def _taxonomy() -> Taxonomy:
     )
 
 
-def test_chunk_features_by_hand() -> None:
-    day = 20_000
-    reviews = pd.DataFrame(
+DAY = 20_000
+
+
+def _reviews() -> pd.DataFrame:
+    day = DAY
+    return pd.DataFrame(
         {
             "user_idx": [0, 0, 0],
             "topic_id": [10, 10, 11],
@@ -47,6 +51,11 @@ def test_chunk_features_by_hand() -> None:
             "first_correct": [4, 5, 0],
         }
     )
+
+
+def test_chunk_features_by_hand() -> None:
+    day = DAY
+    reviews = _reviews()
     completions = pd.DataFrame(
         {"user_idx": [0, 0], "topic_id": [10, 10], "local_day": [day, day + 9]}
     )
@@ -104,3 +113,77 @@ def test_chunk_features_by_hand() -> None:
     assert second["days_since_activity"] == 90 and second["is_board"] == 1
     assert second["history_days"] == 0
     assert math.isclose(second["accuracy_overall"], 0.5)
+    # expected share: without population counts both population rates are 0.5, so the prior is
+    # the learner's first-attempt accuracy (5 of 8) shrunk by 20 pseudo-attempts toward 0.5;
+    # studied topics shrink toward it with 2 pseudo-attempts
+    prior = (5 + 20 * 0.5) / (8 + 20)
+    assert math.isclose(first["unstudied_prior"], prior)
+    k10, k11 = (5 + 2 * prior) / (5 + 2), (0 + 2 * prior) / (3 + 2)
+    assert math.isclose(first["expected_share"], 0.6 * k10 + 0.4 * k11)
+    assert second["expected_share"] == 0.5 and second["unstudied_prior"] == 0.5
+
+
+def test_expected_share_with_population_and_knowledge_estimates() -> None:
+    """The prior is the population's first-day accuracy moved by the learner's distance from the
+    population's first-attempt accuracy, both up to the cutoff; an estimate of the cutoff's day
+    replaces a studied topic's accuracy, one of another day does not."""
+    reviews = _reviews()
+    reviews = reviews[reviews["topic_id"] == 10]  # topic 11 not studied yet
+    population = pd.DataFrame(
+        {
+            "local_day": [DAY - 5, DAY + 8],  # the day + 8 counts are after the cutoff
+            "first_attempts": [98.0, 1000.0],
+            "first_correct": [48.0, 0.0],
+            "all_first_attempts": [198.0, 1000.0],
+            "all_first_correct": [118.0, 0.0],
+        }
+    )
+    estimates = pd.DataFrame(
+        {
+            "user_idx": [0, 0],
+            "topic_id": [10, 11],
+            "local_day": [DAY + 7, DAY + 7],
+            "knowledge_estimate": [0.8, 0.99],
+        }
+    )
+    cutoffs = pd.DataFrame(
+        {
+            "user_idx": [0, 0],
+            "as_of": [DAY + 7, DAY + 6],
+            "days_to_exam": [1, 1],
+            "is_board": [1, 1],
+        }
+    )
+    empty = pd.DataFrame({"user_idx": [], "topic_id": [], "local_day": []})
+    daily = pd.DataFrame(
+        {
+            c: []
+            for c in (
+                "user_idx",
+                "local_day",
+                "attempts",
+                "correct",
+                "first_attempts",
+                "first_correct",
+            )
+        }
+    )
+    out = chunk_features(
+        reviews,
+        empty,
+        daily,
+        cutoffs,
+        _taxonomy(),
+        MasteryParams(),
+        FeatureParams(),
+        knowledge=KnowledgeInputs(population, estimates),
+    )
+    first_day, overall = (48 + 1) / (98 + 2), (118 + 1) / (198 + 2)
+    prior = first_day + (5 + 20 * overall) / (5 + 20) - overall
+    assert math.isclose(out.iloc[0]["unstudied_prior"], prior)
+    assert math.isclose(out.iloc[1]["unstudied_prior"], prior)
+    # day + 7: topic 10 at its estimate; topic 11 is not studied: the prior, not its estimate
+    assert math.isclose(out.iloc[0]["expected_share"], 0.6 * 0.8 + 0.4 * prior)
+    # day + 6: no estimate of that day, topic 10 at its shrunk first-attempt accuracy
+    k10 = (5 + 2 * prior) / (5 + 2)
+    assert math.isclose(out.iloc[1]["expected_share"], 0.6 * k10 + 0.4 * prior)

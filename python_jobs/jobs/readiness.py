@@ -30,9 +30,37 @@ top_factors: for each learner, the ``top_factors`` features whose replacement by
 (median, day-before rows) training value changes the learner's pass probability most, with value,
 typical value and effect (probability difference; positive = this feature raises the probability).
 
-With fewer than ``min_labels`` labelled exams (or a time split without both outcomes on each side)
-the transparent heuristic is used instead: p = logistic(slope * (0.7 * weighted mastery + 0.3 *
-coverage - midpoint)); model_version starts with ``heuristic-`` and the score fields are null.
+With fewer than ``min_labels`` labelled exams (or a time split without both outcomes on each side),
+or when the heuristic ranks the validation exams better than the best trained candidate (AUC; its
+metrics on the same validation and held-out exams are in the evaluation under ``heuristic``, and
+the rejected model's evaluation in params ``trained_evaluation``), the transparent heuristic is
+used instead (model_version starts with ``heuristic-``, the score fields are null). It needs no
+training: the feature ``expected_share`` estimates the share of an exam's questions the learner
+answers correctly (board-weighted over leaf topics; a studied topic at
+its first-attempt accuracy shrunk toward the learner's prior, an unstudied one at that prior: the
+population's accuracy on the first day learners meet a topic, plus how far the learner's
+first-attempt accuracy stands from the population's; or, with the feature option
+``knowledge_source="knowledge_estimate"``, topic_mastery_current's estimate for the scored day), and
+
+    p = Phi((share - cut) / sqrt(var(share) + heuristic_exam_sd^2))
+
+where cut is the pass standard of the exam kind (``heuristic_cut_share_*``) and share the
+precision-weighted mean of the in-app share (variance ``heuristic_estimate_sd``^2) and, when the
+learner took an exam before, that exam's score as a share (cut of its kind + (score - pass_score) /
+points_per_share) plus the expected growth until the exam (growth per day x days; variance exam_sd^2
++ (drift_sd x days)^2). Exams taken before the scored day (everyone's) calibrate it: the in-app
+share's mean offset from their observed margins and its error variance, and the growth per day
+between a learner's consecutive exams, each shrunk toward the defaults (offset 0, estimate_sd, no
+growth) with ``heuristic_prior_exams`` pseudo-exams (a week each for the growth).
+The heuristic's reported metrics score each labelled exam with the correction of strictly earlier
+days only.
+
+As-of scoring: ``as_of`` (CLI ``studyin readiness --as-of``) scores a past day with only the data up
+to it: labels are exams on or before it, features and earlier exams use local days on or before it,
+the heuristic's correction and a stored model are those of that day or earlier. Event time decides,
+not arrival: an event that occurred before the day but arrived after it counts, and learners' exam
+dates are today's. Metrics are reported beside the accuracy-only baseline and, on simulated data,
+the oracle, over all and per exam kind (``readiness_metrics``, ``readiness_validity``).
 
 Same-day reruns: ``scored_at`` is the scoring day at 00:00 UTC, not the wall clock, and a run
 replaces every row of its scoring day (one transaction), so a learner has one score per day. The
@@ -78,7 +106,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from python_jobs.jobs import model_store
+from python_jobs.jobs import model_store, readiness_metrics
 from python_jobs.jobs.readiness_features import (
     FEATURE_COLUMNS,
     PRIOR_EXAM_COLUMNS,
@@ -98,7 +126,7 @@ from python_jobs.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
-HEURISTIC_VERSION = "heuristic-v1"
+HEURISTIC_VERSION = "heuristic-v2"
 
 
 @dataclass(frozen=True)
@@ -131,10 +159,20 @@ class ReadinessOptions:
     score_range: tuple[float, float] = (1.0, 300.0)  # scaled-score scale: predictions clipped
     top_factors: int = 3  # factors kept per learner
     calibration_bins: int = 10
-    heuristic_mastery_weight: float = 0.7
-    heuristic_coverage_weight: float = 0.3
-    heuristic_midpoint: float = 0.55
-    heuristic_slope: float = 10.0
+    # The heuristic (see the module docstring): the exam's pass standard as a share of fresh
+    # questions answered correctly, per exam kind, and the scaled-score scale that turns an earlier
+    # exam's score into a share (share = cut of its kind + (score - pass_score) / points_per_share)
+    heuristic_cut_share_practice: float = 0.44
+    heuristic_cut_share_board: float = 0.52
+    pass_score: float = 196.0
+    points_per_share: float = 400.0
+    heuristic_exam_sd: float = 0.04  # exam measurement noise, in share: binomial + form to form
+    heuristic_estimate_sd: float = 0.05  # error of the in-app expected share about the true one
+    heuristic_exam_drift_sd: float = 0.004  # per day since an earlier exam: how stale it grows
+    # Earlier exams of all learners (before the day scored) correct the in-app share's offset
+    # and spread; with n of them the estimates are n / (n + this) data and the rest the defaults
+    # above (offset 0, estimate_sd). 0 switches the correction off.
+    heuristic_prior_exams: float = 10.0
     plot_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "target" / "ml")
     write: bool = True  # False: compute and report only
     mastery: MasteryParams = field(default_factory=MasteryParams)
@@ -441,6 +479,23 @@ def fit_score_model(
     )
 
 
+def heuristic_candidate(
+    rows: pd.DataFrame, split: TimeSplit, best_auc: float, options: ReadinessOptions
+) -> dict[str, Any]:
+    """The heuristic on the same validation and held-out exams (each calibrated on the exams of
+    earlier days only); ``chosen`` when it ranks the validation exams better than the best trained
+    candidate (AUC, which does not depend on the calibration fitted on that slice)."""
+    day_before = _day_before(rows)
+    p = pd.Series(heuristic_point_in_time(day_before, options), index=day_before.index)
+    validation, test = _day_before(split.calibrate), _day_before(split.test)
+    val = _metrics(validation["passed"].to_numpy(dtype=int), p.loc[validation.index].to_numpy())
+    return {
+        "validation": val,
+        "test": _metrics(test["passed"].to_numpy(dtype=int), p.loc[test.index].to_numpy()),
+        "chosen": bool(val["auc"] is not None and val["auc"] > best_auc),
+    }
+
+
 def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
     """Model selection and evaluation by time, then the scoring refit (see module docstring)."""
     split = time_split(rows, options)
@@ -470,6 +525,7 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
         )
     chosen = max(candidates, key=lambda n: (candidates[n]["validation"]["auc"], n == "logistic"))
     test_p = candidates[chosen]["test_p"]
+    heuristic = heuristic_candidate(rows, split, candidates[chosen]["validation"]["auc"], options)
 
     # baseline: overall accuracy alone (its AUC ranks by the raw value; Brier via a 1-feature
     # logistic fit on the training rows)
@@ -521,6 +577,7 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
             n: {"validation": c["validation"], "test": c["test"]} for n, c in candidates.items()
         },
         "baseline_accuracy_only": baseline_metrics,
+        "heuristic": heuristic,
         "test_by_horizon": by_horizon,
         "predicted_score": score_eval,
         "split": {
@@ -548,38 +605,207 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
 # --------------------------------------------------------------------------- scoring
 
 
-def heuristic_probability(features: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
-    index = options.heuristic_mastery_weight * features["weighted_mastery"].to_numpy(
-        dtype=float
-    ) + options.heuristic_coverage_weight * features["coverage_high_weight"].to_numpy(dtype=float)
-    return 1.0 / (1.0 + np.exp(-options.heuristic_slope * (index - options.heuristic_midpoint)))
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(z, dtype=float) / math.sqrt(2.0)))
 
 
-def heuristic_factors(features: pd.DataFrame, options: ReadinessOptions) -> list[list[dict]]:
+def _cut_share(is_board: np.ndarray, options: ReadinessOptions) -> np.ndarray:
+    return np.where(
+        is_board > 0.5, options.heuristic_cut_share_board, options.heuristic_cut_share_practice
+    )
+
+
+@dataclass
+class HeuristicParts:
+    """The heuristic's pieces per learner (all in share-correct units)."""
+
+    in_app: np.ndarray  # expected share from the in-app record
+    exam_share: np.ndarray  # the last earlier exam's score as a share (nan: none)
+    exam_var: np.ndarray  # its variance (measurement + staleness; inf: none)
+    share: np.ndarray  # the combined estimate
+    share_var: np.ndarray  # its variance
+    cut: np.ndarray  # the pass standard of the exam scored for
+    probability: np.ndarray
+
+
+@dataclass(frozen=True)
+class HeuristicCalibration:
+    """The in-app share's offset and error variance, from earlier exams (see heuristic_parts)."""
+
+    offset: float = 0.0
+    estimate_var: float | None = None  # None: heuristic_estimate_sd ** 2
+    growth_per_day: float = 0.0  # mean gain in exam share per day between a learner's exams
+    n_exams: int = 0
+    n_repeat_exams: int = 0  # of which taken after an earlier exam of the same learner
+
+
+def exam_margin(rows: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    """An exam's score above the pass score, in share units."""
+    return (
+        rows["scaled_score"].to_numpy(dtype=float) - options.pass_score
+    ) / options.points_per_share
+
+
+def heuristic_calibration(rows: pd.DataFrame, options: ReadinessOptions) -> HeuristicCalibration:
+    """Offset and error variance of the in-app margin (expected share - cut) about the observed
+    one, over the given earlier exams (day-before rows), shrunk toward the defaults with
+    heuristic_prior_exams pseudo-exams. The variance excludes the exam's own noise."""
+    k0 = options.heuristic_prior_exams
+    if rows.empty or k0 <= 0:
+        return HeuristicCalibration()
+    residual = exam_margin(rows, options) - (
+        rows["expected_share"].to_numpy(dtype=float)
+        - _cut_share(rows["is_board"].to_numpy(dtype=float), options)
+    )
+    n = len(residual)
+    offset = float(residual.sum() / (n + k0))
+    default_var = options.heuristic_estimate_sd**2 + options.heuristic_exam_sd**2
+    total_var = (float(((residual - offset) ** 2).sum()) + k0 * default_var) / (n + k0)
+    estimate_var = max(total_var - options.heuristic_exam_sd**2, 1e-4)
+    # growth: observed share minus the learner's previous exam's share, per day between them
+    repeat = rows["prior_exams"].to_numpy(dtype=float) > 0
+    observed = exam_margin(rows, options) + _cut_share(rows["is_board"].to_numpy(float), options)
+    gained = observed[repeat] - _last_exam_share(rows[repeat], options)
+    days = _days_since_last_exam(rows[repeat])
+    growth = float(gained.sum() / (days.sum() + k0 * GROWTH_PRIOR_DAYS))
+    return HeuristicCalibration(offset, estimate_var, growth, n, int(repeat.sum()))
+
+
+GROWTH_PRIOR_DAYS = 7.0  # each pseudo-exam of the growth estimate: a week at no growth
+
+
+def _last_exam_share(features: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    """The learner's last earlier exam as a share: cut of its kind + its margin."""
+    last_cut = _cut_share(features["last_exam_is_board"].to_numpy(dtype=float), options)
+    score = features["last_exam_score"].to_numpy(dtype=float)
+    return last_cut + (score - options.pass_score) / options.points_per_share
+
+
+def _days_since_last_exam(features: pd.DataFrame) -> np.ndarray:
+    """Days from the last earlier exam to the exam scored for (as-of day + days_to_exam)."""
+    return features["days_since_last_exam"].to_numpy(dtype=float) + features[
+        "days_to_exam"
+    ].to_numpy(dtype=float)
+
+
+def heuristic_point_in_time(rows: pd.DataFrame, options: ReadinessOptions) -> np.ndarray:
+    """Heuristic probabilities of labelled day-before rows, each calibrated only on the exams of
+    strictly earlier days (what a run on the day before would have known)."""
+    p = np.zeros(len(rows))
+    days = rows["exam_day"].to_numpy()
+    for day in sorted(set(days)):
+        here = days == day
+        calibration = heuristic_calibration(rows[days < day], options)
+        p[here] = heuristic_parts(rows[here], options, calibration=calibration).probability
+    return p
+
+
+def heuristic_parts(
+    features: pd.DataFrame,
+    options: ReadinessOptions,
+    is_board: np.ndarray | None = None,
+    calibration: HeuristicCalibration = HeuristicCalibration(),
+) -> HeuristicParts:
+    """P(pass) = Phi((share - cut) / sqrt(var(share) + exam_sd^2)), share = the precision-weighted
+    mean of the in-app expected share plus the calibration offset (variance estimate_sd^2, or the
+    calibration's) and, when the learner has taken an exam before, that exam's score as a share
+    (variance exam_sd^2 + (drift_sd * days since)^2)."""
+    in_app = features["expected_share"].to_numpy(dtype=float) + calibration.offset
+    estimate_var = (
+        options.heuristic_estimate_sd**2
+        if calibration.estimate_var is None
+        else calibration.estimate_var
+    )
+    board = features["is_board"].to_numpy(dtype=float) if is_board is None else is_board
+    prior = features["prior_exams"].to_numpy(dtype=float) > 0
+    days = _days_since_last_exam(features)
+    exam_share = np.where(
+        prior, _last_exam_share(features, options) + calibration.growth_per_day * days, np.nan
+    )
+    drift_var = options.heuristic_exam_drift_sd**2
+    exam_var = np.where(prior, options.heuristic_exam_sd**2 + drift_var * days**2, np.inf)
+    precision = 1.0 / estimate_var + 1.0 / exam_var
+    share = (in_app / estimate_var + np.nan_to_num(exam_share) / exam_var) / precision
+    cut = _cut_share(board, options)
+    spread = np.sqrt(1.0 / precision + options.heuristic_exam_sd**2)
+    probability = _normal_cdf((share - cut) / spread)
+    return HeuristicParts(in_app, exam_share, exam_var, share, 1.0 / precision, cut, probability)
+
+
+def heuristic_probability(
+    features: pd.DataFrame,
+    options: ReadinessOptions,
+    calibration: HeuristicCalibration = HeuristicCalibration(),
+) -> np.ndarray:
+    return heuristic_parts(features, options, calibration=calibration).probability
+
+
+def heuristic_scores(
+    scoring: pd.DataFrame, options: ReadinessOptions, calibration: HeuristicCalibration
+) -> pd.DataFrame:
+    """The heuristic's rows for ml.exam_readiness_scores (no predicted score)."""
+    empty = not len(scoring)
+    return pd.DataFrame(
+        {
+            "user_id": scoring["user_id"].to_numpy(),
+            "pass_probability": np.array([])
+            if empty
+            else heuristic_probability(scoring, options, calibration),
+            "predicted_score": None,
+            "interval_low": None,
+            "interval_high": None,
+            "top_factors": [] if empty else heuristic_factors(scoring, options, calibration),
+        }
+    )
+
+
+def heuristic_factors(
+    features: pd.DataFrame,
+    options: ReadinessOptions,
+    calibration: HeuristicCalibration = HeuristicCalibration(),
+) -> list[list[dict]]:
+    """Per learner, what the heuristic's probability rests on: the in-app expected share against
+    the pass standard, the last earlier exam, and coverage; effect = the probability minus the
+    probability without that piece of evidence (the in-app share at the pass standard; no earlier
+    exam; the unstudied topics at the level of the studied ones)."""
+
+    def prob(frame: pd.DataFrame) -> np.ndarray:
+        return heuristic_parts(frame, options, calibration=calibration).probability
+
+    parts = heuristic_parts(features, options, calibration=calibration)
+    p = parts.probability
+    # the in-app share (before the offset) at the pass standard
+    at_cut = prob(features.assign(expected_share=parts.cut - calibration.offset))
+    no_exam = prob(features.assign(prior_exams=0.0))
+    raw = features["expected_share"].to_numpy(dtype=float)
+    studied = features["studied_weight_share"].to_numpy(dtype=float)
+    prior = features["unstudied_prior"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        studied_level = np.where(
+            studied > 0, (raw - (1 - studied) * prior) / np.maximum(studied, 1e-9), prior
+        )
+    covered = prob(features.assign(expected_share=studied_level))
+    coverage = features["coverage_high_weight"].to_numpy(dtype=float)
     result = []
-    for mastery_value, coverage in zip(
-        features["weighted_mastery"], features["coverage_high_weight"], strict=True
-    ):
-        parts = [
-            {
-                "feature": "weighted_mastery",
-                "value": round(float(mastery_value), 4),
-                "weight": options.heuristic_mastery_weight,
-                "logit_contribution": round(
-                    options.heuristic_slope * options.heuristic_mastery_weight * mastery_value, 4
-                ),
-            },
-            {
-                "feature": "coverage_high_weight",
-                "value": round(float(coverage), 4),
-                "weight": options.heuristic_coverage_weight,
-                "logit_contribution": round(
-                    options.heuristic_slope * options.heuristic_coverage_weight * coverage, 4
-                ),
-            },
+    for i in range(len(features)):
+        factors = [
+            _factor("expected_share", raw[i], p[i] - at_cut[i], parts.cut[i] - calibration.offset),
+            _factor("coverage_high_weight", coverage[i], p[i] - covered[i], 1.0),
         ]
-        result.append(sorted(parts, key=lambda f: -f["logit_contribution"]))
+        if not math.isnan(parts.exam_share[i]):
+            factors.append(_factor("last_exam_share", parts.exam_share[i], p[i] - no_exam[i], None))
+        factors.sort(key=lambda f: -abs(f["effect"]))
+        result.append(factors[: options.top_factors])
     return result
+
+
+def _factor(name: str, value: float, effect: float, typical: float | None) -> dict[str, Any]:
+    return {
+        "feature": name,
+        "value": round(float(value), 4),
+        "typical": None if typical is None else round(float(typical), 4),
+        "effect": round(float(effect), 4),
+    }
 
 
 def model_factors(
@@ -927,6 +1153,7 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     log.info("readiness: %d active learners to score", len(scoring))
 
     model: TrainedModel | None = None
+    rejected: dict[str, Any] | None = None  # a trained model's evaluation, the heuristic won
     fallback_reason = None
     if len(labels) < options.min_labels:
         fallback_reason = f"{len(labels)} labelled exams < min_labels {options.min_labels}"
@@ -935,6 +1162,14 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
             model = train(rows, options)
         except ValueError as err:
             fallback_reason = f"time split unusable: {err}"
+    if model is not None and model.evaluation["heuristic"]["chosen"]:
+        fallback_reason = (
+            "the heuristic ranked the validation exams better than the trained "
+            f"{model.kind} (AUC {model.evaluation['heuristic']['validation']['auc']:.3f} vs "
+            f"{model.evaluation['candidates'][model.kind]['validation']['auc']:.3f})"
+        )
+        rejected = model.evaluation
+        model = None
     window = (
         (labels["exam_day"].min(), labels["exam_day"].max()) if not labels.empty else (None, None)
     )
@@ -945,6 +1180,8 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         "features": list(model_columns(options)),
         "n_labels": int(len(labels)),
     }
+    if rejected is not None:
+        params["trained_evaluation"] = rejected
 
     if model is None:
         log.warning("readiness: heuristic fallback (%s)", fallback_reason)
@@ -952,19 +1189,15 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         params["fallback_reason"] = fallback_reason
         day_before = _day_before(rows) if not rows.empty else rows
         y = day_before["passed"].to_numpy(dtype=int) if not rows.empty else np.array([], int)
-        p = heuristic_probability(day_before, options) if not rows.empty else np.array([])
+        # every labelled exam is out of sample for the heuristic: each is scored with the
+        # calibration of the exams of earlier days only
+        p = heuristic_point_in_time(day_before, options) if not rows.empty else np.array([])
         metrics = _metrics(y, p)
-        probabilities = heuristic_probability(scoring, options) if len(scoring) else np.array([])
-        scores = pd.DataFrame(
-            {
-                "user_id": scoring["user_id"].to_numpy(),
-                "pass_probability": probabilities,
-                "predicted_score": None,
-                "interval_low": None,
-                "interval_high": None,
-                "top_factors": heuristic_factors(scoring, options) if len(scoring) else [],
-            }
-        )
+        calibration = heuristic_calibration(day_before, options)
+        params["heuristic_calibration"] = asdict(calibration)
+        if len(y):
+            params["comparison"] = readiness_metrics.compare(conn, day_before, p, None)
+        scores = heuristic_scores(scoring, options, calibration)
         run = {
             "model_version": version,
             "model_kind": "heuristic",
@@ -982,6 +1215,13 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     else:
         version = f"readiness-{model.kind}-{as_of.isoformat()}-{fingerprint}"
         params["evaluation"] = model.evaluation
+        split = time_split(rows, options)
+        params["comparison"] = readiness_metrics.compare(
+            conn,
+            _day_before(split.test),
+            model.test_p,
+            _day_before(pd.concat([split.fit, split.calibrate])),
+        )
         scores = model_scores(model, scoring, options)
         run = {
             "model_version": version,
@@ -1032,6 +1272,7 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         "plot_path": plot_path,
         "fallback_reason": fallback_reason,
         "baseline_auc": (model.evaluation["baseline_accuracy_only"]["auc"] if model else None),
+        "comparison": params.get("comparison"),
         "n_train": run["n_train"],
         "n_test": run["n_test"],
     }

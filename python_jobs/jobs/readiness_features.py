@@ -71,6 +71,17 @@ class FeatureParams:
     coverage_min_attempts: int = 1  # a high-weight topic is covered once it has this many attempts
     inactivity_cap_days: int = 90  # days since last activity are capped here (also: never active)
     history_cap_days: int = 365  # days since the first activity are capped here
+    # Expected share correct on an exam (feature expected_share, the heuristic's input): a studied
+    # leaf topic counts at its first-attempt accuracy shrunk toward the learner's unstudied prior by
+    # topic_prior_attempts pseudo-attempts; an unstudied one at that prior: the population's
+    # accuracy on the first day learners meet a topic plus the learner's first-attempt accuracy
+    # (shrunk by learner_prior_attempts) minus the population's (see expected_share).
+    topic_prior_attempts: float = 2.0
+    learner_prior_attempts: float = 20.0
+    # "first_attempt": the shrunk first-attempt accuracy above; "knowledge_estimate": a studied
+    # topic counts at topic_mastery_current.knowledge_estimate when that column exists and the
+    # cutoff is that view's as-of day (other cutoffs, e.g. the labelled exams, keep first_attempt)
+    knowledge_source: str = "first_attempt"
     chunk_users: int = 1000  # at most this many learners per feature-computation chunk ...
     chunk_cutoffs: int = 8000  # ... and this many cutoffs (learner x as-of day): bounds memory
 
@@ -97,6 +108,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "history_days",
     "days_to_exam",
     "is_board",
+    "expected_share",
+    "unstudied_prior",
 )
 # Earlier exam results of the learner (practice or board, strictly before the as-of day's end):
 # used when the readiness option use_prior_exams is on.
@@ -105,6 +118,7 @@ PRIOR_EXAM_COLUMNS: tuple[str, ...] = (
     "last_exam_score",
     "mean_exam_score",
     "days_since_last_exam",
+    "last_exam_is_board",
 )
 ALL_COLUMNS: tuple[str, ...] = FEATURE_COLUMNS + PRIOR_EXAM_COLUMNS
 
@@ -159,6 +173,65 @@ LATEST_REVIEWS_SQL = CHUNK_CTE + _REVIEWS_SELECT.format(
     distinct="distinct on (chunk.user_idx, r.topic_id)", direction="desc"
 )
 
+# The population's first attempts per day: those of the first day a learner met a topic (the
+# first review of each learner-topic pair) and all of them. Cumulated up to a cutoff day they give
+# the population's rates as of that day (nothing later is read).
+POPULATION_FIRST_DAY_SQL = """
+with first_reviews as (
+    select distinct on (r.user_id, r.topic_id)
+        r.review_date,
+        r.cumulative_first_attempts as first_attempts,
+        r.cumulative_first_attempts_correct as first_correct
+    from intermediate.int_topic_reviews_scheduled as r
+    where r.review_date - date '1970-01-01' <= %(last_day)s
+    order by r.user_id, r.topic_id, r.review_date
+),
+
+first_days as (
+    select
+        review_date as local_date,
+        sum(first_attempts)::float8 as first_attempts,
+        sum(first_correct)::float8 as first_correct
+    from first_reviews
+    group by review_date
+),
+
+all_days as (
+    select
+        d.local_date,
+        sum(d.first_attempts)::float8 as all_first_attempts,
+        sum(d.first_attempts_correct)::float8 as all_first_correct
+    from marts.daily_user_stats as d
+    where d.local_date - date '1970-01-01' <= %(last_day)s
+    group by d.local_date
+)
+
+select
+    coalesce(f.local_date, a.local_date) - date '1970-01-01' as local_day,
+    coalesce(f.first_attempts, 0) as first_attempts,
+    coalesce(f.first_correct, 0) as first_correct,
+    coalesce(a.all_first_attempts, 0) as all_first_attempts,
+    coalesce(a.all_first_correct, 0) as all_first_correct
+from first_days as f
+full join all_days as a on a.local_date = f.local_date
+order by local_day
+"""
+
+KNOWLEDGE_ESTIMATE_SQL = (
+    CHUNK_CTE
+    + """
+select
+    chunk.user_idx,
+    k.topic_id,
+    k.as_of_date - date '1970-01-01' as local_day,
+    k.knowledge_estimate::float8 as knowledge_estimate
+from marts.topic_mastery_current as k
+inner join chunk on chunk.user_id = k.user_id
+where k.knowledge_estimate is not null
+order by chunk.user_idx, k.topic_id
+"""
+)
+
 COMPLETIONS_SQL = (
     CHUNK_CTE
     + """,
@@ -205,7 +278,8 @@ EXAMS_SQL = (
 select
     chunk.user_idx,
     (e.taken_at at time zone chunk.timezone)::date - date '1970-01-01' as local_day,
-    e.scaled_score
+    e.scaled_score,
+    (e.exam_kind = 'board')::int as is_board
 from app.exam_results as e
 inner join chunk on chunk.user_id = e.user_id
 where
@@ -290,6 +364,42 @@ def _fetch_chunk(
     return reviews, completions, daily, exams
 
 
+def _knowledge_inputs(
+    conn: psycopg.Connection, users: Sequence[str], shared: KnowledgeInputs
+) -> KnowledgeInputs:
+    """The shared population counts, with the chunk's estimates when the option reads them."""
+    if shared.estimates is None:
+        return shared
+    estimates = query_frame(conn, KNOWLEDGE_ESTIMATE_SQL, {"users": list(users)})
+    return KnowledgeInputs(shared.population, estimates)
+
+
+def _shared_knowledge(
+    conn: psycopg.Connection, last_day: int, features: FeatureParams
+) -> KnowledgeInputs:
+    """Population first-day counts up to the last cutoff day; whether estimates are read."""
+    if features.knowledge_source not in ("first_attempt", "knowledge_estimate"):
+        raise ValueError(
+            "knowledge_source must be first_attempt or knowledge_estimate, not "
+            f"{features.knowledge_source!r}"
+        )
+    population = query_frame(conn, POPULATION_FIRST_DAY_SQL, {"last_day": last_day})
+    estimates = None
+    if features.knowledge_source == "knowledge_estimate" and _has_knowledge_estimate(conn):
+        estimates = pd.DataFrame()  # a marker: read per chunk
+    return KnowledgeInputs(population, estimates)
+
+
+def _has_knowledge_estimate(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "select 1 from information_schema.columns where table_schema = 'marts'"
+        " and table_name = 'topic_mastery_current' and column_name = 'knowledge_estimate'"
+    ).fetchone()
+    if row is None:
+        log.warning("knowledge_source=knowledge_estimate: the column is missing, using accuracy")
+    return row is not None
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -310,6 +420,105 @@ def _take(values: np.ndarray, idx: np.ndarray, default: float = 0.0) -> np.ndarr
     return out
 
 
+@dataclass
+class KnowledgeInputs:
+    """What expected_share reads besides the review log: the population's first attempts per day
+    and (option) the chunk's topic_mastery_current estimates."""
+
+    population: pd.DataFrame | None = None  # local_day, first_attempts, first_correct,
+    # all_first_attempts, all_first_correct (summed over learners)
+    estimates: pd.DataFrame | None = None  # user_idx, topic_id, local_day, knowledge_estimate
+
+
+@dataclass
+class _PairInputs:
+    """Per (cutoff, learner-topic pair) arrays computed by chunk_features."""
+
+    q_cut: np.ndarray
+    q_pair: np.ndarray
+    q_day: np.ndarray
+    studied: np.ndarray
+    weight: np.ndarray
+    first_attempts: np.ndarray
+    first_correct: np.ndarray
+
+
+def _pair_lookup(
+    pair_codes: np.ndarray, frame: pd.DataFrame, column: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each pair: (row found, its local day, its `column` value) in a frame of one row per
+    (user_idx, topic_id)."""
+    codes = frame["user_idx"].to_numpy(dtype=np.int64) * (1 << 31) + frame["topic_id"].to_numpy(
+        dtype=np.int64
+    )
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    idx = np.searchsorted(codes, pair_codes)
+    idx_ok = np.minimum(idx, max(len(codes) - 1, 0))
+    found = (idx < len(codes)) & (codes[idx_ok] == pair_codes) if len(codes) else idx < 0
+    day = np.where(found, frame["local_day"].to_numpy(dtype=np.int64)[order][idx_ok], 0)
+    value = np.where(found, frame[column].to_numpy(dtype=float)[order][idx_ok], 0.0)
+    return found, day, value
+
+
+def _population_rates(
+    population: pd.DataFrame | None, cut_day: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The population's first-day accuracy (first reviews on or before each cutoff day) and its
+    first-attempt accuracy over all days up to it, smoothed (correct + 1) / (attempts + 2); 0.5
+    without data."""
+    if population is None or population.empty:
+        return np.full(len(cut_day), 0.5), np.full(len(cut_day), 0.5)
+    days = population["local_day"].to_numpy(dtype=np.int64)
+    idx = np.searchsorted(days, cut_day, side="right") - 1
+
+    def rate(correct: str, attempts: str) -> np.ndarray:
+        c = np.cumsum(population[correct].to_numpy(dtype=float))
+        a = np.cumsum(population[attempts].to_numpy(dtype=float))
+        return (_take(c, idx) + 1.0) / (_take(a, idx) + 2.0)
+
+    return rate("first_correct", "first_attempts"), rate("all_first_correct", "all_first_attempts")
+
+
+def expected_share(
+    q: _PairInputs,
+    pair_codes: np.ndarray,
+    cut_day: np.ndarray,
+    n_cut: int,
+    knowledge: KnowledgeInputs,
+    taxonomy: Taxonomy,
+    features: FeatureParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Board-weighted expected share correct on an exam, and the learner's unstudied prior.
+
+    The learner's prior for a topic they have not studied is the population's accuracy on the
+    first day learners meet a topic, moved by how far the learner's own first-attempt accuracy
+    (shrunk toward the population's with n0 = learner_prior_attempts pseudo-attempts) stands
+    from the population's: prior = first_day + (learner - population), all as of the cutoff day.
+    A studied leaf counts (first correct + m * prior) / (first attempts + m) (m =
+    topic_prior_attempts), or its knowledge_estimate (option); an unstudied leaf counts the
+    prior. The shares are weighted by board_exam_weight over all leaves.
+    """
+
+    def per_cutoff(values: np.ndarray) -> np.ndarray:
+        return np.bincount(q.q_cut, weights=values, minlength=n_cut)
+
+    n0 = features.learner_prior_attempts
+    first_day, overall = _population_rates(knowledge.population, cut_day)
+    ability = (per_cutoff(q.first_correct) + n0 * overall) / (per_cutoff(q.first_attempts) + n0)
+    prior = np.clip(first_day + ability - overall, 0.0, 1.0)
+    m = features.topic_prior_attempts
+    topic = (q.first_correct + m * prior[q.q_cut]) / (q.first_attempts + m)
+    if knowledge.estimates is not None and len(knowledge.estimates):
+        has, day, estimate = _pair_lookup(pair_codes, knowledge.estimates, "knowledge_estimate")
+        current = has[q.q_pair] & (day[q.q_pair] == q.q_day)
+        topic = np.where(current, estimate[q.q_pair], topic)
+    studied_w = np.where(q.studied, q.weight, 0.0)
+    unstudied_weight = taxonomy.total_weight - per_cutoff(studied_w)
+    share = (per_cutoff(studied_w * topic) + unstudied_weight * prior) / taxonomy.total_weight
+    return share, prior
+
+
 def chunk_features(
     reviews: pd.DataFrame,
     completions: pd.DataFrame,
@@ -319,6 +528,7 @@ def chunk_features(
     mastery: MasteryParams,
     features: FeatureParams,
     exams: pd.DataFrame | None = None,
+    knowledge: KnowledgeInputs | None = None,
 ) -> pd.DataFrame:
     """Features of each cutoff (columns user_idx, as_of) of one chunk; index = cutoffs' index."""
     n_cut = len(cutoffs)
@@ -420,6 +630,19 @@ def chunk_features(
             per_cutoff(np.where(studied, w * topic_first, 0.0)) / studied_weight,
             neutral,
         )
+    pair_inputs = _PairInputs(
+        q_cut=q_cut,
+        q_pair=q_pair,
+        q_day=q_day,
+        studied=studied,
+        weight=w,
+        first_attempts=first_attempts,
+        first_correct=first_correct,
+    )
+    knowledge = knowledge or KnowledgeInputs()
+    out["expected_share"], out["unstudied_prior"] = expected_share(
+        pair_inputs, pair_codes, cut_day, n_cut, knowledge, taxonomy, features
+    )
     out["log_attempts_total"] = np.log1p(tot_attempts)
     out["materials_completed"] = per_cutoff(done.astype(float))
 
@@ -484,7 +707,7 @@ def chunk_features(
 
     # ---- earlier exam results (strictly before the cutoff's exam: local day <= as-of day) ------
     if exams is None:
-        exams = pd.DataFrame({"user_idx": [], "local_day": [], "scaled_score": []})
+        exams = pd.DataFrame({"user_idx": [], "local_day": [], "scaled_score": [], "is_board": []})
     e_user = exams["user_idx"].to_numpy(dtype=np.int64)
     e_key = e_user * KEY_SPAN + exams["local_day"].to_numpy(dtype=np.int64)
     e_score = exams["scaled_score"].to_numpy(dtype=float)
@@ -499,6 +722,7 @@ def chunk_features(
     out["prior_exams"] = n_exams.astype(float)
     out["last_exam_score"] = _take(e_score, last_exam)
     out["mean_exam_score"] = np.where(has_exam, score_sum / np.maximum(n_exams, 1), 0.0)
+    out["last_exam_is_board"] = _take(exams["is_board"].to_numpy(dtype=float), last_exam)
     out["days_since_last_exam"] = np.where(
         has_exam,
         np.minimum(
@@ -552,6 +776,7 @@ def compute_features(
     users = sorted(per_user.index)
     parts = []
     chunks = list(_chunks(users, per_user, features.chunk_users, features.chunk_cutoffs))
+    shared = _shared_knowledge(conn, int(frame["as_of"].max()), features)
     for i, chunk in enumerate(chunks, start=1):
         position = {u: k for k, u in enumerate(chunk)}
         part = frame[frame["user_id"].isin(position)].copy()
@@ -560,8 +785,11 @@ def compute_features(
         last_day = int(part["as_of"].max())
         latest_only = bool((part["as_of"] == last_day).all())
         reviews, completions, daily, exams = _fetch_chunk(conn, chunk, last_day, latest_only)
+        knowledge = _knowledge_inputs(conn, chunk, shared)
         parts.append(
-            chunk_features(reviews, completions, daily, part, taxonomy, mastery, features, exams)
+            chunk_features(
+                reviews, completions, daily, part, taxonomy, mastery, features, exams, knowledge
+            )
         )
         log.debug(
             "features: chunk %d/%d, %d learners, %d cutoffs, %d reviews",
