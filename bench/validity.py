@@ -291,11 +291,14 @@ def knowledge_table(rows: pd.DataFrame) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- readiness
-def readiness_table(conn: psycopg.Connection) -> dict[str, Any] | None:
-    from python_jobs.jobs import readiness
+def readiness_table(conn: psycopg.Connection, split: date) -> dict[str, Any]:
+    """Readiness on the exams after the split, retrained weekly from the split on as a nightly run
+    would (python_jobs.jobs.readiness_validity): project, accuracy-only and oracle."""
+    from python_jobs.jobs.readiness_validity import readiness_validity
 
-    measure = getattr(readiness, "readiness_validity", None)
-    return measure(conn) if measure else None
+    last = conn.execute("select max(taken_at)::date from app.exam_results").fetchone()[0]
+    days = [split + timedelta(days=7 * k) for k in range(0, max(1, (last - split).days // 7 + 1))]
+    return readiness_validity(conn, days)
 
 
 # ----------------------------------------------------------------------------- report
@@ -322,9 +325,14 @@ def markdown(figures: dict[str, Any]) -> str:
               f"{_fmt(k['flagged_truth_gap'])} weaker in true knowledge than the rest", "",
               "| top 10 studied topics by | precision@10 |", "|---|---|"]  # fmt: skip
     lines += [f"| {name} | {_fmt(v)} |" for name, v in k["precision_at_10"].items()]
-    if figures.get("readiness"):
-        lines += ["", "## Readiness", "", "```", json.dumps(figures["readiness"], indent=1,
-                  default=str), "```"]  # fmt: skip
+    readiness = figures.get("readiness") or {}
+    if readiness.get("project"):
+        columns = ("n", "auc", "brier", "brier_skill", "calibration_slope", "mean_p", "base_rate")
+        lines += ["", "## Readiness: exams after the split, models retrained weekly", "",
+                  "| predictor | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]  # fmt: skip
+        for name in ("project", "accuracy_only", "oracle"):
+            m = readiness.get(name) or {}
+            lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -339,7 +347,7 @@ def measure(url: str, test_share: float, title: str) -> dict[str, Any]:
             "recall_model_version": version,
             "recall": recall_table(recall_rows(conn), split),
             "knowledge": knowledge_table(knowledge_rows(conn)),
-            "readiness": readiness_table(conn),
+            "readiness": readiness_table(conn, split),
         }
     return figures
 
