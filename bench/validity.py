@@ -329,7 +329,8 @@ def markdown(figures: dict[str, Any]) -> str:
     if readiness.get("project"):
         columns = ("n", "auc", "brier", "brier_skill", "calibration_slope", "mean_p", "base_rate")
         lines += ["", "## Readiness: exams after the split, models retrained weekly", "",
-                  "| predictor | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]  # fmt: skip
+                  "| predictor | " + " | ".join(columns) + " |",
+                  "|---|" + "---|" * len(columns)]  # fmt: skip
         for name in ("project", "accuracy_only", "oracle"):
             m = readiness.get(name) or {}
             lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |")
