@@ -1533,7 +1533,9 @@ create table if not exists sim.topic_knowledge (
         check (knowledge between 0 and 1 and knowledge_start between 0 and 1)
 );
 comment on table sim.topic_knowledge is
-    'Latent knowledge (0-1, the skill behind P(correct)) per learner x leaf topic. One row per '
+    'Latent knowledge per learner x leaf topic: the expected share of the topic''s questions the '
+    'learner would answer right if they were new to them (no hint, no memory of the question; '
+    'guessing included, so between 0.2 and 1), averaged over the topic''s bank. One row per '
     'local day (as_of, in the learner''s timezone, the day a session started) on which the '
     'learner studied the topic: knowledge_start at the start of that day, knowledge at its '
     'end; plus one is_final row per learner x leaf topic for the local date of the simulation '
