@@ -59,7 +59,7 @@ SPEARMAN_FLOOR = 0.5
 # Retrieval strength (SM-2) must carry signal: with ~100k first attempts the AUC's standard error
 # is about 0.002, so 0.52 is far above chance. It is no higher because in the simulator (power
 # forgetting, questions of varying difficulty and discrimination, habits not tied to SM-2) a
-# single answer depends mostly on the question: even the latent knowledge reaches only ~0.65.
+# single answer depends mostly on the question: even the latent knowledge reaches only ~0.7.
 AUC_FLOOR = 0.52
 
 

@@ -195,6 +195,9 @@ def test_generator_is_deterministic_for_a_seed_and_end() -> None:
     assert truth_a.truth.exams == truth_b.truth.exams
     attempts = list(truth_a.truth.attempts())
     assert len(attempts) > 1000 and attempts == list(truth_b.truth.attempts())
+    # without the per-attempt truth: the same events, no attempt rows
+    lean = generate(30, 10, seed=11, end=END, attempt_truth=False)
+    assert _digest(lean.events()) == a and not list(lean.truth.attempts())
 
 
 def test_generated_stream_is_ordered_and_inside_the_window() -> None:
