@@ -56,7 +56,7 @@ from python_jobs.warehouse.pipeline import RunContext, run_pipeline
 
 log = logging.getLogger("bench.validity")
 RESULTS = Path(__file__).resolve().parent / "results"
-RECALL_METRICS = ("log_loss", "auc", "ece", "calibration_slope", "brier")
+RECALL_METRICS = ("log_loss", "auc", "ece", "calibration_slope", "brier", "n")
 
 
 # ----------------------------------------------------------------------------- building
@@ -107,13 +107,26 @@ def _has_table(conn: psycopg.Connection, name: str) -> bool:
     return bool(conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0])
 
 
+ORACLE_JOIN = """
+left join sim.attempts as a on a.event_id = f.outcome_event_id
+left join sim.topic_knowledge as k
+    on k.user_id = f.user_id and k.topic_id = f.topic_id and k.as_of = f.review_date
+    and not k.is_final
+"""
+
+
 def recall_rows(conn: psycopg.Connection) -> pd.DataFrame:
+    """The reviews with an outcome, their ledger probability and the baselines' inputs; on
+    simulated data two oracles: the true probability of that very answer (the question's own
+    difficulty included, which no prediction made before the question is drawn can know), and the
+    true expected share of the topic's fresh questions at the start of the review day (the best
+    any prediction for the learner and topic can do)."""
     oracle = _has_table(conn, "sim.attempts")
     sql = RECALL_ROWS_SQL.format(
-        oracle_column=", a.p_correct as oracle" if oracle else "",
-        oracle_join="left join sim.attempts as a on a.event_id = f.outcome_event_id"
+        oracle_column=", a.p_correct as oracle, k.knowledge_start as oracle_topic"
         if oracle
         else "",
+        oracle_join=ORACLE_JOIN if oracle else "",
     )
     rows = query_frame(conn, sql)
     rows["review_date"] = pd.to_datetime(rows["review_date"]).dt.date
@@ -192,16 +205,18 @@ def recall_table(rows: pd.DataFrame, split: date) -> dict[str, dict[str, dict[st
     test["sm2_retrieval_strength"] = test["retrieval_strength_before"]
     test["project"] = test["recall_probability"]
     predictors = ["project", "sm2_retrieval_strength", "constant", "fsrs6_default", "elo",
-                  "logistic_5"] + (["oracle"] if "oracle" in test else [])  # fmt: skip
+                  "logistic_5"]  # fmt: skip
+    predictors += ["oracle_topic", "oracle"] if "oracle" in test else []
     table: dict[str, dict[str, dict[str, Any]]] = {}
     subsets = (("repeat reviews", test[test["prior_reviews"] > 0]), ("all reviews", test))
     for subset, part in subsets:
-        y = part["outcome"].to_numpy(dtype=float)
-        table[subset] = {
-            name: probability_metrics(y, part[name].to_numpy(dtype=float))
-            for name in predictors
-            if part[name].notna().all()
-        }
+        table[subset] = {}
+        for name in predictors:
+            known = part[part[name].notna()]  # the topic oracle misses the odd review day
+            if len(known) >= 0.9 * len(part):
+                table[subset][name] = probability_metrics(
+                    known["outcome"].to_numpy(dtype=float), known[name].to_numpy(dtype=float)
+                )
     return table
 
 
