@@ -213,7 +213,7 @@ def recall_table(rows: pd.DataFrame, split: date) -> dict[str, dict[str, dict[st
         table[subset] = {}
         for name in predictors:
             known = part[part[name].notna()]  # the topic oracle misses the odd review day
-            if len(known) >= 0.9 * len(part):
+            if len(known) >= 0.8 * len(part):
                 table[subset][name] = probability_metrics(
                     known["outcome"].to_numpy(dtype=float), known[name].to_numpy(dtype=float)
                 )
