@@ -70,7 +70,7 @@
         recall_models.model_version,
         recall_models.guess_floor,
         recall_models.coefficients
-    from {{ source('ml', 'recall_models') }} as recall_models
+    from {{ ref('stg_ml__recall_models') }} as recall_models
     where
         recall_models.model_kind = 'prior'
         or recall_models.trained_until {{ '<' if strict else '<=' }} ({{ date_expr }})

@@ -83,7 +83,6 @@ KEPT: dict[str, set[str]] = {
     # model) and read the rows to recompute from an intermediate model over the same log.
     "fct_rejoining_of_upstream_concepts": {
         "stg_app__question_attempts -> int_user_hours_aggregated -> learning_patterns",
-        "stg_app__question_attempts -> int_question_attempts_scored -> int_topic_reviews_scheduled",
     },
     # Most of these parents are read by the touched-keys macros and the watermark post-hook (one
     # per event table), not joined into the rows.
@@ -95,8 +94,10 @@ KEPT: dict[str, set[str]] = {
     "fct_model_fanout": {"stg_app__question_attempts"},
     # Reference and bookkeeping tables change rarely and carry no load time, and refused input is
     # rare by design: a quiet day says nothing about the pipeline.
-    # The receipts are written with every event: the check of study_events covers them.
+    # The receipts are written with every event: the check of study_events covers them; a recall
+    # model's topic offsets with its recall_models row, whose check covers them.
     "fct_sources_without_freshness": {
+        "ml.recall_topic_offsets",
         "app.rejected_events",
         "app.event_receipts",
         "app.users",

@@ -44,7 +44,7 @@ recall_topic_offsets as (
         model_version,
         topic_id,
         offset_logit
-    from {{ source('ml', 'recall_topic_offsets') }}
+    from {{ ref('stg_ml__recall_topic_offsets') }}
 ),
 
 models_in_force as (

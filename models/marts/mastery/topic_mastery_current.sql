@@ -161,7 +161,7 @@ recalled as (
     from recall_featured
     inner join recall_models_in_force as recall_model
         on recall_featured.as_of_date = recall_model.as_of_date
-    left join {{ source('ml', 'recall_topic_offsets') }} as topic_offsets
+    left join {{ ref('stg_ml__recall_topic_offsets') }} as topic_offsets
         on
             recall_model.model_version = topic_offsets.model_version
             and recall_featured.topic_id = topic_offsets.topic_id
