@@ -116,7 +116,6 @@ from uuid import UUID
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format, TransactionStatus
-from psycopg.types.numeric import NumericBinaryDumper
 
 from python_jobs.ingest.events import (
     EVENT_CLASSES,
@@ -250,7 +249,7 @@ create temporary table if not exists tracker_batch (
     hint_used         boolean,
     material_id       integer,
     interaction_type  text,
-    progress          float8,
+    progress          numeric,
     active_seconds    integer,
     exam_kind         text,
     scaled_score      integer,
@@ -271,7 +270,7 @@ COPY_BATCH = f"copy pg_temp.tracker_batch ({', '.join(BATCH_COLUMNS)}) from stdi
 BATCH_TYPES = (
     "int4", "uuid", "uuid", "uuid", "text", "timestamptz", "timestamptz", "text", "text",
     "int4", "int4", "int4", "text", "bool", "int4", "int2", "bool",
-    "int4", "text", "float8", "int4", "text", "int4", "bool", "text",
+    "int4", "text", "numeric", "int4", "text", "int4", "bool", "text",
 )  # fmt: skip
 
 # The rows go straight into the event tables with one binary COPY each (DIRECT_COPIES), inside
@@ -358,7 +357,7 @@ from pg_temp.tracker_batch
 where event_type = 'exam_result'
 """
 
-JSONB_OID, CIDR_OID, NUMERIC_OID = 3802, 650, 1700
+JSONB_OID, CIDR_OID = 3802, 650
 R_RECEIVED, R_IP = 6, 8
 
 
@@ -412,7 +411,7 @@ DIRECT_COPIES = (
         "material_interactions",
         ("event_id", "user_id", "session_id", "material_id", "interaction_type", "progress",
          "active_seconds", "occurred_at", "received_at"),
-        ("uuid", "uuid", "uuid", "int4", "text", NUMERIC_OID, "int4", "timestamptz",
+        ("uuid", "uuid", "uuid", "int4", "text", "numeric", "int4", "timestamptz",
          "timestamptz"),
         (R_EVENT_ID, R_USER, R_SESSION, 17, 18, 19, 20, R_OCCURRED, R_RECEIVED),
         "material_interaction",
@@ -448,20 +447,18 @@ class _CidrText(Dumper):
         return _cidr_binary(obj)
 
 
+def _numeric(value: float) -> Decimal:
+    """The value PostgreSQL's ``float8::numeric`` gives (15 significant digits); a numeric(p, s)
+    column then rounds it half away from zero, as it would the float."""
+    return Decimal(f"{float(value):.15g}")
+
+
 @lru_cache(maxsize=65536)
 def _cidr_binary(prefix: str) -> bytes:
     """PostgreSQL's binary cidr: family (2 = IPv4, 3 = IPv6), mask bits, is-cidr, address bytes."""
     net = ipaddress.ip_network(prefix)
     packed = net.network_address.packed
     return bytes((2 if net.version == 4 else 3, net.prefixlen, 1, len(packed))) + packed
-
-
-class _FloatNumeric(NumericBinaryDumper):
-    """A float as binary numeric, with the value ``float8::numeric`` gives (15 significant
-    digits); the column's typmod then rounds it as the staging path's cast does."""
-
-    def dump(self, obj: Any) -> Any:
-        return super().dump(Decimal(f"{obj:.15g}"))
 
 
 # A SECURITY DEFINER function: locking rows needs UPDATE on app.users, which loader has not.
@@ -1361,7 +1358,7 @@ class Tracker:
             return (
                 idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
                 network, None, None, None, None, None, None, None, None,
-                m, itype, None if prog is None else float(prog), secs, None, None, None, None,
+                m, itype, None if prog is None else _numeric(prog), secs, None, None, None, None,
             )  # fmt: skip
         if kind == K_EXAM:
             ek = ev.exam_kind
@@ -1947,7 +1944,7 @@ def _copy_direct(conn: psycopg.Connection, rows: list[tuple]) -> None:
         if typed is not None:
             typed.append(r)
     with conn.cursor() as cur:
-        for dumper in (_JsonbText, _CidrText, _FloatNumeric):
+        for dumper in (_JsonbText, _CidrText):
             cur.adapters.register_dumper(None, dumper)
         for target in DIRECT_COPIES:
             part = rows if target.event_type is None else by_type[target.event_type]
