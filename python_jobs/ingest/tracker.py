@@ -1,8 +1,8 @@
 """The event tracker: the one way events enter ``app``.
 
 ``Tracker(conn).track(event)`` stores one event; ``track_payload(json)`` does the same for raw
-client JSON; ``track_batch(events)`` is the fast path (many events per transaction, validated
-while the previous chunk is stored). Every path runs the same steps:
+client JSON; ``track_batch(events)`` is the fast path (binary COPY into a temporary table, then
+set-based inserts). Every path runs the same steps:
 
 1. Validate in Python (``_prepare``), reporting every problem of an event at once, each naming
    its field: the event type against ``app.event_types``; the learner against ``app.users``;
@@ -19,15 +19,12 @@ while the previous chunk is stored). Every path runs the same steps:
 2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
 3. Make sure the monthly partitions of ``app.study_events`` exist for the months seen
    (``app.ensure_study_event_partitions``, in its own short transaction, only for unseen months).
-4. In ONE transaction: lock the learners; keep ``app.study_sessions`` current; write the
-   ``app.event_receipts`` rows (the idempotency ledger), the ``app.study_events`` rows and the
-   typed rows (``question_attempts`` with ``topic_id`` and ``is_correct`` derived from the
-   question bank, ``material_interactions``, ``exam_results``) with one binary COPY per table,
-   straight from the validated rows, in a savepoint: the server does what a plain COPY of the
-   output would. Only if an event_id was stored already (a unique violation on the receipts) is
-   the savepoint rolled back and the rows staged instead: a binary COPY into a temporary table,
-   the receipts inserted ``on conflict do nothing``, the repeats compared with what is stored,
-   then set-based inserts of the rows that were new. Record refused input in
+4. In ONE transaction: binary-COPY the rows into a temporary table; insert the
+   ``app.event_receipts`` rows (the idempotency ledger: a plain insert in a savepoint, redone
+   ``on conflict do nothing`` only if an event_id was already there); then the
+   ``app.study_events`` rows and the typed rows (``question_attempts`` with ``topic_id`` and
+   ``is_correct`` derived from the question bank, ``material_interactions``, ``exam_results``)
+   of the events that were new; keep ``app.study_sessions`` current; record refused input in
    ``app.rejected_events``; commit. The schema checks the references of these rows once per
    statement (see the migration) and refuses UPDATE/DELETE/TRUNCATE of ``study_events``.
 
@@ -99,7 +96,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import ipaddress
 import itertools
 import json
 import math
@@ -107,15 +103,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import TransactionStatus
 
 from python_jobs.ingest.events import (
     EVENT_CLASSES,
@@ -249,7 +241,7 @@ create temporary table if not exists tracker_batch (
     hint_used         boolean,
     material_id       integer,
     interaction_type  text,
-    progress          numeric,
+    progress          float8,
     active_seconds    integer,
     exam_kind         text,
     scaled_score      integer,
@@ -270,20 +262,19 @@ COPY_BATCH = f"copy pg_temp.tracker_batch ({', '.join(BATCH_COLUMNS)}) from stdi
 BATCH_TYPES = (
     "int4", "uuid", "uuid", "uuid", "text", "timestamptz", "timestamptz", "text", "text",
     "int4", "int4", "int4", "text", "bool", "int4", "int2", "bool",
-    "int4", "text", "numeric", "int4", "text", "int4", "bool", "text",
+    "int4", "text", "float8", "int4", "text", "int4", "bool", "text",
 )  # fmt: skip
 
-# The rows go straight into the event tables with one binary COPY each (DIRECT_COPIES), inside
-# a savepoint: the server then does what a plain COPY of the same rows would, and repeats are
-# rare. When an event_id was stored already (a unique violation), the savepoint is rolled back
-# and the rows take the staging path: a binary COPY into pg_temp.tracker_batch, then the
-# receipts with ON CONFLICT DO NOTHING and set-based inserts of the rows that were new.
-INSERT_RECEIPTS = """
+# Receipts first go in with a plain INSERT inside a savepoint: ON CONFLICT's speculative insertion
+# costs ~3 us of server CPU per row, and repeats are rare. On a unique violation the savepoint is
+# rolled back and the batch goes in again with ON CONFLICT DO NOTHING.
+INSERT_RECEIPTS_FAST = """
 insert into app.event_receipts (event_id, user_id, occurred_at, received_at)
 select event_id, user_id, occurred_at, received_at
 from pg_temp.tracker_batch
-on conflict (event_id) do nothing
 """
+INSERT_RECEIPTS = INSERT_RECEIPTS_FAST + "on conflict (event_id) do nothing\n"
+SMALL_BATCH = 1000
 
 # Rows of this batch whose event_id was already stored (the receipt was not written by this
 # transaction: only run when the receipts insert stored fewer rows than the batch holds), and
@@ -356,110 +347,6 @@ select event_id, user_id, exam_kind, occurred_at, scaled_score, passed, received
 from pg_temp.tracker_batch
 where event_type = 'exam_result'
 """
-
-JSONB_OID, CIDR_OID = 3802, 650
-R_RECEIVED, R_IP = 6, 8
-
-
-@dataclass(frozen=True)
-class _DirectCopy:
-    """One event table written straight from the batch rows: its COPY, the wire type of each
-    column (oids: the dumpers below), which batch-row positions fill them, and which event type
-    has rows in it (None: every event)."""
-
-    table: str
-    columns: tuple[str, ...]
-    types: tuple[str | int, ...]
-    positions: tuple[int, ...]
-    event_type: str | None = None
-
-    @property
-    def statement(self) -> str:
-        return f"copy app.{self.table} ({', '.join(self.columns)}) from stdin (format binary)"
-
-    @property
-    def row(self) -> Callable[[tuple], tuple]:
-        return itemgetter(*self.positions)
-
-
-# In this order: the receipts (the idempotency ledger) first, so a repeat fails at once.
-DIRECT_COPIES = (
-    _DirectCopy(
-        "event_receipts",
-        ("event_id", "user_id", "occurred_at", "received_at"),
-        ("uuid", "uuid", "timestamptz", "timestamptz"),
-        (R_EVENT_ID, R_USER, R_OCCURRED, R_RECEIVED),
-    ),
-    _DirectCopy(
-        "study_events",
-        ("event_id", "user_id", "session_id", "event_type", "occurred_at", "received_at",
-         "properties", "ip_prefix"),
-        ("uuid", "uuid", "uuid", "text", "timestamptz", "timestamptz", JSONB_OID, CIDR_OID),
-        (R_EVENT_ID, R_USER, R_SESSION, R_TYPE, R_OCCURRED, R_RECEIVED, R_PROPERTIES, R_IP),
-    ),
-    _DirectCopy(
-        "question_attempts",
-        ("event_id", "user_id", "session_id", "question_id", "topic_id", "attempt_number",
-         "selected_answer", "is_correct", "time_to_answer_ms", "confidence_level", "hint_used",
-         "answered_at", "received_at"),
-        ("uuid", "uuid", "uuid", "int4", "int4", "int4", "text", "bool", "int4", "int2", "bool",
-         "timestamptz", "timestamptz"),
-        (R_EVENT_ID, R_USER, R_SESSION, 9, 10, 11, 12, 13, 14, 15, 16, R_OCCURRED, R_RECEIVED),
-        "question_attempt",
-    ),
-    _DirectCopy(
-        "material_interactions",
-        ("event_id", "user_id", "session_id", "material_id", "interaction_type", "progress",
-         "active_seconds", "occurred_at", "received_at"),
-        ("uuid", "uuid", "uuid", "int4", "text", "numeric", "int4", "timestamptz",
-         "timestamptz"),
-        (R_EVENT_ID, R_USER, R_SESSION, 17, 18, 19, 20, R_OCCURRED, R_RECEIVED),
-        "material_interaction",
-    ),
-    _DirectCopy(
-        "exam_results",
-        ("event_id", "user_id", "exam_kind", "taken_at", "scaled_score", "passed", "received_at"),
-        ("uuid", "uuid", "text", "timestamptz", "int4", "bool", "timestamptz"),
-        (R_EVENT_ID, R_USER, 21, R_OCCURRED, 22, 23, R_RECEIVED),
-        "exam_result",
-    ),
-)  # fmt: skip
-
-
-class _JsonbText(Dumper):
-    """JSON text the tracker made (valid, no NUL, no lone surrogate) as binary jsonb: a version
-    byte, then the text, which the server parses as a ``::jsonb`` cast would."""
-
-    format = Format.BINARY
-    oid = JSONB_OID
-
-    def dump(self, obj: str) -> bytes:
-        return b"\x01{}" if obj == "{}" else b"\x01" + obj.encode()
-
-
-class _CidrText(Dumper):
-    """A network ``ip_prefix`` made (``a.b.c.0/24``, ``x:y:z::/48``) as binary cidr."""
-
-    format = Format.BINARY
-    oid = CIDR_OID
-
-    def dump(self, obj: str) -> bytes:
-        return _cidr_binary(obj)
-
-
-def _numeric(value: float) -> Decimal:
-    """The value PostgreSQL's ``float8::numeric`` gives (15 significant digits); a numeric(p, s)
-    column then rounds it half away from zero, as it would the float."""
-    return Decimal(f"{float(value):.15g}")
-
-
-@lru_cache(maxsize=65536)
-def _cidr_binary(prefix: str) -> bytes:
-    """PostgreSQL's binary cidr: family (2 = IPv4, 3 = IPv6), mask bits, is-cidr, address bytes."""
-    net = ipaddress.ip_network(prefix)
-    packed = net.network_address.packed
-    return bytes((2 if net.version == 4 else 3, net.prefixlen, 1, len(packed))) + packed
-
 
 # A SECURITY DEFINER function: locking rows needs UPDATE on app.users, which loader has not.
 SELECT_LEARNERS = "select learner.id from app.lock_learners(%s) as learner (id)"
@@ -1358,7 +1245,7 @@ class Tracker:
             return (
                 idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
                 network, None, None, None, None, None, None, None, None,
-                m, itype, None if prog is None else _numeric(prog), secs, None, None, None, None,
+                m, itype, None if prog is None else float(prog), secs, None, None, None, None,
             )  # fmt: skip
         if kind == K_EXAM:
             ek = ev.exam_kind
@@ -1925,44 +1812,9 @@ class _Sessions:
 def _write(
     conn: psycopg.Connection, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]
 ) -> tuple[int, set[int], int]:
-    """Store the rows whose event_id is new. Returns (how many were stored, batch indices of the
-    rows that were not new, how many of those repeat the stored content). Repeats whose content
-    differs from the stored version are appended to ``rejected``."""
-    try:
-        with conn.transaction():  # a savepoint
-            _copy_direct(conn, rows)
-        return len(rows), set(), 0
-    except psycopg.errors.UniqueViolation:
-        return _write_staged(conn, rows, rejected)  # an event_id was stored already
-
-
-def _copy_direct(conn: psycopg.Connection, rows: list[tuple]) -> None:
-    """One binary COPY per event table, straight from the batch rows."""
-    by_type: dict[str, list[tuple]] = {c.event_type: [] for c in DIRECT_COPIES if c.event_type}
-    for r in rows:
-        typed = by_type.get(r[R_TYPE])
-        if typed is not None:
-            typed.append(r)
-    with conn.cursor() as cur:
-        for dumper in (_JsonbText, _CidrText):
-            cur.adapters.register_dumper(None, dumper)
-        for target in DIRECT_COPIES:
-            part = rows if target.event_type is None else by_type[target.event_type]
-            if not part:
-                continue
-            with cur.copy(target.statement) as copy:
-                copy.set_types(target.types)
-                write = copy.write_row
-                for values in map(target.row, part):
-                    write(values)
-
-
-def _write_staged(
-    conn: psycopg.Connection, rows: list[tuple], rejected: list[tuple[int, list[FieldError]]]
-) -> tuple[int, set[int], int]:
-    """``_write`` when some event_id may be stored already: COPY the rows into the batch table,
-    insert the receipts that are new, compare the repeats with what is stored, then insert the
-    new rows' events and typed rows set-based."""
+    """COPY the rows and insert those whose event_id is new. Returns (how many were stored,
+    batch indices of the rows that were not new, how many of those repeat the stored content).
+    Repeats whose content differs from the stored version are appended to ``rejected``."""
     not_new: set[int] = set()
     same = 0
     with conn.cursor() as cur:
@@ -1971,10 +1823,17 @@ def _write_staged(
             write = copy.write_row
             for r in rows:
                 write(r)
-        cur.execute(INSERT_RECEIPTS)
+        if len(rows) < SMALL_BATCH:  # the savepoint's round trips cost more than it saves
+            cur.execute(INSERT_RECEIPTS)
+        else:
+            try:
+                with conn.transaction():  # a savepoint
+                    cur.execute(INSERT_RECEIPTS_FAST)
+            except psycopg.errors.UniqueViolation:
+                cur.execute(INSERT_RECEIPTS)
         stored = cur.rowcount
         if stored < len(rows):
-            # xmin tells the receipts this transaction wrote from those stored before.
+            # Only after the fallback (top-level inserts), so xmin tells this transaction's rows.
             cur.execute(FIND_REPEATS)
             for idx, differs in cur.fetchall():
                 not_new.add(idx)
