@@ -839,7 +839,7 @@ class Tracker:
         parts: list[list[tuple]] = [[] for _ in range(n)]
         for row in checked.rows:
             key = row[R_SESSION] or row[R_USER]
-            parts[hash(key) % n].append(row)
+            parts[key.int % n].append(row)  # UUID.int: hash(UUID) is Python code
         shares = []
         for i, conn in enumerate(conns):
             rejected = checked.rejected if i == 0 else []
