@@ -839,7 +839,7 @@ class Tracker:
         parts: list[list[tuple]] = [[] for _ in range(n)]
         for row in checked.rows:
             key = row[R_SESSION] or row[R_USER]
-            parts[hash(key) % n].append(row)
+            parts[key.int % n].append(row)  # UUID.int: hash(UUID) is Python code
         shares = []
         for i, conn in enumerate(conns):
             rejected = checked.rejected if i == 0 else []
@@ -1048,7 +1048,9 @@ class Tracker:
                 errors.append(
                     FieldError("occurred_at", f"must be a datetime, got {show(occurred)}")
                 )
-            elif occurred.tzinfo is None or occurred.utcoffset() is None:
+            elif (tz := occurred.tzinfo) is None or (
+                tz is not UTC and occurred.utcoffset() is None
+            ):
                 errors.append(
                     FieldError(
                         "occurred_at", f"must be timezone-aware, got naive {occurred.isoformat()}"
@@ -1089,7 +1091,6 @@ class Tracker:
                 )
             ]
         errors: list[FieldError] = []
-        missed = False  # a reference not in the caches (with _defer_misses)
         event_type = ev.event_type
         if kind == K_GENERIC:
             if type(event_type) is not str or event_type not in self._generic_types:
@@ -1117,10 +1118,12 @@ class Tracker:
             errors.append(FieldError("user_id", f"must be a UUID, got {show(user_id)}"))
         elif user_id.int not in self._users:
             if self._defer_misses:
+                # Set aside at once: checked in full after the chunk's missing references are
+                # fetched (a cold cache would otherwise cost the whole check twice).
                 self._want_users.add(user_id)
-                missed = True
-            else:
-                errors.append(FieldError("user_id", f"unknown user {user_id}"))
+                self._note_references(kind, ev)
+                return _MISS
+            errors.append(FieldError("user_id", f"unknown user {user_id}"))
         session_id = ev.session_id
         if session_id is None:
             if K_START <= kind <= K_END:
@@ -1168,9 +1171,8 @@ class Tracker:
                 if info is None:
                     if self._defer_misses:
                         self._want_questions.add(q)
-                        missed = True
-                    else:
-                        errors.append(FieldError("question_id", f"unknown question {show(q)}"))
+                        return _MISS
+                    errors.append(FieldError("question_id", f"unknown question {show(q)}"))
             sel = ev.selected_answer
             if sel is not None and (type(sel) is not str or sel not in ANSWERS):
                 errors.append(
@@ -1196,8 +1198,6 @@ class Tracker:
             hint = ev.hint_used
             if type(hint) is not bool:
                 errors.append(FieldError("hint_used", f"must be true or false, got {show(hint)}"))
-            if missed:
-                return _MISS
             if errors:
                 return errors
             topic_id, correct = info  # type: ignore[misc]
@@ -1213,9 +1213,8 @@ class Tracker:
             elif m not in self._materials:
                 if self._defer_misses:
                     self._want_materials.add(m)
-                    missed = True
-                else:
-                    errors.append(FieldError("material_id", f"unknown material {show(m)}"))
+                    return _MISS
+                errors.append(FieldError("material_id", f"unknown material {show(m)}"))
             itype = ev.interaction_type
             if type(itype) is not str or itype not in INTERACTION_TYPES:
                 errors.append(
@@ -1238,8 +1237,6 @@ class Tracker:
                         "active_seconds", f"must be a non-negative integer, got {show(secs)}"
                     )
                 )
-            if missed:
-                return _MISS
             if errors:
                 return errors
             return (
@@ -1261,8 +1258,6 @@ class Tracker:
             passed = ev.passed
             if type(passed) is not bool:
                 errors.append(FieldError("passed", f"must be true or false, got {show(passed)}"))
-            if missed:
-                return _MISS
             if errors:
                 return errors
             return (
@@ -1270,8 +1265,6 @@ class Tracker:
                 network, None, None, None, None, None, None, None, None,
                 None, None, None, None, ek, score, passed, None,
             )  # fmt: skip
-        if missed:
-            return _MISS
         if errors:
             return errors
         return (
@@ -1279,6 +1272,18 @@ class Tracker:
             network, None, None, None, None, None, None, None, None,
             None, None, None, None, None, None, None, end_reason,
         )  # fmt: skip
+
+    def _note_references(self, kind: int, ev: Any) -> None:
+        """Note the question or material of an event set aside for its learner (``_prepare``),
+        so that one lookup fetches everything the event refers to."""
+        if kind == K_QUESTION:
+            q = ev.question_id
+            if type(q) is int and q not in self._questions:
+                self._want_questions.add(q)
+        elif kind == K_MATERIAL:
+            m = ev.material_id
+            if type(m) is int and m not in self._materials:
+                self._want_materials.add(m)
 
     def _validate(self, chunk: list[tuple[int, Any]]) -> _Checked:
         """Validate every event, cut the rows into segments where an event_id repeats and make
