@@ -77,14 +77,13 @@
 
 {#- The score knowledge gaps grade topics by (var gap_basis): knowledge_estimate (default: it ranks a
     learner's topics by their true knowledge better, measured by `python -m bench.validity`) or
-    mastery (the published formula). -#}
+    mastery (the published formula). Any other value grades by the estimate, and the accepted_values
+    test of knowledge_gaps.gap_basis fails the build. -#}
 {% macro gap_score(estimate, mastery) -%}
-    {%- if var('gap_basis') == 'knowledge_estimate' -%}
-        {{ estimate }}
-    {%- elif var('gap_basis') == 'mastery' -%}
+    {%- if var('gap_basis') == 'mastery' -%}
         {{ mastery }}
     {%- else -%}
-        {{ exceptions.raise_compiler_error("var gap_basis must be knowledge_estimate or mastery, not " ~ var('gap_basis')) }}
+        {{ estimate }}
     {%- endif -%}
 {%- endmacro %}
 

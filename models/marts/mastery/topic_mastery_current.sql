@@ -107,13 +107,20 @@ learner_totals as (
         learner_parent as (partition by decayed.user_id, topic_parents.parent_topic_id)
 ),
 
+learner_as_of_dates as (
+    select distinct
+        user_id,
+        as_of_date
+    from dated
+),
+
 recent_totals as (
     -- the learner's first attempts in the last recall_recent_days days up to the as-of date
     select
         learner_days.user_id,
         sum(daily_first_attempts.first_attempts) as recent_first_attempts,
         sum(daily_first_attempts.first_attempts_correct) as recent_first_attempts_correct
-    from (select distinct dated.user_id, dated.as_of_date from dated) as learner_days
+    from learner_as_of_dates as learner_days
     inner join daily_first_attempts
         on
             learner_days.user_id = daily_first_attempts.user_id
