@@ -25,13 +25,12 @@ import numpy as np
 import pandas as pd
 import psycopg
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from python_jobs.jobs.probability_metrics import probability_metrics
 from python_jobs.jobs.report import query_frame
 
-EPS = 1e-6
 LOGISTIC_C = (
     100.0  # the references' logistic fits: light regularisation (separable data stays finite)
 )
@@ -42,36 +41,23 @@ def _round(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), 4)
 
 
-def calibration_fit(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float | None]:
-    """Slope and intercept of logit P(y) = a + b logit(p); None without both outcomes."""
-    if len(np.unique(y)) < 2:
-        return None, None
-    logit = np.log(np.clip(p, EPS, 1 - EPS) / (1 - np.clip(p, EPS, 1 - EPS)))
-    fit = LogisticRegression(C=np.inf, max_iter=1000).fit(logit.reshape(-1, 1), y)
-    return float(fit.coef_[0][0]), float(fit.intercept_[0])
-
-
 def prediction_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     """AUC, Brier, Brier skill vs the base rate, log loss, calibration slope and intercept."""
-    y = np.asarray(y, dtype=int)
-    p = np.asarray(p, dtype=float)
     if len(y) == 0:
         return {"n": 0}
-    both = len(np.unique(y)) == 2
-    base = float(y.mean())
-    brier = float(brier_score_loss(y, p))
+    m = probability_metrics(np.asarray(y, dtype=int), np.asarray(p, dtype=float))
+    base = m["observed_rate"]
     reference = base * (1 - base)
-    slope, intercept = calibration_fit(y, p)
     return {
-        "n": int(len(y)),
+        "n": m["n"],
         "base_rate": _round(base),
-        "mean_p": _round(float(p.mean())),
-        "auc": _round(float(roc_auc_score(y, p))) if both else None,
-        "brier": _round(brier),
-        "brier_skill": _round(1 - brier / reference) if reference > 0 else None,
-        "log_loss": _round(float(log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1]))),
-        "calibration_slope": _round(slope) if slope is not None else None,
-        "calibration_intercept": _round(intercept) if intercept is not None else None,
+        "mean_p": _round(m["mean_predicted"]),
+        "auc": _round(m["auc"]),
+        "brier": _round(m["brier"]),
+        "brier_skill": _round(1 - m["brier"] / reference) if reference > 0 else None,
+        "log_loss": _round(m["log_loss"]),
+        "calibration_slope": _round(m["calibration_slope"]),
+        "calibration_intercept": _round(m["calibration_intercept"]),
     }
 
 
