@@ -65,6 +65,8 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
         (["run", "--no-such-flag"], 2, "unrecognized arguments: --no-such-flag"),
         (["readiness", "--as-of", "yesterday"], 2, "must be a day YYYY-MM-DD, got 'yesterday'"),
         (["readiness", "--validity", "2026-11-01,2026-13-01"], 2, "got '2026-13-01'"),
+        (["recall", "--as-of", "2026-13-01"], 2, "must be a day YYYY-MM-DD, got '2026-13-01'"),
+        (["recall", "--refit-days", "0"], 2, "must be a positive whole number, got 0"),
         (["nosuchcommand"], 2, "invalid choice: 'nosuchcommand'"),
         ([], 2, "the following arguments are required: command"),
     ],
@@ -120,6 +122,15 @@ def test_unknown_learner_is_refused_and_nothing_is_recorded(migrated_db: str) ->
     )
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("select count(*) from app.deletion_requests").fetchone()[0] == 0
+
+
+def test_recall_before_any_dbt_build_says_what_to_run(migrated_db: str) -> None:
+    result = _studyin("recall", "--force", url=migrated_db)
+    assert result.returncode == 1
+    assert _one_line_error(result) == (
+        "studyin recall: intermediate.int_topic_reviews_featured does not exist: run dbt build"
+        " first (`studyin run` or `studyin dbt build`)"
+    )
 
 
 def test_known_learner_deletion_is_recorded_once(migrated_db: str) -> None:
