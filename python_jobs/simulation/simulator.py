@@ -111,7 +111,7 @@ MINUTE = 60.0
 GUESS = 0.2  # chance of a right answer by guessing (5 options): the floor of P(correct)
 ITEM_B_SCALE = 8.0  # logits per unit of reference difficulty (0-1): b = scale * (difficulty - 0.5)
 ITEM_B_NOISE = 0.5  # sd (logits) of a question's b around its reference difficulty
-ITEM_A_MEDIAN = 1.4  # median discrimination a of a question
+ITEM_A_MEDIAN = 1.7  # median discrimination a (logistic scale; ~1.0 in the normal-ogive metric)
 ITEM_A_SD = 0.3  # sd of log(a) between questions
 ITEM_A_RANGE = (0.35, 2.5)  # discriminations are clipped to this range
 SLIP_RANGE = (0.02, 0.12)  # per-learner slip probability (knows it, answers wrong anyway)
