@@ -111,7 +111,7 @@ MINUTE = 60.0
 GUESS = 0.2  # chance of a right answer by guessing (5 options): the floor of P(correct)
 ITEM_B_SCALE = 8.0  # logits per unit of reference difficulty (0-1): b = scale * (difficulty - 0.5)
 ITEM_B_NOISE = 0.5  # sd (logits) of a question's b around its reference difficulty
-ITEM_A_MEDIAN = 1.4  # median discrimination a of a question
+ITEM_A_MEDIAN = 1.7  # median discrimination a (logistic scale; ~1.0 in the normal-ogive metric)
 ITEM_A_SD = 0.3  # sd of log(a) between questions
 ITEM_A_RANGE = (0.35, 2.5)  # discriminations are clipped to this range
 SLIP_RANGE = (0.02, 0.12)  # per-learner slip probability (knows it, answers wrong anyway)
@@ -130,6 +130,10 @@ LEVEL_MAX = 0.995  # the learned level never quite reaches 1
 THETA_GRID = (-9.0, 9.0, 0.05)  # grid of the per-topic expected-P tables (min, max, step)
 # -- learning
 LEARN_RATE = 0.07  # median level gained per wrong answer with explanation, x (1 - level)
+#   (each question's gain is also multiplied by an exponential(1) draw: a few teach a lot)
+ABILITY_LEARN = 0.2  # log learning rate per standard deviation of ability
+EXPLANATION_RATE = (0.5, 0.95)  # per-learner probability of reading the explanation when wrong
+HINT_LEARN = 0.7  # a question answered with a hint teaches this share of one without
 LEARN_RATE_SD = 0.45  # sd of log(learning rate) between learners
 LEARNABILITY_SD = 0.35  # sd of log(learning-rate multiplier) between a learner's topics
 LEARN_WRONG = 1.0  # learning per question (x learning rate) after a wrong answer + explanation
@@ -144,6 +148,8 @@ DECAY = 0.5  # median decay d of the power forgetting curve (FSRS-4.5/5 use 0.5)
 DECAY_SD = 0.25  # sd of log(d) between learners (FSRS-6 fits d per user)
 STABILITY_FIRST = 2.0  # median stability (days) after a first study (x ability, first accuracy)
 STABILITY_FIRST_SD = 0.5  # sd of log(first stability) between a learner's topics
+ABILITY_STABILITY = 0.2  # log first stability per standard deviation of ability
+ABILITY_SINC = 0.15  # log stability-gain factor g per standard deviation of ability
 SINC_SCALE = 4.7  # e^w: scale of the stability increase after a successful retrieval (FSRS w8)
 SINC_STABILITY = 0.12  # w': larger stability, smaller relative gain (FSRS w9)
 SINC_RETRIEVABILITY = 1.0  # w'': larger gain the lower R was at the review (FSRS w10)
@@ -171,6 +177,8 @@ CRAM_BASE_DAYS = (0.5, 2.5)  # a crammer's study days per week outside bursts (r
 SPACER_DAYS = (4.0, 7.0)  # a steady spacer's study days per week (range)
 SPACER_INTERVAL = (1.0, 5.0)  # a spacer's own first review interval, days (range)
 SPACER_GROWTH = (1.2, 2.5)  # ... multiplied by this factor (range) after each review
+INTERVAL_JITTER_SD = 0.3  # sd of log(own interval) around that plan, per review
+REVIEW_PICK_NOISE = 0.3  # random score added when picking the most overdue or weakest topic
 IRREGULAR_ON = (0.55, 0.85)  # irregular learner: probability of studying again the next day
 IRREGULAR_GAP = (2.0, 10.0)  # irregular learner: mean length of a break, days (range)
 IRREGULAR_RAMP = (1.0, 1.8)  # irregular learner: session multiplier on binge days (range)
@@ -354,12 +362,14 @@ def make_learner(seed: int, index: int, start: datetime, end: datetime) -> Learn
         exam_target=target,
         exam_date=exam_date,
         ability=ability,
-        learn_rate=LEARN_RATE * math.exp(0.2 * ability) * rng.lognormvariate(0.0, LEARN_RATE_SD),
+        learn_rate=LEARN_RATE
+        * math.exp(ABILITY_LEARN * ability)
+        * rng.lognormvariate(0.0, LEARN_RATE_SD),
         prior_mean=PRIOR_MEAN + PRIOR_ABILITY * ability + PRIOR_PREP * prep,
         slip=rng.uniform(*SLIP_RANGE),
-        explanation_rate=rng.uniform(0.5, 0.95),
+        explanation_rate=rng.uniform(*EXPLANATION_RATE),
         forget_decay=min(1.0, max(0.2, DECAY * rng.lognormvariate(0.0, DECAY_SD))),
-        stability_gain=math.exp(0.15 * ability) * rng.lognormvariate(0.0, SINC_LEARNER_SD),
+        stability_gain=math.exp(ABILITY_SINC * ability) * rng.lognormvariate(0.0, SINC_LEARNER_SD),
         habit=habit,
         strategy=strategy,
         review_interval=rng.uniform(*SPACER_INTERVAL),
@@ -1011,13 +1021,13 @@ class Simulation:
             interval = st.own_interval
             best, best_score = -1, 1.0
             for j in candidates:
-                score = (today_ord - last_day[j]) / interval[j] + rand() * 0.3
+                score = (today_ord - last_day[j]) / interval[j] + rand() * REVIEW_PICK_NOISE
                 if score > best_score:
                     best, best_score = j, score
             return best
         if p.strategy == "weak":
             last_acc = st.last_acc
-            return min(candidates, key=lambda j: last_acc[j] + 0.3 * rand())
+            return min(candidates, key=lambda j: last_acc[j] + REVIEW_PICK_NOISE * rand())
         return candidates[int(rand() * len(candidates))]
 
     def _study_session(self, st: _State, t0: float, minutes: float) -> None:
@@ -1219,7 +1229,9 @@ class Simulation:
                     learn = LEARN_WRONG
                 else:
                     learn = LEARN_WRONG_UNREAD
-                learn *= expo(1.0) * (0.7 if hint else 1.0) / (1.0 + BLOCK_SATURATION * asked)
+                learn *= (
+                    expo(1.0) * (HINT_LEARN if hint else 1.0) / (1.0 + BLOCK_SATURATION * asked)
+                )
                 k += min(1.0, rate * learn) * (LEVEL_MAX - k)
                 w.t += pace * 0.35 * lognorm(0.0, 0.5)  # reading the explanation
                 if not correct and p.uses_coach and rand() < 0.1:
@@ -1256,7 +1268,7 @@ class Simulation:
         if st.studied[j] == 0:
             st.S[j] = (
                 STABILITY_FIRST
-                * math.exp(0.2 * p.ability)
+                * math.exp(ABILITY_STABILITY * p.ability)
                 * rng.lognormvariate(0.0, STABILITY_FIRST_SD)
                 * (0.5 + success)
             )
@@ -1264,7 +1276,9 @@ class Simulation:
             st.S[j] = self._review_stability(st, j, r0, rng.random() < r0)
             st.reviews[j] += 1
             st.own_interval[j] = (
-                p.review_interval * p.interval_growth ** st.reviews[j] * rng.lognormvariate(0, 0.3)
+                p.review_interval
+                * p.interval_growth ** st.reviews[j]
+                * rng.lognormvariate(0.0, INTERVAL_JITTER_SD)
             )
         else:  # massed: the FSRS formula with R close to 1 gives almost no gain
             st.S[j] = self._review_stability(st, j, r0, True)
