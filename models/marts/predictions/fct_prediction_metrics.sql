@@ -6,20 +6,37 @@
         on_schema_change='fail',
         indexes=[{'columns': ['prediction_kind', 'model_version'], 'unique': True}],
         post_hook=[
-            "{{ delete_groups_without_predictions('true') }}",
+            "{{ delete_groups_without_predictions('fct_prediction_metrics_weekly', 'weekly', 'true') }}",
             "{{ advance_watermark(['prediction_ledger']) }}",
-            "{{ advance_erasure_watermark() }}",
         ],
     )
 }}
 
 -- Grain: one row per prediction kind and model version, over all its scored predictions.
--- Touched versions: those of ledger rows received since the watermark, and those whose span of
--- predicted_for days meets the activity span of an erasure since the erasure watermark; each is
--- recomputed from its own ledger rows (a model version is scored for a bounded time).
+-- Touched versions: those of ledger rows received since the watermark, and those whose count
+-- differs from their weeks' total in fct_prediction_metrics_weekly (which an erasure changed);
+-- each is recomputed from its own ledger rows (a model version is scored for a bounded time).
 with
 
 {% if is_incremental() %}
+    weekly_totals as (
+        select
+            prediction_kind,
+            model_version,
+            sum(predictions) as predictions
+        from {{ ref('fct_prediction_metrics_weekly') }}
+        group by prediction_kind, model_version
+    ),
+
+    stored_totals as (
+        select
+            prediction_kind,
+            model_version,
+            sum(predictions) as predictions
+        from {{ this }}
+        group by prediction_kind, model_version
+    ),
+
     touched_versions as (
         select distinct
             prediction_kind,
@@ -28,13 +45,14 @@ with
         where {{ received_since_watermark('received_at') }}
         union
         select
-            metrics.prediction_kind,
-            metrics.model_version
-        from {{ this }} as metrics
-        inner join ({{ erased_spans() }}) as erased
+            weekly_totals.prediction_kind,
+            weekly_totals.model_version
+        from weekly_totals
+        left join stored_totals
             on
-                metrics.first_predicted_for <= erased.erased_to
-                and metrics.last_predicted_for >= erased.erased_from
+                weekly_totals.prediction_kind = stored_totals.prediction_kind
+                and weekly_totals.model_version = stored_totals.model_version
+        where coalesce(stored_totals.predictions, -1) <> weekly_totals.predictions
     ),
 {% endif %}
 

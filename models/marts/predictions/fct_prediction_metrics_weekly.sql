@@ -6,7 +6,7 @@
         on_schema_change='fail',
         indexes=[{'columns': ['prediction_kind', 'model_version', 'week_start'], 'unique': True}],
         post_hook=[
-            "{{ delete_groups_without_predictions(
+            "{{ delete_groups_without_predictions('prediction_ledger', 'ledger',
                 'ledger.predicted_for >= metrics.week_start and ledger.predicted_for < metrics.week_start + 7') }}",
             "{{ advance_watermark(['prediction_ledger']) }}",
             "{{ advance_erasure_watermark() }}",
@@ -22,6 +22,10 @@
 with
 
 {% if is_incremental() %}
+    erased as (
+        {{ erased_spans(erasures_since_watermark('erasures.completed_at')) }}
+    ),
+
     touched_weeks as (
         select distinct
             prediction_kind,
@@ -35,7 +39,7 @@ with
             metrics.model_version,
             metrics.week_start
         from {{ this }} as metrics
-        inner join ({{ erased_spans() }}) as erased
+        inner join erased
             on
                 metrics.week_start <= erased.erased_to
                 and metrics.week_start + 6 >= erased.erased_from

@@ -6,9 +6,8 @@
         on_schema_change='fail',
         indexes=[{'columns': ['prediction_kind', 'model_version', 'calibration_bin'], 'unique': True}],
         post_hook=[
-            "{{ delete_groups_without_predictions('true') }}",
+            "{{ delete_groups_without_predictions('fct_prediction_metrics_weekly', 'weekly', 'true') }}",
             "{{ advance_watermark(['prediction_ledger']) }}",
-            "{{ advance_erasure_watermark() }}",
         ],
     )
 }}
@@ -16,11 +15,29 @@
 -- Grain: one row per prediction kind, model version and calibration bin (equal-width bins of the
 -- predicted probability, var prediction_calibration_bins) holding at least one prediction, over
 -- all time. The unique key is the version alone: a recomputed version replaces all its bins.
--- Touched versions as in fct_prediction_metrics (each bin keeps the span of its days, so an
--- erasure finds the versions it may have changed).
+-- Touched versions as in fct_prediction_metrics: new ledger rows, or a count that differs from
+-- the weekly mart's total (an erasure).
 with
 
 {% if is_incremental() %}
+    weekly_totals as (
+        select
+            prediction_kind,
+            model_version,
+            sum(predictions) as predictions
+        from {{ ref('fct_prediction_metrics_weekly') }}
+        group by prediction_kind, model_version
+    ),
+
+    stored_totals as (
+        select
+            prediction_kind,
+            model_version,
+            sum(predictions) as predictions
+        from {{ this }}
+        group by prediction_kind, model_version
+    ),
+
     touched_versions as (
         select distinct
             prediction_kind,
@@ -29,13 +46,14 @@ with
         where {{ received_since_watermark('received_at') }}
         union
         select
-            reliability.prediction_kind,
-            reliability.model_version
-        from {{ this }} as reliability
-        inner join ({{ erased_spans() }}) as erased
+            weekly_totals.prediction_kind,
+            weekly_totals.model_version
+        from weekly_totals
+        left join stored_totals
             on
-                reliability.first_predicted_for <= erased.erased_to
-                and reliability.last_predicted_for >= erased.erased_from
+                weekly_totals.prediction_kind = stored_totals.prediction_kind
+                and weekly_totals.model_version = stored_totals.model_version
+        where coalesce(stored_totals.predictions, -1) <> weekly_totals.predictions
     ),
 {% endif %}
 
