@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from python_jobs.ingest.events import ExamResult
 from python_jobs.ingest.tracker import Tracker
+from python_jobs.jobs.calibration_plot import draw_calibration_plot, draw_reliability_diagram
 from python_jobs.warehouse.dbt import run_dbt
 from python_jobs.warehouse.deletion import apply_deletions, request_deletion
 
@@ -87,7 +91,7 @@ def generate(seed: int = 15) -> World:
             score_rows.append((user, START + timedelta(days=day), VERSIONS[day // 21], p))
         for _ in range(rng.integers(3, 9)):
             taken = START + timedelta(seconds=float(rng.uniform(0, (DAYS + 3) * 86400)))
-            # Outcomes less extreme than the scores (true slope about 0.7): a fit that could be wrong.
+            # Outcomes less extreme than the scores (true slope about 0.7): a fit that can be wrong.
             passed = rng.random() < 1 / (1 + math.exp(-(0.3 + 0.7 * ability[i])))
             late = timedelta(days=float(rng.uniform(1, 10))) if rng.random() < 0.2 else timedelta()
             exam_rows.append(
@@ -453,3 +457,56 @@ def test_reporter_reads_the_prediction_marts(built: Built):
             sql.SQL("select count(*) from {}").format(sql.Identifier("marts", "prediction_ledger"))
         ).fetchone()[0]
     assert count == len(built.full_refresh["prediction_ledger"])
+
+
+# ----------------------------------------------------------------------------- calibration plot
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibration_plot_draws_each_model_version_from_the_reliability_mart(
+    built: Built, tmp_path: Path
+):
+    path = tmp_path / "reliability.png"
+    curves = draw_calibration_plot(built.url, path)
+    # the latest version first (by the last day it predicted for)
+    assert [c.version for c in curves] == list(reversed(VERSIONS))
+    reliability = built.full_refresh["fct_prediction_reliability"]
+    for curve in curves:
+        bins = reliability[reliability.model_version == curve.version]
+        assert curve.points == list(
+            zip(bins.mean_predicted, bins.observed_rate, bins.predictions, strict=True)
+        )
+        assert curve.predictions == bins.predictions.sum()
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert len(draw_calibration_plot(built.url, path, max_versions=1)) == 1
+
+
+def test_calibration_plot_without_predictions_says_so(tmp_path: Path):
+    path = draw_reliability_diagram([], tmp_path / "empty.png")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def _studyin(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STUDYIN_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "python_jobs.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_calibration_plot_command(built: Built, migrated_db: str, tmp_path: Path):
+    out = tmp_path / "plot.png"
+    done = _studyin(built.url, "calibration-plot", "--out", str(out), "--versions", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{out}: 2 model versions"
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
+    missing = _studyin(migrated_db, "calibration-plot", "--out", str(tmp_path / "no.png"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "studyin calibration-plot: marts.fct_prediction_metrics does not exist:"
+        " run dbt build first (`studyin run`)"
+    )

@@ -12,6 +12,7 @@
     )
 }}
 
+-- depends_on: {{ ref('fct_prediction_metrics_weekly') }} (read by incremental runs only)
 -- Grain: one row per prediction kind and model version, over all its scored predictions.
 -- Touched versions: those of ledger rows received since the watermark, and those whose count
 -- differs from their weeks' total in fct_prediction_metrics_weekly (which an erasure changed);

@@ -12,6 +12,7 @@
     )
 }}
 
+-- depends_on: {{ ref('fct_prediction_metrics_weekly') }} (read by incremental runs only)
 -- Grain: one row per prediction kind, model version and calibration bin (equal-width bins of the
 -- predicted probability, var prediction_calibration_bins) holding at least one prediction, over
 -- all time. The unique key is the version alone: a recomputed version replaces all its bins.
