@@ -53,11 +53,11 @@
 {%- endmacro %}
 
 {#-
-  Sums of floating-point values are taken in prediction_id order (`sum(... order by ...)`), so a
-  group gives the same bits whatever plan reads its rows: an incremental run equals a full
-  rebuild exactly.
+  Floating-point values are summed as numeric, which adds exactly: a group gives the same bits
+  whatever order a plan reads its rows in, so an incremental run equals a full rebuild exactly
+  (a float sum depends on the order of its terms in the last bits).
 
-  A query: per group of `relation` (a CTE with the group columns, `prediction_id`, a probability
+  A query: per group of `relation` (a CTE with the group columns, a probability
   column `probability` and a boolean `outcome`), the logistic regression of the outcome on
   x = logit(clipped probability), P(y) = 1 / (1 + exp(-(intercept + slope x))), fitted by
   var calibration_newton_steps unrolled Newton-Raphson steps from intercept 0, slope 1 (a
@@ -75,7 +75,6 @@
     fit_points as (
         select
             {{ keys }},
-            prediction_id,
             ln({{ clipped_probability('probability') }} / (1 - {{ clipped_probability('probability') }})) as x,
             case when outcome then 1.0 else 0.0 end as y
         from {{ relation }}
@@ -99,11 +98,11 @@
             fit_{{ step - 1 }}.intercept,
             fit_{{ step - 1 }}.slope,
             fit_{{ step - 1 }}.both_classes,
-            sum(fit_points.y - fitted.mu order by fit_points.prediction_id) as g0,
-            sum((fit_points.y - fitted.mu) * fit_points.x order by fit_points.prediction_id) as g1,
-            sum(fitted.mu * (1 - fitted.mu) order by fit_points.prediction_id) as h00,
-            sum(fitted.mu * (1 - fitted.mu) * fit_points.x order by fit_points.prediction_id) as h01,
-            sum(fitted.mu * (1 - fitted.mu) * fit_points.x * fit_points.x order by fit_points.prediction_id)
+            sum((fit_points.y - fitted.mu)::numeric)::double precision as g0,
+            sum(((fit_points.y - fitted.mu) * fit_points.x)::numeric)::double precision as g1,
+            sum((fitted.mu * (1 - fitted.mu))::numeric)::double precision as h00,
+            sum((fitted.mu * (1 - fitted.mu) * fit_points.x)::numeric)::double precision as h01,
+            sum((fitted.mu * (1 - fitted.mu) * fit_points.x * fit_points.x)::numeric)::double precision
                 as h11
         from fit_points
         inner join fit_{{ step - 1 }} using ({{ keys }})
@@ -150,7 +149,7 @@
 
 {#-
   A query: every metric of the prediction marts per group of `relation` (a CTE with the group
-  columns, `prediction_id`, `probability` double precision, `outcome` boolean and `predicted_for` date): predictions,
+  columns, `probability` double precision, `outcome` boolean and `predicted_for` date): predictions,
   positives, mean_probability, observed_rate, log_loss, brier_score, auc,
   expected_calibration_error, calibration_intercept, calibration_slope, calibration_converged,
   first_predicted_for, last_predicted_for.
@@ -161,7 +160,6 @@
     ranked as (
         select
             {{ keys }},
-            prediction_id,
             probability,
             outcome,
             predicted_for,
@@ -175,10 +173,10 @@
             {{ keys }},
             count(*) as predictions,
             count(*) filter (where outcome) as positives,
-            avg(probability order by prediction_id) as mean_probability,
+            avg(probability::numeric)::double precision as mean_probability,
             avg(case when outcome then 1.0 else 0.0 end) as observed_rate,
-            avg({{ log_loss_term('probability', 'outcome') }} order by prediction_id) as log_loss,
-            avg({{ brier_term('probability', 'outcome') }} order by prediction_id) as brier_score,
+            avg({{ log_loss_term('probability', 'outcome') }}::numeric)::double precision as log_loss,
+            avg({{ brier_term('probability', 'outcome') }}::numeric)::double precision as brier_score,
             {{ auc_from_ranks('probability_rank', 'outcome') }} as auc,
             min(predicted_for) as first_predicted_for,
             max(predicted_for) as last_predicted_for
@@ -191,7 +189,7 @@
             {{ keys }},
             calibration_bin,
             count(*) as bin_predictions,
-            avg(probability order by prediction_id) as bin_mean_probability,
+            avg(probability::numeric) as bin_mean_probability,
             avg(case when outcome then 1.0 else 0.0 end) as bin_observed_rate
         from ranked
         group by {{ keys }}, calibration_bin
