@@ -18,9 +18,11 @@
     (case when {{ y }} then -ln({{ clipped_probability(p) }}) else -ln(1 - {{ clipped_probability(p) }}) end)
 {%- endmacro %}
 
-{#- The Brier score of one prediction: (p - y)^2; the metric is its mean. -#}
+{#- The Brier score of one prediction: (p - y)^2; the metric is its mean. An error below 1e-100
+    counts as 1e-100 (its square, 1e-200, is nothing): squaring a smaller one underflows, which
+    PostgreSQL raises as an error. -#}
 {% macro brier_term(p, y) -%}
-    power({{ p }} - (case when {{ y }} then 1 else 0 end), 2)
+    power(greatest(abs({{ p }} - (case when {{ y }} then 1 else 0 end)), 1e-100), 2)
 {%- endmacro %}
 
 {#- The calibration bin of a probability, 1 to var prediction_calibration_bins: equal-width bins
@@ -65,8 +67,10 @@
   and Hessian of the log likelihood over the group and solves the 2 x 2 system. Columns: the
   group columns, calibration_intercept, calibration_slope, and calibration_converged (the last
   step moved both by less than 1e-6). Both are null when the group has one class only, or all
-  predictions equal (the fit does not exist); the linear predictor is bounded to +-700 so that
-  exp() stays finite on (nearly) separable groups, which then report converged = false.
+  predictions equal (the fit does not exist). The linear predictor is bounded to +-30 (fitted
+  probabilities within 1e-13 of 0 and 1, which moves the sums by less than that): on a (nearly)
+  separable group, which then reports converged = false, it would otherwise grow until a product
+  underflows, and PostgreSQL raises an error on underflow instead of returning 0.
 -#}
 {% macro calibration_fit(relation, group_columns) -%}
     {%- set steps = var('calibration_newton_steps') | int -%}
@@ -109,7 +113,7 @@
         cross join lateral (
             select
                 1 / (1 + exp(-greatest(least(
-                    fit_{{ step - 1 }}.intercept + fit_{{ step - 1 }}.slope * fit_points.x, 700), -700))) as mu
+                    fit_{{ step - 1 }}.intercept + fit_{{ step - 1 }}.slope * fit_points.x, 30), -30))) as mu
         ) as fitted
         group by
             {% for key in group_columns %}fit_points.{{ key }}, {% endfor %}
