@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 from uuid import UUID
 
+from python_jobs.paths import CALIBRATION_PLOT
 from python_jobs.warehouse import db
 
 DEBUG_ENV = "STUDYIN_DEBUG"
@@ -192,6 +193,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(DemoOptions(users=args.users, days=args.days, seed=args.seed))
     except PipelineError as err:
         raise CommandFailed(_headline(err)) from err
+
+
+def _cmd_calibration_plot(args: argparse.Namespace) -> int:
+    from python_jobs.jobs.calibration_plot import draw_calibration_plot
+    from python_jobs.jobs.report import JobError
+
+    try:
+        curves = draw_calibration_plot(db.ensure_server(), args.out, args.versions)
+    except JobError as err:
+        raise CommandFailed(str(err)) from err
+    print(f"{args.out}: {len(curves)} model versions")
+    return 0
 
 
 # --- BI tools (python_jobs/warehouse/bi.py): a login for a dashboard tool, its queries ---
@@ -411,6 +424,16 @@ def build_parser() -> argparse.ArgumentParser:
         " day, with models as of those days (writes nothing)",
     )
     p.set_defaults(func=_cmd_readiness)
+
+    p = sub.add_parser(
+        "calibration-plot",
+        help="draw each model version's reliability diagram (docs asset; the run draws it too)",
+    )
+    p.add_argument("--out", type=Path, default=CALIBRATION_PLOT, help="PNG to write")
+    p.add_argument(
+        "--versions", type=_positive_int, default=6, help="latest model versions per kind"
+    )
+    p.set_defaults(func=_cmd_calibration_plot)
 
     p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
     p.add_argument("user_id", type=_learner_id)

@@ -30,6 +30,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from python_jobs.jobs.calibration_plot import draw_calibration_plot
 from python_jobs.paths import PROJECT_ROOT
 from python_jobs.simulation.simulator import simulate
 from python_jobs.warehouse.dbt import DbtSession
@@ -109,12 +110,14 @@ class DocsSite:
 
 
 def build_docs(url: str, target: Path) -> None:
-    """Seeds and models on a few simulated learners, then `dbt docs generate` with compiled SQL,
-    as the pipeline's dbt_docs step does on full runs (one dbt parse for both commands)."""
+    """Seeds and models on a few simulated learners, the reliability diagram, then `dbt docs
+    generate` with compiled SQL, as the pipeline's dbt_docs step does on full runs (one dbt parse
+    for both commands)."""
     with psycopg.connect(url) as conn:
         simulate(conn, users=8, days=3, seed=16, progress=False)
     dbt = DbtSession(url, target)
     dbt.run(["build", "--exclude-resource-type", "test", "unit_test"])
+    draw_calibration_plot(url)  # an asset docs generate copies, as the pipeline's dbt_docs step
     dbt.run(["docs", "generate"])
 
 
@@ -253,6 +256,17 @@ def test_overview_lists_every_mart_in_the_catalogue(tab: SiteTab, docs_site: Doc
     assert len(marts) >= 12, f"expected the project's marts in the manifest, got {sorted(marts)}"
     assert not marts - listed, f"marts missing from the catalogue: {sorted(marts - listed)}"
     assert not listed - models, f"the catalogue names no model: {sorted(listed - models)}"
+
+
+def test_overview_shows_the_reliability_diagram(tab: SiteTab):
+    """The calibration plot is an asset of the site (dbt_project.yml asset-paths), drawn."""
+    overview = tab.show("overview").locator("[marked='overview_md']")
+    image = overview.locator("img[src='assets/calibration/reliability.png']")
+    image.wait_for()
+    tab.page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
+    assert image.evaluate("img => img.naturalWidth") >= 400
 
 
 # ------------------------------------------------------------------------------------ mart pages

@@ -7,6 +7,7 @@ app's event tables (``dbt source freshness``: a warning per late or stale table,
 fit (``python_jobs.jobs.recall``), ``dbt build`` of what reads the recall model (mastery as of
 today, knowledge gaps, the recall ledger), the python jobs (exam readiness and gap
 recommendations, side by side), ``dbt build`` of what reads their tables, ``dbt docs generate``
+after drawing the prediction marts' reliability diagram into its assets
 (the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the dbt commands run
 in this process on one parse of the project (``DbtSession``). Each step is logged with its
 duration; the first failure stops the run, which exits non-zero naming that step. A
@@ -233,10 +234,14 @@ def _python_jobs(ctx: RunContext) -> object:
 
 
 def _docs(ctx: RunContext) -> object:
+    # The reliability diagram first: docs generate copies it (an asset) into the site.
+    from python_jobs.jobs.calibration_plot import draw_calibration_plot
+
+    curves = draw_calibration_plot(ctx.url)
     # The nightly run refreshes the catalog only; compiling every model's SQL for the docs' code
     # tab doubles the step's time and is left to the full runs.
     _dbt(ctx).run(["docs", "generate", *([] if ctx.full_run else ["--no-compile"])])
-    return None
+    return {"calibration_plot_versions": len(curves)}
 
 
 def default_steps() -> list[Step]:

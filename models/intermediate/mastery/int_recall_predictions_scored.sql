@@ -80,6 +80,7 @@ scored as (
 
 final as (
     select
+        md5(user_id::text || '/' || topic_id::text || '/' || review_date::text)::uuid as review_id,
         user_id::uuid as user_id,
         topic_id::integer as topic_id,
         review_date::date as review_date,

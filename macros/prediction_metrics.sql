@@ -1,0 +1,228 @@
+{#-
+  Scoring of probabilistic predictions (models/marts/predictions): each macro is one metric, so
+  the weekly and all-time marts compute them the same way, and tests/test_prediction_ledger.py
+  compares every one with scikit-learn on generated data.
+
+  Inputs are a probability p in [0, 1] and a boolean outcome y. Log loss and the calibration fit
+  read p clipped to [e, 1 - e] with e = var prediction_probability_clip (1e-6): a prediction of
+  exactly 0 or 1 that turns out wrong would otherwise cost an infinite log loss.
+-#}
+
+{% macro clipped_probability(p) -%}
+    greatest(least({{ p }}, 1 - {{ var('prediction_probability_clip') }}), {{ var('prediction_probability_clip') }})
+{%- endmacro %}
+
+{#- The log loss of one prediction: -ln(p) when the outcome happened, -ln(1 - p) otherwise; the
+    metric is its mean. -#}
+{% macro log_loss_term(p, y) -%}
+    (case when {{ y }} then -ln({{ clipped_probability(p) }}) else -ln(1 - {{ clipped_probability(p) }}) end)
+{%- endmacro %}
+
+{#- The Brier score of one prediction: (p - y)^2; the metric is its mean. An error below 1e-100
+    counts as 1e-100 (its square, 1e-200, is nothing): squaring a smaller one underflows, which
+    PostgreSQL raises as an error. -#}
+{% macro brier_term(p, y) -%}
+    power(greatest(abs({{ p }} - (case when {{ y }} then 1 else 0 end)), 1e-100), 2)
+{%- endmacro %}
+
+{#- The calibration bin of a probability, 1 to var prediction_calibration_bins: equal-width bins
+    of [0, 1], the last one closed (p = 1 falls in it). -#}
+{% macro calibration_bin(p) -%}
+    (least(floor({{ p }} * {{ var('prediction_calibration_bins') }})::integer,
+        {{ var('prediction_calibration_bins') }} - 1) + 1)
+{%- endmacro %}
+
+{#- Window expression: the rank of p among its group's predictions (ascending), tied predictions
+    sharing the mean of their ranks, as the Mann-Whitney statistic needs. -#}
+{% macro average_rank(p, partition_by) -%}
+    (rank() over (partition by {{ partition_by | join(', ') }} order by {{ p }})
+        + (count(*) over (partition by {{ partition_by | join(', ') }}, {{ p }}) - 1) / 2.0)
+{%- endmacro %}
+
+{#- Aggregate expression: ROC AUC as the Mann-Whitney U of the positives' average ranks divided
+    by positives x negatives; null when the group holds one class only. -#}
+{% macro auc_from_ranks(average_rank, y) -%}
+    ((sum({{ average_rank }}) filter (where {{ y }})
+        - count(*) filter (where {{ y }}) * (count(*) filter (where {{ y }}) + 1) / 2.0)
+        / nullif(count(*) filter (where {{ y }})::double precision * count(*) filter (where not {{ y }}), 0))
+{%- endmacro %}
+
+{#- Aggregate expression over a group's calibration bins (one row per bin with its prediction
+    count, mean probability and observed rate): the expected calibration error, the bins'
+    |mean probability - observed rate| weighted by their share of the predictions. -#}
+{% macro expected_calibration_error(bin_n, bin_mean_probability, bin_observed_rate) -%}
+    (sum({{ bin_n }} * abs({{ bin_mean_probability }} - {{ bin_observed_rate }})) / sum({{ bin_n }}))
+{%- endmacro %}
+
+{#-
+  Floating-point values are summed as numeric, which adds exactly: a group gives the same bits
+  whatever order a plan reads its rows in, so an incremental run equals a full rebuild exactly
+  (a float sum depends on the order of its terms in the last bits).
+
+  A query: per group of `relation` (a CTE with the group columns, a probability
+  column `probability` and a boolean `outcome`), the logistic regression of the outcome on
+  x = logit(clipped probability), P(y) = 1 / (1 + exp(-(intercept + slope x))), fitted by
+  var calibration_newton_steps unrolled Newton-Raphson steps from intercept 0, slope 1 (a
+  calibrated model's values, where a good model starts close). Each step aggregates the gradient
+  and Hessian of the log likelihood over the group and solves the 2 x 2 system. Columns: the
+  group columns, calibration_intercept, calibration_slope, and calibration_converged (the last
+  step moved both by less than 1e-6). Both are null when the group has one class only, or all
+  predictions equal (the fit does not exist). The linear predictor is bounded to +-30 (fitted
+  probabilities within 1e-13 of 0 and 1, which moves the sums by less than that): on a (nearly)
+  separable group, which then reports converged = false, it would otherwise grow until a product
+  underflows, and PostgreSQL raises an error on underflow instead of returning 0.
+-#}
+{% macro calibration_fit(relation, group_columns) -%}
+    {%- set steps = var('calibration_newton_steps') | int -%}
+    {%- set keys = group_columns | join(', ') -%}
+    with
+    fit_points as (
+        select
+            {{ keys }},
+            ln({{ clipped_probability('probability') }} / (1 - {{ clipped_probability('probability') }})) as x,
+            case when outcome then 1.0 else 0.0 end as y
+        from {{ relation }}
+    ),
+
+    fit_0 as (
+        select
+            {{ keys }},
+            0.0::double precision as intercept,
+            1.0::double precision as slope,
+            null::double precision as step_size,
+            count(*) filter (where y = 1) > 0 and count(*) filter (where y = 0) > 0 as both_classes
+        from fit_points
+        group by {{ keys }}
+    ),
+    {%- for step in range(1, steps + 1) %}
+
+    sums_{{ step }} as (
+        select
+            {% for key in group_columns %}fit_points.{{ key }}, {% endfor %}
+            fit_{{ step - 1 }}.intercept,
+            fit_{{ step - 1 }}.slope,
+            fit_{{ step - 1 }}.both_classes,
+            sum((fit_points.y - fitted.mu)::numeric)::double precision as g0,
+            sum(((fit_points.y - fitted.mu) * fit_points.x)::numeric)::double precision as g1,
+            sum((fitted.mu * (1 - fitted.mu))::numeric)::double precision as h00,
+            sum((fitted.mu * (1 - fitted.mu) * fit_points.x)::numeric)::double precision as h01,
+            sum((fitted.mu * (1 - fitted.mu) * fit_points.x * fit_points.x)::numeric)::double precision
+                as h11
+        from fit_points
+        inner join fit_{{ step - 1 }} using ({{ keys }})
+        cross join lateral (
+            select
+                1 / (1 + exp(-greatest(least(
+                    fit_{{ step - 1 }}.intercept + fit_{{ step - 1 }}.slope * fit_points.x, 30), -30))) as mu
+        ) as fitted
+        group by
+            {% for key in group_columns %}fit_points.{{ key }}, {% endfor %}
+            fit_{{ step - 1 }}.intercept, fit_{{ step - 1 }}.slope, fit_{{ step - 1 }}.both_classes
+    ),
+
+    solved_{{ step }} as (
+        select
+            *,
+            -- a singular system (every prediction equal) has no solution: null, not noise
+            case when h00 * h11 - h01 * h01 > 1e-9 * h00 * h11 then h00 * h11 - h01 * h01 end as det
+        from sums_{{ step }}
+    ),
+
+    fit_{{ step }} as (
+        select
+            {{ keys }},
+            intercept + (h11 * g0 - h01 * g1) / det as intercept,
+            slope + (h00 * g1 - h01 * g0) / det as slope,
+            abs((h11 * g0 - h01 * g1) / det) + abs((h00 * g1 - h01 * g0) / det) as step_size,
+            both_classes
+        from solved_{{ step }}
+    ),
+    {%- endfor %}
+
+    fitted as (
+        select
+            {{ keys }},
+            case when both_classes then intercept end as calibration_intercept,
+            case when both_classes then slope end as calibration_slope,
+            coalesce(both_classes and step_size < 1e-6, false) as calibration_converged
+        from fit_{{ steps }}
+    )
+
+    select * from fitted
+{%- endmacro %}
+
+{#-
+  A query: every metric of the prediction marts per group of `relation` (a CTE with the group
+  columns, `probability` double precision, `outcome` boolean and `predicted_for` date): predictions,
+  positives, mean_probability, observed_rate, log_loss, brier_score, auc,
+  expected_calibration_error, calibration_intercept, calibration_slope, calibration_converged,
+  first_predicted_for, last_predicted_for.
+-#}
+{% macro prediction_metrics(relation, group_columns) -%}
+    {%- set keys = group_columns | join(', ') -%}
+    with
+    ranked as (
+        select
+            {{ keys }},
+            probability,
+            outcome,
+            predicted_for,
+            {{ average_rank('probability', group_columns) }} as probability_rank,
+            {{ calibration_bin('probability') }} as calibration_bin
+        from {{ relation }}
+    ),
+
+    scored as (
+        select
+            {{ keys }},
+            count(*) as predictions,
+            count(*) filter (where outcome) as positives,
+            avg(probability::numeric)::double precision as mean_probability,
+            avg(case when outcome then 1.0 else 0.0 end) as observed_rate,
+            avg({{ log_loss_term('probability', 'outcome') }}::numeric)::double precision as log_loss,
+            avg({{ brier_term('probability', 'outcome') }}::numeric)::double precision as brier_score,
+            {{ auc_from_ranks('probability_rank', 'outcome') }} as auc,
+            min(predicted_for) as first_predicted_for,
+            max(predicted_for) as last_predicted_for
+        from ranked
+        group by {{ keys }}
+    ),
+
+    binned as (
+        select
+            {{ keys }},
+            calibration_bin,
+            count(*) as bin_predictions,
+            avg(probability::numeric) as bin_mean_probability,
+            avg(case when outcome then 1.0 else 0.0 end) as bin_observed_rate
+        from ranked
+        group by {{ keys }}, calibration_bin
+    ),
+
+    calibration_error as (
+        select
+            {{ keys }},
+            {{ expected_calibration_error('bin_predictions', 'bin_mean_probability', 'bin_observed_rate') }}
+                as expected_calibration_error
+        from binned
+        group by {{ keys }}
+    ),
+
+    calibration as (
+        {{ calibration_fit(relation, group_columns) }}
+    ),
+
+    metrics as (
+        select
+            scored.*,
+            calibration_error.expected_calibration_error,
+            calibration.calibration_intercept,
+            calibration.calibration_slope,
+            calibration.calibration_converged
+        from scored
+        inner join calibration_error using ({{ keys }})
+        inner join calibration using ({{ keys }})
+    )
+
+    select * from metrics
+{%- endmacro %}

@@ -1,0 +1,99 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['prediction_kind', 'model_version'],
+        on_schema_change='fail',
+        indexes=[{'columns': ['prediction_kind', 'model_version'], 'unique': True}],
+        post_hook=[
+            "{{ delete_groups_without_predictions('fct_prediction_metrics_weekly', 'weekly', 'true') }}",
+            "{{ advance_watermark(['prediction_ledger']) }}",
+        ],
+    )
+}}
+
+-- depends_on: {{ ref('fct_prediction_metrics_weekly') }} (read by incremental runs only)
+-- Grain: one row per prediction kind and model version, over all its scored predictions.
+-- Touched versions: those of ledger rows received since the watermark, and those whose count
+-- differs from their weeks' total in fct_prediction_metrics_weekly (which an erasure changed);
+-- each is recomputed from its own ledger rows (a model version is scored for a bounded time).
+with
+
+{% if is_incremental() %}
+    weekly_totals as (
+        select
+            prediction_kind,
+            model_version,
+            sum(predictions) as predictions
+        from {{ ref('fct_prediction_metrics_weekly') }}
+        group by prediction_kind, model_version
+    ),
+
+    stored_totals as (
+        select
+            prediction_kind,
+            model_version,
+            sum(predictions) as predictions
+        from {{ this }}
+        group by prediction_kind, model_version
+    ),
+
+    touched_versions as (
+        select distinct
+            prediction_kind,
+            model_version
+        from {{ ref('prediction_ledger') }}
+        where {{ received_since_watermark('received_at') }}
+        union
+        select
+            weekly_totals.prediction_kind,
+            weekly_totals.model_version
+        from weekly_totals
+        left join stored_totals
+            on
+                weekly_totals.prediction_kind = stored_totals.prediction_kind
+                and weekly_totals.model_version = stored_totals.model_version
+        where coalesce(stored_totals.predictions, -1) <> weekly_totals.predictions
+    ),
+{% endif %}
+
+predictions as (
+    select
+        predictions.prediction_kind,
+        predictions.model_version,
+        predictions.prediction_id,
+        predictions.predicted_for,
+        predictions.probability,
+        predictions.outcome
+    from {{ from_touched(
+        ref('prediction_ledger'), 'predictions', 'touched_versions',
+        "keyed.prediction_kind = touched_versions.prediction_kind"
+        ~ " and keyed.model_version = touched_versions.model_version"
+    ) }}
+),
+
+metrics as (
+    {{ prediction_metrics('predictions', ['prediction_kind', 'model_version']) }}
+),
+
+final as (
+    select
+        prediction_kind,
+        model_version,
+        first_predicted_for,
+        last_predicted_for,
+        predictions::integer as predictions,
+        positives::integer as positives,
+        mean_probability,
+        observed_rate::double precision as observed_rate,
+        log_loss,
+        brier_score,
+        auc::double precision as auc,
+        expected_calibration_error::double precision as expected_calibration_error,
+        calibration_intercept,
+        calibration_slope,
+        calibration_converged
+    from metrics
+)
+
+select * from final
