@@ -138,7 +138,7 @@ def test_incremental_late_delivery_equals_full_rebuild(simulated: Simulated) -> 
     mastery_rows = len(simulated.incremental["marts.topic_mastery"])
     review_rows = len(simulated.incremental["intermediate.int_topic_reviews_scheduled"])
     ledger = simulated.incremental["intermediate.int_recall_predictions_scored"]
-    assert {row[3] for row in ledger} == {"recall-prior-v1", "recall-test"}  # both versions scored
+    assert {row[4] for row in ledger} == {"recall-prior-v1", "recall-test"}  # both versions scored
     print(
         f"\nincremental == full rebuild: {mastery_rows} topic_mastery rows, {review_rows} reviews;"
         f" {simulated.late_before_last_review} attempts arrived dated before their topic's last"
