@@ -226,3 +226,47 @@
 
     select * from metrics
 {%- endmacro %}
+
+{#- Incremental all-time marts (fct_prediction_metrics, fct_prediction_reliability): the CTEs up to
+    touched_versions, the (kind, model version) pairs to recompute: those with ledger rows
+    received since the watermark, and those whose stored count differs from their weeks' total in
+    fct_prediction_metrics_weekly (an erasure changed it). -#}
+{% macro touched_model_versions() -%}
+weekly_totals as (
+    select
+        prediction_kind,
+        model_version,
+        sum(predictions) as predictions
+    from {{ ref('fct_prediction_metrics_weekly') }}
+    group by prediction_kind, model_version
+),
+
+stored_totals as (
+    select
+        prediction_kind,
+        model_version,
+        sum(predictions) as predictions
+    from {{ this }}
+    group by prediction_kind, model_version
+),
+
+touched_versions as (
+    select distinct
+        prediction_kind,
+        model_version
+    from {{ ref('prediction_ledger') }}
+    {%- if sqlfluff_lint is not defined %}
+    where {{ received_since_watermark('received_at') }}
+    {%- endif %}
+    union
+    select
+        weekly_totals.prediction_kind,
+        weekly_totals.model_version
+    from weekly_totals
+    left join stored_totals
+        on
+            weekly_totals.prediction_kind = stored_totals.prediction_kind
+            and weekly_totals.model_version = stored_totals.model_version
+    where coalesce(stored_totals.predictions, -1) <> weekly_totals.predictions
+),
+{%- endmacro %}

@@ -20,41 +20,7 @@
 with
 
 {% if is_incremental() %}
-    weekly_totals as (
-        select
-            prediction_kind,
-            model_version,
-            sum(predictions) as predictions
-        from {{ ref('fct_prediction_metrics_weekly') }}
-        group by prediction_kind, model_version
-    ),
-
-    stored_totals as (
-        select
-            prediction_kind,
-            model_version,
-            sum(predictions) as predictions
-        from {{ this }}
-        group by prediction_kind, model_version
-    ),
-
-    touched_versions as (
-        select distinct
-            prediction_kind,
-            model_version
-        from {{ ref('prediction_ledger') }}
-        where {{ received_since_watermark('received_at') }}
-        union
-        select
-            weekly_totals.prediction_kind,
-            weekly_totals.model_version
-        from weekly_totals
-        left join stored_totals
-            on
-                weekly_totals.prediction_kind = stored_totals.prediction_kind
-                and weekly_totals.model_version = stored_totals.model_version
-        where coalesce(stored_totals.predictions, -1) <> weekly_totals.predictions
-    ),
+    {{ touched_model_versions() }}
 {% endif %}
 
 predictions as (
