@@ -36,7 +36,7 @@ U2 = uuid.UUID("00000000-0000-0000-0000-0000000000a2")  # Asia/Tokyo: 15:00 UTC 
 VALVES, RHYTHM, VESSELS = 3, 4, 5  # leaf topics; VALVES has two materials, RHYTHM none
 BASE = datetime(2026, 10, 1, 15, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 11, 1, tzinfo=UTC)  # batch k is received at RECEIVED + k hours x 3
-SELECT = ["-s", "+models/marts/mastery"]
+SELECT = ["-s", "+models/marts/mastery", "+int_recall_predictions_scored"]
 
 TAXONOMY = """
 insert into app.users (id, timezone, cohort, exam_target, exam_date) values
@@ -327,8 +327,9 @@ def test_thirty_days_later_retrieval_falls_and_decaying_gaps_appear(delivered: D
     snapshots = {}
     with psycopg.connect(delivered.url, autocommit=True) as conn:
         for as_of in (base, later):
+            # the published formula's gaps (gap_basis mastery): decaying by the forgetting curve
             run_dbt(["run", "-s", "topic_mastery_current", "topic_mastery_rollup", "knowledge_gaps",
-                     "--vars", f"{{mastery_as_of_date: '{as_of}'}}"],
+                     "--vars", f"{{mastery_as_of_date: '{as_of}', gap_basis: mastery}}"],
                     url=delivered.url, target_path=delivered.target)  # fmt: skip
             snapshots[as_of] = (current_rows(conn), gaps(conn))
     now, then = snapshots[base], snapshots[later]
@@ -368,4 +369,4 @@ def test_mastery_unit_and_data_tests_pass(delivered: Delivered) -> None:
                      url=delivered.url, target_path=delivered.target)  # fmt: skip
     assert re.search(r"PASS=\d+ WARN=0 ERROR=0 SKIP=0", result.stdout), result.stdout[-2000:]
     unit_tests = re.findall(r"PASS (\w+)::(\w+)", result.stdout)
-    assert len(unit_tests) == 8, unit_tests  # the mastery unit tests in the two yml files
+    assert len(unit_tests) == 10, unit_tests  # the mastery unit tests in the two yml files
