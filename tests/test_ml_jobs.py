@@ -54,6 +54,10 @@ AUC_FLOOR = 0.70
 # jobs and the mastery marts are evaluated as of that day instead of the wall-clock today.
 END = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 TODAY = END.date()
+# the trained path: on ~460 exams the heuristic may rank the validation slice better and replace
+# the trained model (tests/test_readiness_validity.py covers that choice); these tests are about
+# the trained model, its storage and its scores
+TRAINED = {"heuristic_competes": False}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +92,8 @@ def plot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def readiness_run(sim_url: str, plot_dir: Path):
     with psycopg.connect(sim_url) as conn:
-        return run_exam_readiness(conn, ReadinessOptions(as_of=TODAY, plot_dir=plot_dir))
+        options = ReadinessOptions(as_of=TODAY, plot_dir=plot_dir, **TRAINED)
+        return run_exam_readiness(conn, options)
 
 
 def _clone(url: str, prefix: str, database_factory: Callable[..., str]) -> str:
@@ -152,10 +157,9 @@ def test_model_path_is_evaluated_against_the_accuracy_baseline(readiness_run, si
         assert {"project", "accuracy_only", "oracle"} == set(table)
     assert sum(t["project"]["n"] for t in comparison["by_kind"].values()) == n_test
     assert details["comparison"] == comparison
-    # the heuristic was measured on the same validation and held-out exams, and lost
+    # the heuristic was measured on the same validation and held-out exams (not competing here)
     heuristic = evaluation["heuristic"]
     assert heuristic["test"]["n"] == n_test and not heuristic["chosen"]
-    assert heuristic["validation"]["auc"] <= val[kind]
 
 
 def test_scores_every_active_learner(readiness_run, sim_url: str) -> None:
@@ -199,7 +203,8 @@ def test_same_day_rerun_replaces_scores(readiness_run, sim_url: str, plot_dir: P
     )
     with psycopg.connect(sim_url) as conn:
         before = conn.execute(query, (stamp,)).fetchall()
-        again = run_exam_readiness(conn, ReadinessOptions(as_of=TODAY, plot_dir=plot_dir))
+        options = ReadinessOptions(as_of=TODAY, plot_dir=plot_dir, **TRAINED)
+        again = run_exam_readiness(conn, options)
         after = conn.execute(query, (stamp,)).fetchall()
         versions = conn.execute(
             "select count(*) from ml.model_runs where model_version = %s", (again.model_version,)
@@ -219,7 +224,7 @@ def test_stored_model_scores_until_retrain_is_due(
 
     def run(days_later: int, **changes) -> RunReport:
         as_of = TODAY + timedelta(days=days_later)
-        options = ReadinessOptions(as_of=as_of, plot_dir=plot_dir, **changes)
+        options = ReadinessOptions(as_of=as_of, plot_dir=plot_dir, **{**TRAINED, **changes})
         with psycopg.connect(url) as conn:
             return run_exam_readiness(conn, options)
 
@@ -297,7 +302,8 @@ def test_stored_model_is_a_skops_file_that_scores_like_the_trained_one(
             (readiness_run.model_version,),
         ).fetchone()
         trained = conn.execute(query).fetchall()
-        rerun = run_exam_readiness(conn, ReadinessOptions(as_of=TODAY, plot_dir=plot_dir))
+        options = ReadinessOptions(as_of=TODAY, plot_dir=plot_dir, **TRAINED)
+        rerun = run_exam_readiness(conn, options)
         stored = conn.execute(query).fetchall()
     assert model_format == "skops" and bytes(model)[:2] == b"PK"  # a zip of data, not a pickle
     # the same day scored again with the model read back: the very same rows
@@ -347,7 +353,7 @@ def test_heuristic_fallback_below_min_labels(sim_url: str, plot_dir: Path) -> No
     with psycopg.connect(sim_url) as conn:
         first_exam = conn.execute("select min(taken_at)::date from app.exam_results").fetchone()[0]
         as_of = first_exam + timedelta(days=4)
-        options = ReadinessOptions(as_of=as_of, plot_dir=plot_dir)
+        options = ReadinessOptions(as_of=as_of, plot_dir=plot_dir, **TRAINED)
         n_known = len(load_labels(conn, options, as_of))
         report = run_exam_readiness(conn, options)
         kind, n_train = conn.execute(
@@ -569,16 +575,17 @@ def test_all_three_actions_on_demo_data(recommendations: pd.DataFrame) -> None:
 
 def test_weaker_prerequisite_comes_first(recommendations: pd.DataFrame, sim_url: str) -> None:
     with psycopg.connect(sim_url) as conn:
+        # gaps are graded by the knowledge estimate (gap_basis), and so are their prerequisites
         mastery = {
             (str(u), t): float(m)
             for u, t, m in conn.execute(
-                "select user_id, topic_id, mastery from marts.topic_mastery_current"
+                "select user_id, topic_id, knowledge_estimate from marts.topic_mastery_current"
             )
         }
         gaps = {
             (str(u), t): (float(m), float(p), g)
             for u, t, m, p, g in conn.execute(
-                "select user_id, topic_id, mastery, priority, gap_type from marts.knowledge_gaps"
+                "select user_id, topic_id, gap_score, priority, gap_type from marts.knowledge_gaps"
             )
         }
         prerequisites: dict[int, list[int]] = {}

@@ -135,6 +135,7 @@ class ReadinessOptions:
 
     as_of: date | None = None  # scoring day; None = today (UTC)
     min_labels: int = 200  # fewer labelled exams than this: transparent heuristic
+    heuristic_competes: bool = True  # the heuristic replaces a trained model that ranks worse
     active_days: int = 30  # learners with any event in the last N days are scored
     horizons: tuple[int, ...] = (1, 7, 14, 28)  # days before each exam that features are taken at
     exam_kinds: tuple[str, ...] = ("practice", "board")  # exam kinds used as labels
@@ -492,7 +493,9 @@ def heuristic_candidate(
     return {
         "validation": val,
         "test": _metrics(test["passed"].to_numpy(dtype=int), p.loc[test.index].to_numpy()),
-        "chosen": bool(val["auc"] is not None and val["auc"] > best_auc),
+        "chosen": bool(
+            options.heuristic_competes and val["auc"] is not None and val["auc"] > best_auc
+        ),
     }
 
 
@@ -959,9 +962,10 @@ def _upsert_model_run(conn: psycopg.Connection, run: dict[str, Any]) -> None:
 
 
 def _shaping_options(options: ReadinessOptions) -> dict[str, Any]:
-    """The options that shape a model: all but the speed and memory knobs and the cadence."""
+    """The options that shape a model: all but the speed and memory knobs, the cadence and whether
+    the heuristic may replace it."""
     shaping = _options_record(options)
-    for knob in ("threads", "retrain_every_days"):
+    for knob in ("threads", "retrain_every_days", "heuristic_competes"):
         shaping.pop(knob)
     shaping["features"] = {
         k: v for k, v in shaping["features"].items() if k not in ("chunk_users", "chunk_cutoffs")
