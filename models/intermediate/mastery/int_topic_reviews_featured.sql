@@ -89,15 +89,6 @@ topic_parents as (
         ) as learner_history
     ),
 
-    recomputed_reviews as (
-        select learner_reviews.*
-        from learner_reviews
-        inner join recompute_learners
-            on
-                learner_reviews.user_id = recompute_learners.user_id
-                and learner_reviews.review_date >= recompute_learners.recompute_from
-    ),
-
     day_fresh_attempts as materialized (
         -- the learners' first attempts since the first recomputed day, through the
         -- (user_id, topic_id, answered_at) index
@@ -120,84 +111,71 @@ learner_reviews as (
     select * from reviews
 ),
 
-recomputed_reviews as (
-    select * from reviews
-),
-
 day_fresh_attempts as (
     select * from fresh_attempts
 ),
 {% endif %}
 
-learner_days as (
+windowed_reviews as (
+    -- every count a row needs, by window over the learner's reviews (no self-join, so no plan
+    -- can turn it into a nested loop over unanalyzed rows): the learner's first attempts on
+    -- earlier days, on the last recall_recent_days of them and on the topic's siblings; the pair's
+    -- previous review day; and the newest arrival among the learner's reviews up to that day (what
+    -- the row's values rest on)
     select
-        user_id,
-        review_date,
-        sum(first_attempts) as first_attempts,
-        sum(first_attempts_correct) as first_attempts_correct,
-        max(state_received_at) as state_received_at
-    from learner_reviews
-    group by user_id, review_date
-),
-
-learner_priors as (
-    -- the learner's first attempts on every topic on the days before each review day and in the
-    -- last recall_recent_days of them, and the newest arrival among the learner's reviews up to
-    -- that day (what the row's values rest on)
-    select
-        user_id,
-        review_date,
-        coalesce(sum(first_attempts) over earlier_days, 0) as learner_first_attempts,
-        coalesce(sum(first_attempts_correct) over earlier_days, 0) as learner_first_attempts_correct,
-        coalesce(sum(first_attempts) over recent_days, 0) as recent_first_attempts,
-        coalesce(sum(first_attempts_correct) over recent_days, 0) as recent_first_attempts_correct,
-        max(state_received_at) over days_so_far as features_received_at
-    from learner_days
-    window
-        earlier_days as (
-            partition by user_id
-            order by review_date
-            rows between unbounded preceding and 1 preceding
-        ),
-        recent_days as (
-            partition by user_id
-            order by review_date
-            range between interval '{{ var("recall_recent_days") }} days' preceding and interval '1 day' preceding
-        ),
-        days_so_far as (
-            partition by user_id
-            order by review_date
-            rows between unbounded preceding and current row
-        )
-),
-
-learner_parent_days as (
-    select
-        learner_reviews.user_id,
-        topic_parents.parent_topic_id,
-        learner_reviews.review_date,
-        sum(learner_reviews.first_attempts) as first_attempts,
-        sum(learner_reviews.first_attempts_correct) as first_attempts_correct
+        learner_reviews.*,
+        coalesce(sum(learner_reviews.first_attempts) over learner_earlier, 0) as learner_first_attempts,
+        coalesce(sum(learner_reviews.first_attempts_correct) over learner_earlier, 0)
+            as learner_first_attempts_correct,
+        coalesce(sum(learner_reviews.first_attempts) over learner_recent, 0) as recent_first_attempts,
+        coalesce(sum(learner_reviews.first_attempts_correct) over learner_recent, 0)
+            as recent_first_attempts_correct,
+        coalesce(sum(learner_reviews.first_attempts) over parent_earlier, 0) as parent_first_attempts,
+        coalesce(sum(learner_reviews.first_attempts_correct) over parent_earlier, 0)
+            as parent_first_attempts_correct,
+        coalesce(lag(learner_reviews.first_attempts) over pair_reviews, 0) as last_review_first_attempts,
+        coalesce(lag(learner_reviews.first_attempts_correct) over pair_reviews, 0)
+            as last_review_first_attempts_correct,
+        max(learner_reviews.state_received_at) over learner_so_far as features_received_at
     from learner_reviews
     inner join topic_parents
         on learner_reviews.topic_id = topic_parents.topic_id
-    group by learner_reviews.user_id, topic_parents.parent_topic_id, learner_reviews.review_date
+    window
+        learner_earlier as (
+            partition by learner_reviews.user_id
+            order by learner_reviews.review_date
+            range between unbounded preceding and interval '1 day' preceding
+        ),
+        learner_recent as (
+            partition by learner_reviews.user_id
+            order by learner_reviews.review_date
+            range between interval '{{ var("recall_recent_days") }} days' preceding and interval '1 day' preceding
+        ),
+        parent_earlier as (
+            partition by learner_reviews.user_id, topic_parents.parent_topic_id
+            order by learner_reviews.review_date
+            range between unbounded preceding and interval '1 day' preceding
+        ),
+        learner_so_far as (
+            partition by learner_reviews.user_id
+            order by learner_reviews.review_date
+            range between unbounded preceding and current row
+        ),
+        pair_reviews as (
+            partition by learner_reviews.user_id, learner_reviews.topic_id
+            order by learner_reviews.review_date
+        )
 ),
 
-parent_priors as (
-    -- the learner's first attempts on the leaves of each parent topic on the days before
-    select
-        user_id,
-        parent_topic_id,
-        review_date,
-        coalesce(sum(first_attempts) over earlier_days, 0) as parent_first_attempts,
-        coalesce(sum(first_attempts_correct) over earlier_days, 0) as parent_first_attempts_correct
-    from learner_parent_days
-    window earlier_days as (
-        partition by user_id, parent_topic_id
-        order by review_date
-        rows between unbounded preceding and 1 preceding
-    )
+recomputed_reviews as (
+    select windowed_reviews.*
+    from windowed_reviews
+    {% if is_incremental() %}
+        inner join recompute_learners
+            on
+                windowed_reviews.user_id = recompute_learners.user_id
+                and windowed_reviews.review_date >= recompute_learners.recompute_from
+    {% endif %}
 ),
 
 first_fresh_attempts as (
@@ -219,40 +197,24 @@ counted as (
         recomputed_reviews.review_date,
         recomputed_reviews.review_number - 1 as prior_reviews,
         recomputed_reviews.days_since_previous_review,
-        learner_priors.learner_first_attempts,
-        learner_priors.learner_first_attempts_correct,
-        learner_priors.recent_first_attempts,
-        learner_priors.recent_first_attempts_correct,
-        parent_priors.parent_first_attempts,
-        parent_priors.parent_first_attempts_correct,
+        recomputed_reviews.learner_first_attempts,
+        recomputed_reviews.learner_first_attempts_correct,
+        recomputed_reviews.recent_first_attempts,
+        recomputed_reviews.recent_first_attempts_correct,
+        recomputed_reviews.parent_first_attempts,
+        recomputed_reviews.parent_first_attempts_correct,
         recomputed_reviews.cumulative_first_attempts - recomputed_reviews.first_attempts as pair_first_attempts,
         recomputed_reviews.cumulative_first_attempts_correct - recomputed_reviews.first_attempts_correct
             as pair_first_attempts_correct,
         recomputed_reviews.cumulative_attempts - recomputed_reviews.attempts as pair_attempts,
         recomputed_reviews.cumulative_correct_attempts - recomputed_reviews.correct_attempts
             as pair_correct_attempts,
-        coalesce(previous_reviews.first_attempts, 0) as last_review_first_attempts,
-        coalesce(previous_reviews.first_attempts_correct, 0) as last_review_first_attempts_correct,
+        recomputed_reviews.last_review_first_attempts,
+        recomputed_reviews.last_review_first_attempts_correct,
         first_fresh_attempts.event_id as outcome_event_id,
         first_fresh_attempts.is_correct as outcome_correct,
-        learner_priors.features_received_at
+        recomputed_reviews.features_received_at
     from recomputed_reviews
-    inner join learner_priors
-        on
-            recomputed_reviews.user_id = learner_priors.user_id
-            and recomputed_reviews.review_date = learner_priors.review_date
-    inner join topic_parents
-        on recomputed_reviews.topic_id = topic_parents.topic_id
-    inner join parent_priors
-        on
-            recomputed_reviews.user_id = parent_priors.user_id
-            and topic_parents.parent_topic_id = parent_priors.parent_topic_id
-            and recomputed_reviews.review_date = parent_priors.review_date
-    left join learner_reviews as previous_reviews
-        on
-            recomputed_reviews.user_id = previous_reviews.user_id
-            and recomputed_reviews.topic_id = previous_reviews.topic_id
-            and recomputed_reviews.previous_review_date = previous_reviews.review_date
     left join first_fresh_attempts
         on
             recomputed_reviews.user_id = first_fresh_attempts.user_id
