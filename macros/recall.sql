@@ -61,21 +61,33 @@
     (case when ({{ elapsed_days }}) is null then 1.0 else 0.0 end) as is_first_review
 {%- endmacro %}
 
-{#- The model version in force for a prediction on `date_expr`: the newest fitted model trained on
-    reviews up to a day before it (`strict`: the ledger, so a review is never scored by a model that
-    saw it) or up to that day (the current view), else the prior model (kind 'prior', shipped by
-    the migration). Used as `cross join lateral ({{ recall_model_in_force(...) }}) as model`. -#}
-{% macro recall_model_in_force(date_expr, strict) -%}
+{#- The model version in force on each distinct `date_column` of `relation` (one lookup per date):
+    the newest fitted version with trained_until before the date (`strict`: the ledger, so a review
+    is never scored by a model that saw it) or up to it (the current view), else the prior model
+    (kind 'prior', shipped by the migration). A select of date_column, model_version, guess_floor
+    and coefficients, for a CTE. -#}
+{% macro recall_models_in_force(relation, date_column, strict) -%}
     select
-        recall_models.model_version,
-        recall_models.guess_floor,
-        recall_models.coefficients
-    from {{ ref('stg_ml__recall_models') }} as recall_models
-    where
-        recall_models.model_kind = 'prior'
-        or recall_models.trained_until {{ '<' if strict else '<=' }} ({{ date_expr }})
-    order by (recall_models.model_kind = 'prior') asc, recall_models.trained_until desc, recall_models.trained_at desc
-    limit 1
+        model_dates.{{ date_column }},
+        in_force.model_version,
+        in_force.guess_floor,
+        in_force.coefficients
+    from (select distinct {{ relation }}.{{ date_column }} from {{ relation }}) as model_dates
+    cross join lateral (
+        select
+            recall_models.model_version,
+            recall_models.guess_floor,
+            recall_models.coefficients
+        from {{ ref('stg_ml__recall_models') }} as recall_models
+        where
+            recall_models.model_kind = 'prior'
+            or recall_models.trained_until {{ '<' if strict else '<=' }} model_dates.{{ date_column }}
+        order by
+            (recall_models.model_kind = 'prior') asc,
+            recall_models.trained_until desc,
+            recall_models.trained_at desc
+        limit 1
+    ) as in_force
 {%- endmacro %}
 
 {#- P(correct) of a row carrying the feature columns (alias `features`), the model in force

@@ -48,14 +48,7 @@ recall_topic_offsets as (
 ),
 
 models_in_force as (
-    -- one lookup per review day
-    select
-        review_days.review_date,
-        recall_model.model_version,
-        recall_model.guess_floor,
-        recall_model.coefficients
-    from (select distinct featured_reviews.review_date from featured_reviews) as review_days
-    cross join lateral ({{ recall_model_in_force('review_days.review_date', strict=true) }}) as recall_model
+    {{ recall_models_in_force('featured_reviews', 'review_date', strict=true) }}
 ),
 
 scored as (

@@ -148,14 +148,8 @@ recall_featured as (
 ),
 
 recall_models_in_force as (
-    -- one lookup per distinct as-of date (a learner's local today: a few dates at most)
-    select
-        as_of_dates.as_of_date,
-        recall_model.model_version,
-        recall_model.guess_floor,
-        recall_model.coefficients
-    from (select distinct recall_featured.as_of_date from recall_featured) as as_of_dates
-    cross join lateral ({{ recall_model_in_force('as_of_dates.as_of_date', strict=false) }}) as recall_model
+    -- as-of dates are the learners' local todays: a few at most
+    {{ recall_models_in_force('recall_featured', 'as_of_date', strict=false) }}
 ),
 
 recalled as (
