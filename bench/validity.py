@@ -224,7 +224,7 @@ def recall_table(rows: pd.DataFrame, split: date) -> dict[str, dict[str, dict[st
 KNOWLEDGE_SQL = """
 select m.user_id::text as user_id, m.topic_id, m.attempts, m.accuracy, m.mastery,
        m.knowledge_estimate::float as knowledge_estimate,
-       (m.correct_attempts + 1.0) / (m.attempts + 2.0) as smoothed_accuracy,
+       (t.correct_attempts + 1.0) / (m.attempts + 2.0) as smoothed_accuracy,
        k.knowledge as truth, (g.topic_id is not null)::int as flagged, g.priority, g.severity
 from marts.topic_mastery_current as m
 join (select user_id, correct_attempts, topic_id from marts.topic_mastery) as t
@@ -236,7 +236,7 @@ left join marts.knowledge_gaps as g on g.user_id = m.user_id and g.topic_id = m.
 
 
 def knowledge_rows(conn: psycopg.Connection) -> pd.DataFrame:
-    rows = query_frame(conn, KNOWLEDGE_SQL.replace("m.correct_attempts", "t.correct_attempts"))
+    rows = query_frame(conn, KNOWLEDGE_SQL)
     rows["flagged"] = rows["flagged"].astype(bool)
     return rows
 
