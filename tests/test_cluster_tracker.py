@@ -26,6 +26,7 @@ from test_tracker import (  # noqa: F401 (fixtures and tests run here against th
     test_batch_stores_good_events_and_rejects_bad_ones_with_counts,
     test_delete_user_erases_the_learner_everywhere_and_nobody_else,
     test_events_of_a_learner_erased_while_cached_are_rejected_not_fatal,
+    test_events_of_an_erased_learner_leave_no_trace_of_them,
     test_repeated_event_id_is_stored_once_batch_path,
     test_repeated_event_id_is_stored_once_single_path,
     test_repeated_event_id_with_different_content_keeps_the_first_and_rejects_the_rest,
@@ -92,3 +93,34 @@ def test_an_event_a_shard_refuses_is_rejected_alone_and_leaves_nothing(conn, ref
         "select count(*) from app.study_sessions where id = %s", (session,)
     ).fetchone() == (0,)
     assert fresh.track(question(user, question_id=102, session_id=session)) is True
+
+
+# (role, table, privileges it has, privileges it has not): as the README's roles table says.
+SHARD_GRANTS = (
+    ("loader", "app.study_events", "SELECT, INSERT", "UPDATE, DELETE, TRUNCATE"),
+    ("loader", "app.question_attempts", "SELECT, INSERT", "UPDATE, DELETE"),
+    ("loader", "app.study_sessions", "SELECT, INSERT, UPDATE", "DELETE"),
+    ("loader", "app.event_receipts", "SELECT, INSERT", "UPDATE, DELETE"),
+    ("loader", "app.questions", "SELECT", "INSERT, UPDATE, DELETE"),
+    ("transformer", "app.users", "SELECT", "INSERT, UPDATE, DELETE"),
+    ("ml_writer", "ml.gap_recommendations", "SELECT, INSERT, UPDATE, DELETE", "TRUNCATE"),
+    ("reporter", "app.study_events", "", "SELECT, INSERT"),
+)
+
+
+@pytest.mark.parametrize(("role", "table", "has", "lacks"), SHARD_GRANTS)
+def test_every_shard_grants_what_the_table_grants(conn, role, table, has, lacks) -> None:
+    """Citus carries the grants made before distribution to every shard on the workers (the
+    workers check them when a query reaches them)."""
+    wanted = [p for p in has.split(", ") if p]
+    refused = [p for p in lacks.split(", ") if p]
+    checks = " || ".join(
+        f"has_table_privilege('{role}', '%1$s', '{p}')::int::text" for p in wanted + refused
+    )
+    results = conn.execute(
+        "select success, result from run_command_on_placements(%s, %s)",
+        (table, f"select {checks}"),
+    ).fetchall()
+    assert len(results) >= 2
+    expected = "1" * len(wanted) + "0" * len(refused)
+    assert {(success, result) for success, result in results} == {(True, expected)}
