@@ -69,6 +69,15 @@ def _index_columns(conn: psycopg.Connection, index: str) -> str:
     return row[0]
 
 
+def _app_indexes(conn: psycopg.Connection, name: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "select indexname from pg_indexes where schemaname = 'app' and indexname = %s", (name,)
+        )
+    ]
+
+
 def _receipt_columns(conn: psycopg.Connection) -> list[str]:
     return [
         r[0]
@@ -125,7 +134,7 @@ def _store_before_0016(url: str, events: list[SessionHeartbeat]) -> None:
         conn.commit()
 
 
-def test_event_log_storage_narrows_the_session_index_and_the_receipts(database_factory):
+def test_event_log_storage_narrows_indexes_and_receipts(database_factory):
     url = database_factory(migrated=False)
     migrate.upgrade(url, "0013_recall_models")
     events = _sessions(sessions=3, events_per_session=5)
@@ -139,6 +148,10 @@ def test_event_log_storage_narrows_the_session_index_and_the_receipts(database_f
     with psycopg.connect(url) as conn:
         # one key per session: the btree deduplicates its entries into posting lists
         assert _index_columns(conn, "study_events_session_idx") == "btree (session_id)"
+        assert _index_columns(conn, "question_attempts_answered_brin") == (
+            "brin (answered_at) WITH (pages_per_range='8')"
+        )
+        assert _app_indexes(conn, "question_attempts_topic_time_idx") == []
         assert _receipt_columns(conn) == ["event_id", "user_id", "occurred_at"]
         receipts = conn.execute("select count(*) from app.event_receipts").fetchone()[0]
     assert receipts == len(received)
@@ -146,6 +159,10 @@ def test_event_log_storage_narrows_the_session_index_and_the_receipts(database_f
     migrate.downgrade(url, "0013_recall_models")
     with psycopg.connect(url) as conn:
         assert _index_columns(conn, "study_events_session_idx") == "btree (session_id, occurred_at)"
+        assert _index_columns(conn, "question_attempts_topic_time_idx") == (
+            "btree (topic_id, answered_at)"
+        )
+        assert _app_indexes(conn, "question_attempts_answered_brin") == []
         restored = dict(conn.execute("select event_id, received_at from app.event_receipts"))
         nullable = conn.execute(
             "select is_nullable from information_schema.columns where table_schema = 'app'"

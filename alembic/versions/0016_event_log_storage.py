@@ -1,5 +1,5 @@
-"""Fewer bytes per stored event: the log's session index keeps one entry per session, receipts
-lose the arrival time nothing reads.
+"""Fewer bytes per stored event: the log's session index keeps one entry per session, question
+attempts find a day's rows through a BRIN index, receipts lose the arrival time nothing reads.
 
 Every accepted event pays for each index and column of the event log on disk; measured with
 ``python -m bench.storage --users 200 --days 30`` (a built history, one nightly run, vacuumed):
@@ -10,6 +10,14 @@ Every accepted event pays for each index and column of the event log on disk; me
     event of the session, ordered by a window afterwards); occurred_at is never an index condition
     there. On session_id alone the btree deduplicates: one key per session with a posting list of
     6-byte row pointers, 8 bytes per event instead of 57, for the same lookups.
+  * ``question_attempts_topic_time_idx`` was a btree on (topic_id, answered_at): 20 bytes per
+    event. What it served is reading every attempt of a touched UTC date (topic_daily_stats, one
+    lookup per date): attempts are appended in arrival order, so answered_at follows the physical
+    order except for sessions delivered late, which arrive whole and so fill block ranges of their
+    own. A BRIN index on answered_at with 8-page ranges (a few kB for the whole table) finds a
+    date's rows in fewer buffers than the btree did (9,833 against 12,595 for the 12 dates touched
+    by one day at 1000 learners x 30 days; 340-420 against 200-470 ms on a shared machine). Its
+    ranges are summarized every night with the other BRIN indexes of app.
   * ``event_receipts.received_at``: nothing reads it (the arrival watermark is
     ``study_events.received_at``, where the same instant is stored for the same event, written in
     the same transaction). Without it a receipt row is 64 bytes instead of 72 (plus its 4-byte
@@ -43,9 +51,20 @@ where e.user_id = r.user_id and e.occurred_at = r.occurred_at and e.event_id = r
 """
 
 
+ANSWERED_BRIN = (
+    "create index question_attempts_answered_brin on app.question_attempts"
+    " using brin (answered_at) with (pages_per_range = 8)"
+)
+TOPIC_TIME = (
+    "create index question_attempts_topic_time_idx on app.question_attempts (topic_id, answered_at)"
+)
+
+
 def upgrade() -> None:
     op.execute("drop index app.study_events_session_idx")
     op.execute(SESSION_INDEX.format(columns="session_id"))
+    op.execute(ANSWERED_BRIN)
+    op.execute("drop index app.question_attempts_topic_time_idx")
     op.execute("alter table app.event_receipts drop column received_at")
 
 
@@ -58,3 +77,5 @@ def downgrade() -> None:
     op.execute("alter table app.event_receipts alter column received_at set not null")
     op.execute("drop index app.study_events_session_idx")
     op.execute(SESSION_INDEX.format(columns="session_id, occurred_at"))
+    op.execute(TOPIC_TIME)
+    op.execute("drop index app.question_attempts_answered_brin")
