@@ -111,9 +111,8 @@ def insert_attempts(conn: psycopg.Connection, attempts: list[Attempt], received:
         event_id = uuid.uuid4()
         answered_at = BASE + timedelta(days=a.day, minutes=a.minute)
         conn.execute(
-            "insert into app.event_receipts (event_id, user_id, occurred_at, received_at)"
-            " values (%s, %s, %s, %s)",
-            (event_id, a.user, answered_at, received),
+            "insert into app.event_receipts (event_id, user_id, occurred_at) values (%s, %s, %s)",
+            (event_id, a.user, answered_at),
         )
         conn.execute(
             "insert into app.question_attempts (event_id, user_id, question_id, topic_id,"
@@ -131,9 +130,8 @@ def insert_completion(conn: psycopg.Connection, user: uuid.UUID, material: int, 
                       received: datetime) -> None:  # fmt: skip
     event_id = uuid.uuid4()
     conn.execute(
-        "insert into app.event_receipts (event_id, user_id, occurred_at, received_at)"
-        " values (%s, %s, %s, %s)",
-        (event_id, user, when, received),
+        "insert into app.event_receipts (event_id, user_id, occurred_at) values (%s, %s, %s)",
+        (event_id, user, when),
     )
     conn.execute(
         "insert into app.material_interactions (event_id, user_id, material_id, interaction_type,"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
 import psycopg
 
+from python_jobs.ingest.events import SessionHeartbeat
+from python_jobs.ingest.tracker import Tracker
 from python_jobs.warehouse import migrate
 
 
@@ -54,3 +59,127 @@ def test_roles_exist_with_least_privilege(migrated_db):
             "has_table_privilege('ml_writer', 'ml.exam_readiness_scores', 'INSERT')"
         ).fetchone()
     assert can == (True, False, False, True)
+
+
+def _index_columns(conn: psycopg.Connection, index: str) -> str:
+    """What an app index is built on, as pg_get_indexdef prints it after USING."""
+    row = conn.execute(
+        "select regexp_replace(pg_get_indexdef(%s::regclass), '^.* USING ', '')", (f"app.{index}",)
+    ).fetchone()
+    return row[0]
+
+
+def _app_indexes(conn: psycopg.Connection, name: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "select indexname from pg_indexes where schemaname = 'app' and indexname = %s", (name,)
+        )
+    ]
+
+
+def _receipt_columns(conn: psycopg.Connection) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'app'"
+            " and table_name = 'event_receipts' order by ordinal_position"
+        )
+    ]
+
+
+def _sessions(sessions: int, events_per_session: int) -> list[SessionHeartbeat]:
+    """Heartbeats of a few sessions of one learner, each received a different time after it
+    occurred."""
+    user = uuid4()
+    start = datetime(2026, 11, 20, 8, tzinfo=UTC)
+    events = []
+    for s in range(sessions):
+        session = uuid4()
+        for k in range(events_per_session):
+            occurred = start + timedelta(hours=s, minutes=k)
+            events.append(
+                SessionHeartbeat(
+                    event_id=uuid4(), user_id=user, occurred_at=occurred, session_id=session,
+                    received_at=occurred + timedelta(seconds=7 * s + k),
+                )
+            )  # fmt: skip
+    return events
+
+
+def _add_learner(conn: psycopg.Connection, user: UUID) -> None:
+    conn.execute(
+        "insert into app.users (id, timezone, cohort, exam_target) values (%s, 'UTC', 'c', 'x')",
+        (user,),
+    )
+    conn.commit()
+
+
+def _store_before_0016(url: str, events: list[SessionHeartbeat]) -> None:
+    """Events as the tracker stored them before 0016: a receipt with its arrival time, a log row."""
+    with psycopg.connect(url) as conn:
+        _add_learner(conn, events[0].user_id)
+        conn.execute("select app.ensure_study_event_partitions('2026-11-01', 1)")
+        for e in events:
+            conn.execute(
+                "insert into app.event_receipts (event_id, user_id, occurred_at, received_at)"
+                " values (%s, %s, %s, %s)",
+                (e.event_id, e.user_id, e.occurred_at, e.received_at),
+            )
+            conn.execute(
+                "insert into app.study_events (event_id, user_id, session_id, event_type,"
+                " occurred_at, received_at) values (%s, %s, %s, %s, %s, %s)",
+                (e.event_id, e.user_id, e.session_id, e.event_type, e.occurred_at, e.received_at),
+            )
+        conn.commit()
+
+
+def test_event_log_storage_narrows_indexes_and_receipts(database_factory):
+    url = database_factory(migrated=False)
+    migrate.upgrade(url, "0013_recall_models")
+    events = _sessions(sessions=3, events_per_session=5)
+    received = {e.event_id: e.received_at for e in events}
+    _store_before_0016(url, events)
+    with psycopg.connect(url) as conn:
+        assert _index_columns(conn, "study_events_session_idx") == "btree (session_id, occurred_at)"
+        assert "received_at" in _receipt_columns(conn)
+
+    migrate.upgrade(url, "0016_event_log_storage")
+    with psycopg.connect(url) as conn:
+        # one key per session: the btree deduplicates its entries into posting lists
+        assert _index_columns(conn, "study_events_session_idx") == "btree (session_id)"
+        assert _index_columns(conn, "question_attempts_answered_brin") == (
+            "brin (answered_at) WITH (pages_per_range='8')"
+        )
+        assert _app_indexes(conn, "question_attempts_topic_time_idx") == []
+        assert _receipt_columns(conn) == ["event_id", "user_id", "occurred_at"]
+        receipts = conn.execute("select count(*) from app.event_receipts").fetchone()[0]
+    assert receipts == len(received)
+
+    migrate.downgrade(url, "0013_recall_models")
+    with psycopg.connect(url) as conn:
+        assert _index_columns(conn, "study_events_session_idx") == "btree (session_id, occurred_at)"
+        assert _index_columns(conn, "question_attempts_topic_time_idx") == (
+            "btree (topic_id, answered_at)"
+        )
+        assert _app_indexes(conn, "question_attempts_answered_brin") == []
+        restored = dict(conn.execute("select event_id, received_at from app.event_receipts"))
+        nullable = conn.execute(
+            "select is_nullable from information_schema.columns where table_schema = 'app'"
+            " and table_name = 'event_receipts' and column_name = 'received_at'"
+        ).fetchone()[0]
+    # every receipt gets its own event's arrival time back (they differ from event to event)
+    assert restored == received
+    assert nullable == "NO"
+
+
+def test_the_tracker_stores_events_once_on_the_narrow_receipts(migrated_db):
+    events = _sessions(sessions=2, events_per_session=3)
+    received = {e.event_id: e.received_at for e in events}
+    with psycopg.connect(migrated_db) as conn:
+        _add_learner(conn, events[0].user_id)
+        assert Tracker(conn, trust_received_at=True).track_batch(events).accepted == len(events)
+        stored = dict(conn.execute("select event_id, received_at from app.study_events"))
+        receipts = {r[0] for r in conn.execute("select event_id from app.event_receipts")}
+    assert stored == received
+    assert receipts == set(received)

@@ -270,8 +270,8 @@ BATCH_TYPES = (
 # costs ~3 us of server CPU per row, and repeats are rare. On a unique violation the savepoint is
 # rolled back and the batch goes in again with ON CONFLICT DO NOTHING.
 INSERT_RECEIPTS_FAST = """
-insert into app.event_receipts (event_id, user_id, occurred_at, received_at)
-select event_id, user_id, occurred_at, received_at
+insert into app.event_receipts (event_id, user_id, occurred_at)
+select event_id, user_id, occurred_at
 from pg_temp.tracker_batch
 """
 INSERT_RECEIPTS = INSERT_RECEIPTS_FAST + "on conflict (event_id) do nothing\nreturning event_id\n"

@@ -2,6 +2,5 @@
 select
     event_id,
     user_id,
-    occurred_at,
-    received_at
+    occurred_at
 from {{ source('app', 'event_receipts') }}
