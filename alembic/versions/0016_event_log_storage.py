@@ -28,14 +28,14 @@ repeat's stored version through them (study_events is partitioned by month and i
 and time), and erasure deletes a learner's receipts through the learner's events.
 
 Revision ID: 0016_event_log_storage
-Revises: 0013_recall_models
+Revises: 0015_citus_distribution
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0016_event_log_storage"
-down_revision = "0013_recall_models"
+down_revision = "0015_citus_distribution"
 branch_labels = None
 depends_on = None
 
