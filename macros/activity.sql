@@ -63,7 +63,7 @@
             select keyed.*
             from {{ relation }} as keyed
             where {{ condition }}
-            offset 0  -- keeps the subquery from being flattened into a plain join
+            {{ lateral_fence() }}  -- keeps the subquery from being flattened into a plain join (PostgreSQL)
         ) as {{ alias }}
     {%- else -%}
         {{ relation }} as {{ alias }}
