@@ -14,22 +14,9 @@
   - incremental runs stay dbt's delete+insert: the temporary table of the run's new rows is local
     to the coordinator, and Citus routes the delete and the insert to each row's shard.
   On a single server (no citus extension) nothing of this runs and dbt's own SQL is unchanged.
+  is_citus() and lateral_fence() live in macros/activity.sql, beside from_touched, their first user
+  (the SQL linter loads each macro file on its own: a macro sees only its own file's macros).
 -#}
-
-{#- True when the target database has the citus extension: asked once per run (the answer is kept
-    in the run's graph, which every model of the run shares); false while dbt parses. -#}
-{% macro is_citus() -%}
-    {%- if not execute -%}
-        {{ return(false) }}
-    {%- endif -%}
-    {%- if graph.get('studyin_is_citus') is none -%}
-        {%- set found = run_query(
-            "select exists (select 1 from pg_catalog.pg_extension where extname = 'citus')"
-        ).columns[0].values()[0] -%}
-        {%- do graph.update({'studyin_is_citus': found}) -%}
-    {%- endif -%}
-    {{ return(graph.get('studyin_is_citus')) }}
-{%- endmacro %}
 
 {#- `citus__<name>` on Citus, else `default__<name>`, called with the given arguments: the project's
     own dispatch for SQL that must differ on a Citus cluster (dbt's adapter.dispatch keys on the
@@ -96,17 +83,5 @@
                 {{ sql }}
             ) as model_rows;
         {%- endif -%}
-    {%- endif -%}
-{%- endmacro %}
-
-{#- The planner fence of a LATERAL subquery that looks rows up per key (macros/activity.sql,
-    from_touched): `offset 0` on PostgreSQL, which keeps the subquery from being flattened into a
-    plain join, so each key is looked up through the indexes whatever the row estimates say.
-    Nothing on Citus: it cannot plan an offset (or limit) in a lateral subquery over a distributed
-    table that references an intermediate result; without it the lateral is a join on user_id that
-    Citus runs shard by shard on the workers, each against its own shard's indexes. -#}
-{% macro lateral_fence() -%}
-    {%- if not is_citus() -%}
-        offset 0
     {%- endif -%}
 {%- endmacro %}
