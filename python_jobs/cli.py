@@ -19,7 +19,7 @@ from typing import NoReturn
 from uuid import UUID
 
 from python_jobs.paths import CALIBRATION_PLOT
-from python_jobs.warehouse import db
+from python_jobs.warehouse import cluster, db
 
 DEBUG_ENV = "STUDYIN_DEBUG"
 BI_PASSWORD_ENV = "STUDYIN_BI_PASSWORD"  # bi-login: the password to set instead of a generated one
@@ -30,22 +30,40 @@ class CommandFailed(RuntimeError):
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
+    if args.cluster is not None and args.action != "start":
+        raise CommandFailed("--cluster goes with `db start` only")
     if args.action == "start":
+        if args.cluster is not None:
+            if not db.uses_embedded():
+                raise CommandFailed(f"{db.ENV_URL} is set: --cluster starts embedded servers only")
+            cluster.set_mode(args.cluster)
         url = db.ensure_server()
         print(f"PostgreSQL ready at {url}")
     elif args.action == "stop":
         if not db.uses_embedded():
             raise CommandFailed(f"{db.ENV_URL} is set: that server is not ours to stop")
-        print("stopped" if db.stop_embedded() else "not running")
+        print("stopped" if db.stop_all() else "not running")
     elif args.action == "status":
-        if db.uses_embedded():
-            running = db.server_running()
-            print(f"embedded server: {'running' if running else 'stopped'} ({db.PGDATA})")
-            return 0 if running else 3
-        print(f"external server: {db.database_url()}")
+        if not db.uses_embedded():
+            print(f"external server: {db.redacted(db.database_url())}")
+            return 0
+        return _print_status()
     elif args.action == "url":
         print(db.database_url())
     return 0
+
+
+def _print_status() -> int:
+    workers = db.cluster_workers()
+    if not workers:
+        running = db.server_running()
+        print(f"embedded server: {'running' if running else 'stopped'} ({db.PGDATA})")
+        return 0 if running else 3
+    nodes = cluster.status(workers)
+    for node, running in nodes:
+        state = "running" if running else "stopped"
+        print(f"{node.name}: {state} on port {node.port} ({node.pgdata})")
+    return 0 if all(running for _, running in nodes) else 3
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -328,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="embedded PostgreSQL lifecycle (or report the external one)")
     p.add_argument("action", choices=["start", "stop", "status", "url"])
+    p.add_argument(
+        "--cluster",
+        type=int,
+        metavar="N",
+        help="start: a Citus coordinator and N workers instead of the single server, and make "
+        "every later command use the coordinator (0: back to the single server). Coordinator port: "
+        f"{db.ENV_CLUSTER_PORT}, default STUDYIN_PG_PORT + {db.CLUSTER_PORT_OFFSET}; workers the "
+        f"next ports. {db.ENV_CLUSTER}=N overrides the remembered mode",
+    )
     p.set_defaults(func=_cmd_db)
 
     p = sub.add_parser("migrate", help="alembic upgrade (default head) or downgrade with --down")

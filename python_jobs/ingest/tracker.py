@@ -273,14 +273,15 @@ insert into app.event_receipts (event_id, user_id, occurred_at, received_at)
 select event_id, user_id, occurred_at, received_at
 from pg_temp.tracker_batch
 """
-INSERT_RECEIPTS = INSERT_RECEIPTS_FAST + "on conflict (event_id) do nothing\n"
+INSERT_RECEIPTS = INSERT_RECEIPTS_FAST + "on conflict (event_id) do nothing\nreturning event_id\n"
 SMALL_BATCH = 1000
 
-# Rows of this batch whose event_id was already stored (the receipt was not written by this
-# transaction: only run when the receipts insert stored fewer rows than the batch holds), and
+# Rows of this batch whose event_id was already stored (the batch indices whose receipt the
+# receipts insert did not return: only run when it stored fewer rows than the batch holds), and
 # whether their content differs from the stored version (received_at excluded: a retry is
-# received later). The stored event is found by its receipt's learner and time (study_events has
-# no index on event_id: the receipts' primary key is what keeps it unique).
+# received later). The stored event and typed row are found by the receipt's learner and time,
+# through the tables' user-time indexes (neither has a key on event_id: the receipts' primary key
+# is what keeps it unique), then the event_id.
 FIND_REPEATS = """
 select
     b.idx,
@@ -300,17 +301,16 @@ from pg_temp.tracker_batch as b
 inner join app.event_receipts as r on b.event_id = r.event_id
 left join app.study_events as e
     on r.user_id = e.user_id and r.occurred_at = e.occurred_at and b.event_id = e.event_id
-left join app.question_attempts as q on b.event_id = q.event_id
-left join app.material_interactions as m on b.event_id = m.event_id
-left join app.exam_results as x on b.event_id = x.event_id
-where r.xmin <> pg_current_xact_id()::xid
+left join app.question_attempts as q
+    on r.user_id = q.user_id and r.occurred_at = q.answered_at and b.event_id = q.event_id
+left join app.material_interactions as m
+    on r.user_id = m.user_id and r.occurred_at = m.occurred_at and b.event_id = m.event_id
+left join app.exam_results as x
+    on r.user_id = x.user_id and r.occurred_at = x.taken_at and b.event_id = x.event_id
+where b.idx = any(%s)
 """
 
-DROP_REPEATS = """
-delete from pg_temp.tracker_batch as b
-using app.event_receipts as r
-where b.event_id = r.event_id and r.xmin <> pg_current_xact_id()::xid
-"""
+DROP_REPEATS = "delete from pg_temp.tracker_batch where idx = any(%s)"
 
 INSERT_EVENTS = """
 insert into app.study_events
@@ -351,19 +351,18 @@ where event_type = 'exam_result'
 # A SECURITY DEFINER function: locking rows needs UPDATE on app.users, which loader has not.
 SELECT_LEARNERS = "select learner.id from app.lock_learners(%s) as learner (id)"
 
+# The sessions by id (whatever their learner), locked FOR UPDATE until commit; a function whose
+# body differs on Citus (which refuses FOR UPDATE on a query spanning shards).
 SELECT_SESSIONS = """
 select id, user_id, started_at, last_activity_at, ended_at, end_reason
-from app.study_sessions
-where id = any(%s)
-order by id
-for update
+from app.lock_sessions(%s)
 """
 
 UPSERT_SESSIONS = """
 insert into app.study_sessions (id, user_id, started_at, last_activity_at, ended_at, end_reason)
 select id, user_id, started_at, last_activity_at, ended_at, end_reason
 from pg_temp.tracker_sessions
-on conflict (id) do update set
+on conflict (user_id, id) do update set
     started_at = excluded.started_at,
     last_activity_at = excluded.last_activity_at,
     ended_at = excluded.ended_at,
@@ -1837,16 +1836,17 @@ def _write(
             except psycopg.errors.UniqueViolation:
                 cur.execute(INSERT_RECEIPTS)
         stored = cur.rowcount
-        if stored < len(rows):
-            # Only after the fallback (top-level inserts), so xmin tells this transaction's rows.
-            cur.execute(FIND_REPEATS)
+        if stored < len(rows):  # INSERT_RECEIPTS ran: it returned the event_ids it stored
+            new = {event_id for (event_id,) in cur.fetchall()}
+            repeats = [r[R_IDX] for r in rows if r[R_EVENT_ID] not in new]
+            cur.execute(FIND_REPEATS, (repeats,))
             for idx, differs in cur.fetchall():
                 not_new.add(idx)
                 if differs:
                     rejected.append((idx, [_repeat_error()]))
                 else:
                     same += 1
-            cur.execute(DROP_REPEATS)
+            cur.execute(DROP_REPEATS, (repeats,))
         if stored:
             cur.execute(INSERT_EVENTS)
             kinds = {r[R_TYPE] for r in rows}

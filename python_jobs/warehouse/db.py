@@ -87,22 +87,70 @@ def embedded_port() -> int:
     return int(text)
 
 
-def secret_path() -> Path:
-    return PGDATA / SECRET_NAME
+def secret_path(pgdata: Path | None = None) -> Path:
+    return (pgdata or PGDATA) / SECRET_NAME
 
 
-def superuser_password() -> str | None:
+def superuser_password(pgdata: Path | None = None) -> str | None:
     """The embedded superuser's password, or None before the data folder is made."""
     try:
-        return secret_path().read_text().strip() or None
+        return secret_path(pgdata).read_text().strip() or None
     except FileNotFoundError:
         return None
 
 
-def embedded_url(dbname: str = DEFAULT_DB) -> str:
-    password = superuser_password()
+def node_url(pgdata: Path, port: int, dbname: str = DEFAULT_DB) -> str:
+    """The URL of a server of ours: its data folder's superuser and password, on 127.0.0.1."""
+    password = superuser_password(pgdata)
     login = f"{SUPERUSER}:{quote(password, safe='')}" if password else SUPERUSER
-    return f"postgresql://{login}@127.0.0.1:{embedded_port()}/{dbname}"
+    return f"postgresql://{login}@127.0.0.1:{port}/{dbname}"
+
+
+def embedded_url(dbname: str = DEFAULT_DB) -> str:
+    """The embedded server's URL: the coordinator in cluster mode (see cluster_workers)."""
+    if cluster_workers():
+        return node_url(COORDINATOR_DATA, cluster_port(), dbname)
+    return node_url(PGDATA, embedded_port(), dbname)
+
+
+# --------------------------------------------------------------------------- cluster mode
+# `studyin db start --cluster N` records N in CLUSTER_MODE_FILE; STUDYIN_CLUSTER=N overrides it
+# (0: the single server). The lifecycle of the nodes is in python_jobs/warehouse/cluster.py.
+
+ENV_CLUSTER = "STUDYIN_CLUSTER"
+ENV_CLUSTER_PORT = "STUDYIN_CLUSTER_PORT"
+CLUSTER_PORT_OFFSET = 10  # the coordinator's default port: STUDYIN_PG_PORT + 10
+CLUSTER_DIR = STATE_DIR / "cluster"
+CLUSTER_MODE_FILE = STATE_DIR / "cluster-workers"
+COORDINATOR_DATA = CLUSTER_DIR / "coordinator"
+
+
+def _count(text: str, name: str) -> int:
+    text = text.strip()
+    if not text.isdigit() or int(text) > 64:
+        raise DatabaseError(f"{name} must be a number of workers (0-64), got {text!r}")
+    return int(text)
+
+
+def cluster_workers() -> int:
+    """How many Citus workers the embedded mode runs: 0 is the single server (the default)."""
+    if ENV_CLUSTER in os.environ:
+        return _count(os.environ[ENV_CLUSTER], ENV_CLUSTER)
+    try:
+        return _count(CLUSTER_MODE_FILE.read_text(), str(CLUSTER_MODE_FILE))
+    except FileNotFoundError:
+        return 0
+
+
+def cluster_port() -> int:
+    """The coordinator's port (STUDYIN_CLUSTER_PORT, else STUDYIN_PG_PORT + 10); worker i
+    listens on the coordinator's port + i."""
+    text = os.environ.get(ENV_CLUSTER_PORT)
+    if text is None:
+        return embedded_port() + CLUSTER_PORT_OFFSET
+    if not text.isdigit() or not 0 < int(text) < 65536 - 64:
+        raise DatabaseError(f"{ENV_CLUSTER_PORT} must be a port number, got {text!r}")
+    return int(text)
 
 
 def database_url() -> str:
@@ -183,7 +231,7 @@ def _run_as_server_user(args: list[str], **kwargs) -> subprocess.CompletedProces
     return subprocess.run(args, user=user, text=True, capture_output=True, **kwargs)
 
 
-def _prepare_root_permissions() -> None:
+def _prepare_root_permissions(pgdata: Path | None = None) -> None:
     """As root, the server runs as its own system user that must reach the binaries and data."""
     if os.geteuid() != 0:
         return
@@ -197,17 +245,19 @@ def _prepare_root_permissions() -> None:
     )
 
     ensure_user_exists(SERVER_USER)
-    ensure_prefix_permissions(PGDATA)
+    pgdata = pgdata or PGDATA
+    ensure_prefix_permissions(pgdata)
     ensure_folder_permissions(_pg_bin(), 0o055)
     ensure_folder_permissions(_pg_bin().parent / "lib", 0o044)
     entry = pwd.getpwnam(SERVER_USER)
-    os.chown(PGDATA, entry.pw_uid, entry.pw_gid)
+    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
 
 
-def server_running() -> bool:
-    if not (PGDATA / "PG_VERSION").exists():
+def server_running(pgdata: Path | None = None) -> bool:
+    pgdata = pgdata or PGDATA
+    if not (pgdata / "PG_VERSION").exists():
         return False
-    result = _run_as_server_user([str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "status"])
+    result = _run_as_server_user([str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "status"])
     return result.returncode == 0
 
 
@@ -259,17 +309,19 @@ def _server_uid() -> int | None:
     return pwd.getpwnam(SERVER_USER).pw_uid
 
 
-def _initdb() -> None:
-    """A new data folder whose superuser has a generated password; no rule trusts."""
-    password = secrets.token_urlsafe(32)
-    pwfile = STATE_DIR / ".initdb-password"  # initdb runs as the server user: it must read this
+def _initdb(pgdata: Path | None = None, password: str | None = None) -> None:
+    """A new data folder whose superuser has `password` (default: a generated one); no rule
+    trusts."""
+    pgdata = pgdata or PGDATA
+    password = password or secrets.token_urlsafe(32)
+    pwfile = pgdata.parent / ".initdb-password"  # initdb runs as the server user: it must read this
     _write_private(pwfile, password + "\n", owner_uid=_server_uid())
     try:
         result = _run_as_server_user(
             [
                 str(_pg_bin() / "initdb"),
                 "-D",
-                str(PGDATA),
+                str(pgdata),
                 "-U",
                 SUPERUSER,
                 f"--pwfile={pwfile}",
@@ -283,8 +335,8 @@ def _initdb() -> None:
         pwfile.unlink(missing_ok=True)
     if result.returncode != 0:
         raise DatabaseError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-    _write_private(secret_path(), password + "\n")
-    (PGDATA / "pg_hba.conf").write_text(PG_HBA)
+    _write_private(secret_path(pgdata), password + "\n")
+    (pgdata / "pg_hba.conf").write_text(PG_HBA)
 
 
 def _hba_methods(text: str) -> set[str]:
@@ -351,29 +403,33 @@ def _require_passwords(running: bool) -> None:
     _write_private(secret_path(), password + "\n")
     (PGDATA / "pg_hba.conf").write_text(PG_HBA)
     if running:
-        with psycopg.connect(embedded_url("postgres"), autocommit=True) as conn:
+        with psycopg.connect(single_url("postgres"), autocommit=True) as conn:
             conn.execute("select pg_reload_conf()")
 
 
-def _pg_ctl_start() -> None:
-    options = " ".join(f"-c {k}={v}" if v else f"-c {k}=''" for k, v in SERVER_SETTINGS.items())
+def _pg_ctl_start(
+    pgdata: Path | None = None, port: int | None = None, settings: dict[str, str] | None = None
+) -> None:
+    pgdata = pgdata or PGDATA
+    settings = SERVER_SETTINGS if settings is None else settings
+    options = " ".join(f"-c {k}={v}" if v else f"-c {k}=''" for k, v in settings.items())
     result = _run_as_server_user(
         [
             str(_pg_bin() / "pg_ctl"),
             "-D",
-            str(PGDATA),
+            str(pgdata),
             "-w",
             "-t",
             "60",
             "-l",
-            str(PGDATA / "server.log"),
+            str(pgdata / "server.log"),
             "-o",
-            f"-p {embedded_port()} {options}",
+            f"-p {port or embedded_port()} {options}",
             "start",
         ]
     )
     if result.returncode != 0:
-        log_file = PGDATA / "server.log"
+        log_file = pgdata / "server.log"
         log = log_file.read_text()[-3000:] if log_file.exists() else ""
         raise DatabaseError(f"could not start PostgreSQL:\n{result.stderr}\n{log}")
 
@@ -389,21 +445,40 @@ def start_embedded() -> str:
         _require_passwords(running)
     if not running:
         _pg_ctl_start()
-    admin = embedded_url("postgres")
+    admin = single_url("postgres")
     _wait_ready(admin)
     ensure_database(admin, DEFAULT_DB)
-    return embedded_url()
+    return single_url()
+
+
+def single_url(dbname: str = DEFAULT_DB) -> str:
+    """The single embedded server's URL, whatever the mode."""
+    return node_url(PGDATA, embedded_port(), dbname)
+
+
+def stop_server(pgdata: Path) -> bool:
+    """Stop the server of a data folder (fast shutdown); False if it was not running."""
+    if not server_running(pgdata):
+        return False
+    result = _run_as_server_user(
+        [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"]
+    )
+    if result.returncode != 0:
+        raise DatabaseError(f"could not stop PostgreSQL ({pgdata}): {result.stderr}")
+    return True
 
 
 def stop_embedded() -> bool:
-    if not server_running():
-        return False
-    result = _run_as_server_user(
-        [str(_pg_bin() / "pg_ctl"), "-D", str(PGDATA), "-w", "-m", "fast", "stop"]
-    )
-    if result.returncode != 0:
-        raise DatabaseError(f"could not stop PostgreSQL: {result.stderr}")
-    return True
+    """Stop the single embedded server; False if it was not running."""
+    return stop_server(PGDATA)
+
+
+def stop_all() -> bool:
+    """Stop the single server and the cluster's nodes, whichever run; False if none did."""
+    from python_jobs.warehouse import cluster
+
+    stopped = stop_embedded()
+    return cluster.stop_cluster() or stopped
 
 
 def ensure_database(admin_url: str, dbname: str) -> None:
@@ -416,6 +491,10 @@ def ensure_database(admin_url: str, dbname: str) -> None:
 def ensure_server() -> str:
     """The URL to use, starting the embedded server first when no URL is configured."""
     if uses_embedded():
+        if cluster_workers():
+            from python_jobs.warehouse import cluster
+
+            return cluster.start_cluster(cluster_workers())
         return start_embedded()
     url = database_url()
     _wait_ready(url, timeout=10)
