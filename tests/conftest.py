@@ -3,6 +3,12 @@
 The server is the embedded one (started on demand) or the one STUDYIN_DATABASE_URL names. Each test
 module that asks for ``migrated_db`` gets its own freshly created and migrated database, dropped
 afterwards, so tests never see each other's rows and can run while a demo database exists.
+
+Tests that must also hold on a Citus cluster ask for ``cluster_database_factory``: a coordinator
+and two workers started from the embedded binaries (Citus built first when missing; see
+python_jobs/warehouse/cluster.py), stopped at the end of the session if the session started them.
+They are skipped, with the reason, when STUDYIN_CLUSTER_TESTS=0 or when STUDYIN_DATABASE_URL names
+the server (the cluster is a local one).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from python_jobs.warehouse import db, migrate
+from python_jobs.warehouse import cluster, db, migrate
+
+CLUSTER_TEST_WORKERS = 2
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +74,33 @@ def migrated_db(database_factory: Callable[..., str]) -> str:
 def conn(migrated_db: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(migrated_db) as connection:
         yield connection
+
+
+@pytest.fixture(scope="session")
+def cluster_database_factory() -> Iterator[Callable[..., str]]:
+    """Make fresh databases on a local 1-coordinator, 2-worker Citus cluster (migrated to head
+    unless migrated=False, so the learner tables are distributed); all dropped at the end."""
+    if os.environ.get("STUDYIN_CLUSTER_TESTS") == "0":
+        pytest.skip("STUDYIN_CLUSTER_TESTS=0: the Citus cluster tests are turned off")
+    if not db.uses_embedded():
+        pytest.skip(f"{db.ENV_URL} is set: the cluster tests start a local cluster of their own")
+    started_here = not any(running for _, running in cluster.status(CLUSTER_TEST_WORKERS))
+    cluster.start_cluster(CLUSTER_TEST_WORKERS)
+    made: list[str] = []
+
+    def make(prefix: str = "studyin_cluster_test", migrated: bool = True) -> str:
+        name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        made.append(name)
+        url = cluster.prepare_database(name, CLUSTER_TEST_WORKERS)
+        if migrated:
+            migrate.upgrade(url)
+        return url
+
+    try:
+        yield make
+    finally:
+        if not os.environ.get("STUDYIN_KEEP_TEST_DBS"):
+            for name in made:
+                cluster.drop_database(name, CLUSTER_TEST_WORKERS)
+        if started_here:
+            cluster.stop_cluster()

@@ -39,6 +39,8 @@ learner and id. Grants given before distribution are carried to the shards by Ci
 
 Downgrade: the tables become plain coordinator tables again (undistribute_table), foreign keys
 and the new unique key go, the triggers and function bodies of 0014 come back.
+``app.ensure_study_event_partitions`` runs in Citus's sequential mode: the partitions it makes in
+one transaction have foreign keys to reference tables.
 
 Revision ID: 0015_citus_distribution
 Revises: 0014_citus_ready_keys
@@ -80,6 +82,7 @@ EVENT_TABLES = (
     "material_interactions",
     "exam_results",
 )
+PARTITIONS = "app.ensure_study_event_partitions(timestamptz, integer)"
 GUARDED_KEYS = ("questions", "materials", "event_types")
 
 # Foreign keys of the learner tables on the cluster: to app.users (colocated) and to reference
@@ -199,12 +202,16 @@ def upgrade() -> None:
     op.execute(CITUS_LOCK_LEARNERS)
     op.execute(CITUS_LOCK_SESSIONS)
     op.execute("alter function app.delete_user(uuid) set citus.propagate_set_commands = 'local'")
+    # Partitions made in one transaction each create shards of a table with foreign keys to
+    # reference tables: Citus needs them over one connection per node.
+    op.execute(f"alter function {PARTITIONS} set citus.multi_shard_modify_mode = 'sequential'")
 
 
 def downgrade() -> None:
     if not _has_citus():
         return
     op.execute("alter function app.delete_user(uuid) reset citus.propagate_set_commands")
+    op.execute(f"alter function {PARTITIONS} reset citus.multi_shard_modify_mode")
     op.execute(LOCK_SESSIONS)
     op.execute(LOCK_LEARNERS)
     for table, name, _ in FOREIGN_KEYS:

@@ -99,6 +99,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -281,8 +282,35 @@ SMALL_BATCH = 1000
 # whether their content differs from the stored version (received_at excluded: a retry is
 # received later). The stored event and typed row are found by the receipt's learner and time,
 # through the tables' user-time indexes (neither has a key on event_id: the receipts' primary key
-# is what keeps it unique), then the event_id.
+# is what keeps it unique), then the event_id. Each stored part is read by itself first (a
+# materialized CTE): on Citus, where the receipts are distributed on event_id and the rest on
+# user_id, each is then a query it can run, and the comparison runs on the coordinator.
 FIND_REPEATS = """
+with r as materialized (
+    select event_id, user_id, occurred_at from app.event_receipts where event_id = any(%(ids)s)
+), e as materialized (
+    select e.event_id, e.user_id, e.session_id, e.event_type, e.occurred_at, e.properties,
+        e.ip_prefix
+    from app.study_events as e
+    inner join r on e.user_id = r.user_id and e.occurred_at = r.occurred_at
+        and e.event_id = r.event_id
+), q as materialized (
+    select q.event_id, q.question_id, q.attempt_number, q.selected_answer, q.time_to_answer_ms,
+        q.confidence_level, q.hint_used
+    from app.question_attempts as q
+    inner join r on q.user_id = r.user_id and q.answered_at = r.occurred_at
+        and q.event_id = r.event_id
+), m as materialized (
+    select m.event_id, m.material_id, m.interaction_type, m.progress, m.active_seconds
+    from app.material_interactions as m
+    inner join r on m.user_id = r.user_id and m.occurred_at = r.occurred_at
+        and m.event_id = r.event_id
+), x as materialized (
+    select x.event_id, x.exam_kind, x.scaled_score, x.passed
+    from app.exam_results as x
+    inner join r on x.user_id = r.user_id and x.taken_at = r.occurred_at
+        and x.event_id = r.event_id
+)
 select
     b.idx,
     (b.user_id, b.session_id, b.event_type, b.occurred_at, b.properties::jsonb, b.ip_prefix::cidr)
@@ -298,16 +326,12 @@ select
         is distinct from (x.exam_kind, x.scaled_score, x.passed)
         as differs
 from pg_temp.tracker_batch as b
-inner join app.event_receipts as r on b.event_id = r.event_id
-left join app.study_events as e
-    on r.user_id = e.user_id and r.occurred_at = e.occurred_at and b.event_id = e.event_id
-left join app.question_attempts as q
-    on r.user_id = q.user_id and r.occurred_at = q.answered_at and b.event_id = q.event_id
-left join app.material_interactions as m
-    on r.user_id = m.user_id and r.occurred_at = m.occurred_at and b.event_id = m.event_id
-left join app.exam_results as x
-    on r.user_id = x.user_id and r.occurred_at = x.taken_at and b.event_id = x.event_id
-where b.idx = any(%s)
+inner join r on b.event_id = r.event_id
+left join e on b.event_id = e.event_id
+left join q on b.event_id = q.event_id
+left join m on b.event_id = m.event_id
+left join x on b.event_id = x.event_id
+where b.idx = any(%(idx)s)
 """
 
 DROP_REPEATS = "delete from pg_temp.tracker_batch where idx = any(%s)"
@@ -1422,8 +1446,8 @@ class Tracker:
         attempt = list(rejected)
         try:
             result = self._store_in_transaction(conn, rows, attempt, chunk, raw, now)
-        except _INPUT_FAULTS as err:
-            if conn.broken or conn.closed:
+        except (*_INPUT_FAULTS, psycopg.errors.InternalError_) as err:
+            if conn.broken or conn.closed or not _input_fault(err):
                 raise
             if not rows:  # recording the rejections failed: record them plainly
                 return _record_plainly(conn, rejected, now)
@@ -1647,6 +1671,18 @@ _INPUT_FAULTS = (
     OverflowError,
     RecursionError,
 )
+# Citus reports a constraint a shard refused during COPY (the tracker's INSERT ... SELECT from its
+# batch table) as an internal error that keeps only the message: still one bad row.
+_SHARD_CONSTRAINT = re.compile(r"violates (foreign key|check|not-null|unique) constraint")
+
+
+def _input_fault(err: Exception) -> bool:
+    if isinstance(err, _INPUT_FAULTS):
+        return True
+    return isinstance(err, psycopg.errors.InternalError_) and bool(
+        _SHARD_CONSTRAINT.search(str(err))
+    )
+
 
 _MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
 
@@ -1687,8 +1723,12 @@ def _erased_hashes(conn: psycopg.Connection, hashes: Collection[str]) -> set[str
 
 def _refused(err: Exception) -> FieldError:
     """The rejection of an event the database refused."""
-    primary = getattr(getattr(err, "diag", None), "message_primary", None)
-    message = primary[:200] if isinstance(primary, str) else show(err, 200)
+    diag = getattr(err, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    detail = getattr(diag, "message_detail", None)
+    if isinstance(primary, str) and "foreign key" in primary and isinstance(detail, str):
+        primary = f"{primary}: {detail}"  # which key (a foreign key of a shard, on Citus)
+    message = primary[:300] if isinstance(primary, str) else show(err, 300)
     return FieldError("event", f"refused by the database: {message}")
 
 
@@ -1838,8 +1878,9 @@ def _write(
         stored = cur.rowcount
         if stored < len(rows):  # INSERT_RECEIPTS ran: it returned the event_ids it stored
             new = {event_id for (event_id,) in cur.fetchall()}
-            repeats = [r[R_IDX] for r in rows if r[R_EVENT_ID] not in new]
-            cur.execute(FIND_REPEATS, (repeats,))
+            old = [r for r in rows if r[R_EVENT_ID] not in new]
+            repeats = [r[R_IDX] for r in old]
+            cur.execute(FIND_REPEATS, {"ids": [r[R_EVENT_ID] for r in old], "idx": repeats})
             for idx, differs in cur.fetchall():
                 not_new.add(idx)
                 if differs:

@@ -199,3 +199,11 @@ def set_mode(workers: int) -> None:
         db.CLUSTER_MODE_FILE.write_text(f"{workers}\n")
     else:
         db.CLUSTER_MODE_FILE.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":  # `python -m python_jobs.warehouse.cluster`: build Citus if missing
+    try:
+        ensure_citus()
+    except db.DatabaseError as err:
+        raise SystemExit(f"cluster: {err}") from None
+    print(f"Citus is installed: {citus_library()}")
