@@ -124,3 +124,31 @@ def test_every_shard_grants_what_the_table_grants(conn, role, table, has, lacks)
     assert len(results) >= 2
     expected = "1" * len(wanted) + "0" * len(refused)
     assert {(success, result) for success, result in results} == {(True, expected)}
+
+
+def test_the_shards_refuse_unknown_references_and_removing_referenced_keys(conn, ref) -> None:  # noqa: F811
+    """On the cluster foreign keys do what the reference-check triggers do on one server."""
+    user = ref.new_user()
+    insert_attempt = (
+        "insert into app.question_attempts (event_id, user_id, question_id, topic_id, "
+        "attempt_number, is_correct, time_to_answer_ms, answered_at, received_at) "
+        "values (gen_random_uuid(), %s, 101, 3, 1, false, 0, now(), now())"
+    )
+    with pytest.raises(psycopg.Error, match="question_attempts_question_fkey"):
+        conn.execute(insert_attempt, (user,))
+    conn.rollback()
+    with pytest.raises(psycopg.Error, match="study_events_user_fkey"):
+        conn.execute(
+            "insert into app.study_events (event_id, user_id, event_type, occurred_at)"
+            " values (gen_random_uuid(), gen_random_uuid(), 'page_view', now())"
+        )
+    conn.rollback()
+    Tracker(conn).track(question(user, question_id=103, selected_answer="E"))
+    with pytest.raises(psycopg.Error, match="question_attempts_question_fkey"):
+        conn.execute("delete from app.questions where id = 103")
+    conn.rollback()
+    with pytest.raises(psycopg.Error, match="question_attempts_question_fkey"):
+        conn.execute("update app.questions set topic_id = 2 where id = 103")
+    conn.rollback()
+    conn.execute("update app.questions set difficulty = 0.9 where id = 103")  # not a key change
+    conn.rollback()

@@ -9,6 +9,11 @@ The embedded server asks every login for a password (SCRAM): any local OS user c
 password is generated when the data folder is made and kept in it (``superuser.secret``, mode
 0600); every URL this module builds carries it. A data folder made before passwords (``trust`` in
 pg_hba.conf) is converted on its next start.
+
+In cluster mode (``studyin db start --cluster N``, remembered in ``.studyin/cluster-workers``;
+STUDYIN_CLUSTER=N overrides it) the embedded URL is a local Citus coordinator's instead, on
+STUDYIN_CLUSTER_PORT (default STUDYIN_PG_PORT + 10); its nodes are run by
+python_jobs/warehouse/cluster.py with the same password rules.
 """
 
 from __future__ import annotations
