@@ -87,8 +87,8 @@ def deliver(url: str, target: Path) -> Delivered:
     erase the most active learner of the first batches after batch ERASE_AFTER_BATCH."""
     sim = world()
     # the event log's month partitions before delivery, outside a transaction block, as the nightly
-    # run makes them ahead (on Citus, a partition made inside the tracker's transaction, or any
-    # transaction block, deadlocked with Citus' own connections to the workers)
+    # run makes them ahead (on Citus, making one in a transaction block that had already written
+    # deadlocked with Citus' own connections to the workers while this test was written)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("select app.ensure_study_event_partitions(%s, 0)", (END - timedelta(days=60),))
     with psycopg.connect(url) as conn:
