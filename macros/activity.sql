@@ -48,6 +48,34 @@
     and {{ alias }}.{{ time_column }} < {{ day_search_to(touched ~ '.local_date') }}
 {%- endmacro %}
 
+{#- 'true' when the target database has the citus extension (a Citus cluster, macros/citus.sql),
+    else empty, so `{% if is_citus() %}` reads it: asked once per run (the answer is kept in the
+    run's graph, which every model of the run shares); empty while dbt parses. -#}
+{% macro is_citus() -%}
+    {%- if execute -%}
+        {%- if graph.get('studyin_is_citus') is none -%}
+            {%- do graph.update({'studyin_is_citus': run_query(
+                "select exists (select 1 from pg_catalog.pg_extension where extname = 'citus')"
+            ).columns[0].values()[0]}) -%}
+        {%- endif -%}
+        {%- if graph.get('studyin_is_citus') -%}
+            true
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The planner fence of a LATERAL subquery that looks rows up per key (macros/activity.sql,
+    from_touched): `offset 0` on PostgreSQL, which keeps the subquery from being flattened into a
+    plain join, so each key is looked up through the indexes whatever the row estimates say.
+    Nothing on Citus: it cannot plan an offset (or limit) in a lateral subquery over a distributed
+    table that references an intermediate result; without it the lateral is a join on user_id that
+    Citus runs shard by shard on the workers, each against its own shard's indexes. -#}
+{% macro lateral_fence() -%}
+    {%- if not is_citus() -%}
+        offset 0
+    {%- endif -%}
+{%- endmacro %}
+
 {#-
   The FROM clause reading `relation` as `alias`: on an incremental run only its rows matching a
   touched key, through a LATERAL subquery per key of the CTE `touched` (`condition` relates the
@@ -63,7 +91,7 @@
             select keyed.*
             from {{ relation }} as keyed
             where {{ condition }}
-            offset 0  -- keeps the subquery from being flattened into a plain join
+            {{ lateral_fence() }}  -- keeps the subquery from being flattened into a plain join (PostgreSQL)
         ) as {{ alias }}
     {%- else -%}
         {{ relation }} as {{ alias }}

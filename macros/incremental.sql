@@ -124,8 +124,11 @@
 {#- The newest received_at and occurred time of an event table (warehouse_freshness): the rows
     received in the last var freshness_recent_days days, found through the received_at BRIN index;
     the whole table only when there are none. The newest event by occurred time is among them
-    whenever it occurred in that span, since an event is received after it occurs. -#}
+    whenever it occurred in that span, since an event is received after it occurs. The whole-table
+    read is gated by an uncorrelated `not exists` (one check, then skipped), not by a lateral join
+    on the recent result, which a Citus cluster cannot plan over a distributed table. -#}
 {% macro newest_event_times(label, relation, occurred_column) -%}
+    {%- set recent_since = "now() - interval '" ~ var("freshness_recent_days") ~ " days'" -%}
     select
         '{{ label }}' as object_name,
         coalesce(recent.newest_received_at, whole.newest_received_at) as newest_received_at,
@@ -135,15 +138,18 @@
             max(received_at) as newest_received_at,
             max({{ occurred_column }}) as newest_occurred_at
         from {{ relation }}
-        where received_at > now() - interval '{{ var("freshness_recent_days") }} days'
+        where received_at > {{ recent_since }}
     ) as recent
-    left join lateral (
+    cross join (
         select
             max(received_at) as newest_received_at,
             max({{ occurred_column }}) as newest_occurred_at
         from {{ relation }}
-        where recent.newest_received_at is null
-    ) as whole on true
+        where not exists (
+            select 1 from {{ relation }} as recent_rows
+            where recent_rows.received_at > {{ recent_since }}
+        )
+    ) as whole
 {%- endmacro %}
 
 {#- One row (object_name, materialization, model_name) per model of the project in schema marts

@@ -117,18 +117,38 @@
   erased). delete+insert only replaces the groups a run recomputes, and a group with no
   prediction left recomputes to no row at all. `relation` is where the predictions are counted
   (the ledger, alias ledger, or the weekly mart, alias weekly); `condition` matches its rows to
-  the mart's row (alias metrics). Each row of the mart is one index probe.
+  the mart's row (alias metrics). On PostgreSQL each row of the mart is one index probe (a
+  correlated not exists). On Citus the mart is a coordinator table and the ledger a distributed
+  one, which a correlated subquery cannot join: the groups that still have predictions are found
+  by one join of the two (Citus sends the small mart to the workers), the others deleted.
 -#}
 {% macro delete_groups_without_predictions(relation, alias, condition) -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} as metrics
-        where not exists (
-            select 1 from {{ ref(relation) }} as {{ alias }}
-            where {{ alias }}.prediction_kind = metrics.prediction_kind
-                and {{ alias }}.model_version = metrics.model_version
-                and {{ condition }}
-        )
+        {{ citus_dispatch('delete_groups_without_predictions', relation, alias, condition) }}
     {%- else -%}
         select 1
     {%- endif -%}
+{%- endmacro %}
+
+{% macro default__delete_groups_without_predictions(relation, alias, condition) -%}
+    delete from {{ this }} as metrics
+    where not exists (
+        select 1 from {{ ref(relation) }} as {{ alias }}
+        where {{ alias }}.prediction_kind = metrics.prediction_kind
+            and {{ alias }}.model_version = metrics.model_version
+            and {{ condition }}
+    )
+{%- endmacro %}
+
+{% macro citus__delete_groups_without_predictions(relation, alias, condition) -%}
+    {%- set keys = config.get('unique_key') -%}
+    delete from {{ this }}
+    where ({{ keys | join(', ') }}) not in (
+        select distinct {% for key in keys %}metrics.{{ key }}{{ ', ' if not loop.last }}{% endfor %}
+        from {{ this }} as metrics
+        inner join {{ ref(relation) }} as {{ alias }}
+            on {{ alias }}.prediction_kind = metrics.prediction_kind
+            and {{ alias }}.model_version = metrics.model_version
+            and {{ condition }}
+    )
 {%- endmacro %}

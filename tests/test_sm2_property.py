@@ -73,9 +73,21 @@ class State:
     next_review_date: date
 
 
-@pytest.fixture(scope="module")
-def sm2_db(database_factory: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = database_factory(prefix="studyin_sm2", migrated=False)
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def sm2_db(
+    request: pytest.FixtureRequest,
+    database_factory: Callable[..., str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    """The SM-2 functions installed on the single server, and on a Citus cluster (where dbt
+    creates them on the coordinator and Citus copies them to the workers, which run the fold over
+    distributed tables)."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("cluster_database_factory")(
+            prefix="studyin_sm2_cluster", migrated=False
+        )
+    else:
+        url = database_factory(prefix="studyin_sm2", migrated=False)
     run_dbt(
         ["run-operation", "install_sm2_functions"],
         url=url,

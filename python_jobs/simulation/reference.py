@@ -237,13 +237,17 @@ def load_reference(conn: psycopg.Connection, ref: Reference | None = None) -> Lo
         with cur.copy("copy _seed_relationships (f, t, k) from stdin") as copy:
             for rel in ref.relationships:
                 copy.write_row((rel.from_topic_id, rel.to_topic_id, rel.kind))
-        cur.execute(
-            """
-            delete from app.topic_relationships r
-            where not exists (
-                select 1 from _seed_relationships s
-                where s.f = r.from_topic_id and s.t = r.to_topic_id and s.k = r.kind)
-            """
+        # The stale relationships are found here, not by a delete correlated with the temporary
+        # table: on Citus app.topic_relationships is a reference table, which a modification
+        # cannot join to a table local to the coordinator.
+        seeded = {(rel.from_topic_id, rel.to_topic_id, rel.kind) for rel in ref.relationships}
+        stored = cur.execute(
+            "select from_topic_id, to_topic_id, kind from app.topic_relationships"
+        ).fetchall()
+        cur.executemany(
+            "delete from app.topic_relationships"
+            " where from_topic_id = %s and to_topic_id = %s and kind = %s",
+            sorted(set(stored) - seeded),
         )
         cur.execute(
             """

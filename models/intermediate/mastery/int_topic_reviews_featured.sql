@@ -85,7 +85,7 @@ topic_parents as (
             select reviews.*
             from reviews
             where reviews.user_id = recompute_learners.user_id
-            offset 0  -- noqa: AM09
+            {{ lateral_fence() }}
         ) as learner_history
     ),
 
@@ -103,7 +103,7 @@ topic_parents as (
                 -- a local day starts at most 14 hours before its UTC midnight
                 and fresh_attempts.answered_at
                 >= ((recompute_learners.recompute_from - 1)::timestamp at time zone 'UTC')
-            offset 0  -- noqa: AM09
+            {{ lateral_fence() }}
         ) as learner_attempts
     ),
 {% else %}

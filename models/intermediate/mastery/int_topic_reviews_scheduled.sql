@@ -70,7 +70,7 @@ history_attempts as (
 
     prior_states as materialized (
         -- the stored review just before each replay: the state the replay folds forward from
-        select
+        select {% if is_citus() %}distinct on (replay_starts.user_id, replay_starts.topic_id){% endif %}
             replay_starts.user_id,
             replay_starts.topic_id,
             stored_review.review_date as prior_review_date,
@@ -83,27 +83,40 @@ history_attempts as (
             stored_review.cumulative_first_attempts as prior_cumulative_first_attempts,
             stored_review.cumulative_first_attempts_correct as prior_cumulative_first_attempts_correct,
             stored_review.state_received_at as prior_state_received_at
-        from replay_starts
-        cross join lateral (
-            select
-                this_model.review_date,
-                this_model.review_number,
-                this_model.easiness,
-                this_model.repetitions,
-                this_model.interval_days,
-                this_model.cumulative_attempts,
-                this_model.cumulative_correct_attempts,
-                this_model.cumulative_first_attempts,
-                this_model.cumulative_first_attempts_correct,
-                this_model.state_received_at
-            from {{ this }} as this_model
-            where
-                this_model.user_id = replay_starts.user_id
-                and this_model.topic_id = replay_starts.topic_id
-                and this_model.review_date < replay_starts.replay_from
-            order by this_model.review_date desc
-            limit 1
-        ) as stored_review
+        {%- if is_citus() %}
+            -- Citus cannot plan a lateral's limit over a distributed table: the pair's earlier
+            -- reviews joined on user_id (run shard by shard), the latest kept by distinct on
+            from replay_starts
+            inner join {{ this }} as stored_review
+                on
+                    replay_starts.user_id = stored_review.user_id
+                    and replay_starts.topic_id = stored_review.topic_id
+                    and replay_starts.replay_from > stored_review.review_date
+            order by replay_starts.user_id, replay_starts.topic_id, stored_review.review_date desc
+        {%- else %}
+            -- one probe of the (user_id, topic_id, review_date) index per pair
+            from replay_starts
+            cross join lateral (
+                select
+                    this_model.review_date,
+                    this_model.review_number,
+                    this_model.easiness,
+                    this_model.repetitions,
+                    this_model.interval_days,
+                    this_model.cumulative_attempts,
+                    this_model.cumulative_correct_attempts,
+                    this_model.cumulative_first_attempts,
+                    this_model.cumulative_first_attempts_correct,
+                    this_model.state_received_at
+                from {{ this }} as this_model
+                where
+                    this_model.user_id = replay_starts.user_id
+                    and this_model.topic_id = replay_starts.topic_id
+                    and this_model.review_date < replay_starts.replay_from
+                order by this_model.review_date desc
+                limit 1
+            ) as stored_review
+        {%- endif %}
     ),
 
     replayed_attempts as materialized (
@@ -135,7 +148,7 @@ history_attempts as (
                 and history_attempts.local_date >= replay_learners.replay_from
                 -- a local day starts at most 14 hours before its UTC midnight
                 and history_attempts.answered_at >= ((replay_learners.replay_from - 1)::timestamp at time zone 'UTC')
-            offset 0  -- noqa: AM09
+            {{ lateral_fence() }}
         ) as learner_history
     ),
 {% else %}

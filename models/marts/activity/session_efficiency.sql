@@ -5,7 +5,7 @@
         unique_key='session_id',
         on_schema_change='fail',
         indexes=[
-            {'columns': ['session_id'], 'unique': True},
+            {'columns': ['session_id', 'user_id'], 'unique': True},
             {'columns': ['user_id', 'local_date']},
         ],
         post_hook="{{ advance_watermark(['stg_app__study_events']) }}",

@@ -5,7 +5,7 @@
         unique_key='exam_event_id',
         on_schema_change='fail',
         indexes=[
-            {'columns': ['exam_event_id'], 'unique': True},
+            {'columns': ['exam_event_id', 'user_id'], 'unique': True},
             {'columns': ['received_at']},
         ],
         post_hook=[

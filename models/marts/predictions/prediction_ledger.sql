@@ -5,7 +5,7 @@
         unique_key=['prediction_kind', 'prediction_id'],
         on_schema_change='fail',
         indexes=[
-            {'columns': ['prediction_kind', 'prediction_id'], 'unique': True},
+            {'columns': ['prediction_kind', 'prediction_id', 'user_id'], 'unique': True},
             {'columns': ['prediction_kind', 'model_version', 'predicted_for']},
             {'columns': ['received_at']},
         ],
