@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import psycopg
 
 from python_jobs.paths import PROJECT_ROOT
-from python_jobs.warehouse import db, migrate
+from python_jobs.warehouse import cluster, db, migrate
 
 log = logging.getLogger("studyin.demo")
 
@@ -30,11 +30,15 @@ def prepare_database(fresh: bool) -> str:
     """Start the server; on the embedded server, start from an empty demo database."""
     url = db.ensure_server()
     if fresh and db.uses_embedded():
-        admin = db.with_database(url, "postgres")
         name = db.parse_url(url).dbname
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-            conn.execute(f'create database "{name}"')
+        workers = db.cluster_workers()
+        if workers:  # every node's copy, made again with Citus and the workers registered
+            cluster.drop_database(name, workers)
+            url = cluster.prepare_database(name, workers)
+        else:
+            with psycopg.connect(db.with_database(url, "postgres"), autocommit=True) as conn:
+                conn.execute(f'drop database if exists "{name}" with (force)')
+                conn.execute(f'create database "{name}"')
         log.info("recreated database %s", name)
     return url
 

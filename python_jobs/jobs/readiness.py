@@ -123,6 +123,7 @@ from python_jobs.jobs.report import (
     require_relations,
 )
 from python_jobs.paths import PROJECT_ROOT
+from python_jobs.warehouse import db
 
 log = logging.getLogger(__name__)
 
@@ -1118,6 +1119,7 @@ def run_exam_readiness(
 ) -> RunReport:
     """Train (or fall back to the heuristic), score every active learner, write ml tables."""
     options = options or ReadinessOptions()
+    db.one_connection_per_node(conn)  # it writes ml tables Citus keeps as reference tables
     with threadpool_limits(limits=options.threads):
         return _run(conn, options)
 

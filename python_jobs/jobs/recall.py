@@ -36,6 +36,7 @@ from scipy.special import expit
 
 from python_jobs.jobs.probability_metrics import probability_metrics
 from python_jobs.jobs.report import DBT_FIRST, RunReport, query_frame, require_relations
+from python_jobs.warehouse import db
 
 log = logging.getLogger("studyin.recall")
 
@@ -245,6 +246,7 @@ def run_recall(conn: psycopg.Connection, options: RecallOptions | None = None) -
     started = time.perf_counter()
     as_of = options.as_of or datetime.now(UTC).date()
     report = RunReport(job="recall", as_of=as_of.isoformat())
+    db.one_connection_per_node(conn)  # it writes ml tables Citus keeps as reference tables
     require_relations(conn, {FEATURED: DBT_FIRST})
     newest = newest_fit(conn)
     if (

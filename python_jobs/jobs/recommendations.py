@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime
 import psycopg
 
 from python_jobs.jobs.report import DBT_FIRST, JobError, RunReport, require_relations
+from python_jobs.warehouse import db
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +170,17 @@ last_answers as (
         answers.answered_at
     from top_gaps
     cross join lateral (
-        select distinct on (attempts.question_id)
+        -- user_id leads the distinct-on list (a constant here): Citus pushes a distinct on down
+        -- to the shards only when it holds the distribution column
+        select distinct on (attempts.user_id, attempts.question_id)
             attempts.question_id,
             attempts.is_correct,
             attempts.answered_at
         from app.question_attempts as attempts
         where attempts.user_id = top_gaps.user_id and attempts.topic_id = top_gaps.topic_id
-        order by attempts.question_id, attempts.answered_at desc, attempts.event_id desc
+        order by
+            attempts.user_id, attempts.question_id, attempts.answered_at desc,
+            attempts.event_id desc
         offset 0
     ) as answers
 ),
@@ -289,12 +294,90 @@ from candidates
 COLUMNS = "user_id, topic_id, rank, action, target_id, reason"
 
 
+# On Citus, the lateral lookups that join a learner's rows to reference tables (the taxonomy,
+# the materials) become plain joins on the learner, which it runs on each learner's shard: it
+# cannot plan an outer lateral join beside a reference table, nor an offset-0 fence in a lateral.
+CITUS_JOINS = {
+    """    left join lateral (
+        select
+            case top_gaps.score_name
+                when 'knowledge estimate' then current_state.knowledge_estimate
+                else current_state.mastery
+            end as score
+        from marts.topic_mastery_current as current_state
+        where
+            current_state.user_id = top_gaps.user_id
+            and current_state.topic_id = relationships.from_topic_id
+        offset 0
+    ) as prerequisite_state on true
+""": """    left join (
+        select
+            current_state.user_id,
+            current_state.topic_id,
+            current_state.knowledge_estimate,
+            current_state.mastery
+        from marts.topic_mastery_current as current_state
+    ) as prerequisite_levels
+        on
+            top_gaps.user_id = prerequisite_levels.user_id
+            and relationships.from_topic_id = prerequisite_levels.topic_id
+    cross join lateral (
+        select
+            case top_gaps.score_name
+                when 'knowledge estimate' then prerequisite_levels.knowledge_estimate
+                else prerequisite_levels.mastery
+            end as score
+    ) as prerequisite_state
+""",
+    """    cross join lateral (
+        select
+            count(*) as interactions,
+            max(interactions.progress) as progress,
+            coalesce(bool_or(interactions.interaction_type = 'complete'), false) as is_completed
+        from app.material_interactions as interactions
+        where interactions.user_id = top_gaps.user_id and interactions.material_id = materials.id
+        offset 0
+    ) as progress
+""": """    left join (
+        select
+            interactions.user_id,
+            interactions.material_id,
+            count(*) as interactions,
+            max(interactions.progress) as progress,
+            bool_or(interactions.interaction_type = 'complete') as is_completed
+        from app.material_interactions as interactions
+        group by interactions.user_id, interactions.material_id
+    ) as opened
+        on top_gaps.user_id = opened.user_id and materials.id = opened.material_id
+    cross join lateral (
+        select
+            coalesce(opened.interactions, 0) as interactions,
+            opened.progress,
+            coalesce(opened.is_completed, false) as is_completed
+    ) as progress
+""",
+}
+
+
+def recommendations_sql(citus: bool) -> str:
+    """RECOMMENDATIONS_SQL, on Citus with CITUS_JOINS and without the remaining offset-0 fence."""
+    if not citus:
+        return RECOMMENDATIONS_SQL
+    sql = RECOMMENDATIONS_SQL
+    for plain, distributed in CITUS_JOINS.items():
+        if plain not in sql:
+            raise AssertionError("recommendations_sql: CITUS_JOINS no longer matches the query")
+        sql = sql.replace(plain, distributed)
+    return sql.replace("        offset 0\n", "")
+
+
 def run_gap_recommendations(
     conn: psycopg.Connection, options: RecommendationOptions | None = None
 ) -> RunReport:
     """Compute today's recommendations and replace today's rows for the learners covered."""
     options = options or RecommendationOptions()
     started = time.monotonic()
+    db.one_connection_per_node(conn)  # it writes ml tables Citus keeps as reference tables
     require_relations(
         conn,
         {
@@ -328,7 +411,7 @@ def run_gap_recommendations(
         conn.commit()  # the job's write is its own transaction (see module docstring)
     with conn.transaction():
         conn.execute("drop table if exists gap_recommendations_new")
-        conn.execute(RECOMMENDATIONS_SQL, params)
+        conn.execute(recommendations_sql(db.is_citus(conn)), params)
         new_rows = conn.execute("select count(*) from gap_recommendations_new").fetchone()[0]
         stored = f"""
             select {COLUMNS} from ml.gap_recommendations

@@ -76,6 +76,7 @@ import dataclasses
 import heapq
 import math
 import random
+import re
 import struct
 import time
 import uuid
@@ -101,6 +102,7 @@ from python_jobs.ingest.events import (
     SessionStart,
 )
 from python_jobs.simulation.reference import Reference, load_reference, reference
+from python_jobs.warehouse import db
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -1604,6 +1606,62 @@ comment on table sim.attempts is
 """
 
 
+# On a Citus cluster the truth sits beside the learners it describes: the learner tables are
+# distributed on user_id with app.users (so their keys carry user_id), sim.runs is a reference
+# table. Citus refuses a foreign key from a local table to a distributed one, so there the tables
+# are made without their foreign keys, placed, and the keys added afterwards.
+SIM_FOREIGN_KEY = re.compile(r" references (\w+\.\w+) \((\w+)\)( on delete cascade)?")
+SIM_REKEYED = ("exams", "attempts")  # keyed on event_id alone on plain PostgreSQL
+
+
+def _sim_foreign_keys() -> dict[str, list[str]]:
+    """Per sim table, its foreign keys as ALTER TABLE clauses, read from SIM_DDL."""
+    keys: dict[str, list[str]] = {}
+    table = ""
+    for line in SIM_DDL.splitlines():
+        if line.startswith("create table if not exists sim."):
+            table = line.split()[5].removeprefix("sim.")
+        found = SIM_FOREIGN_KEY.search(line)
+        if found:
+            column = line.split()[0]
+            keys.setdefault(table, []).append(
+                f"add foreign key ({column}) references {found[1]} ({found[2]}){found[3] or ''}"
+            )
+    return keys
+
+
+def create_sim_schema(cur: psycopg.Cursor[Any]) -> None:
+    """The sim schema (SIM_DDL); on Citus placed as described above. Idempotent."""
+    if not db.is_citus(cur.connection):
+        cur.execute(SIM_DDL)
+        return
+    db.one_connection_per_node(cur.connection)
+    placed = {
+        name
+        for (name,) in cur.execute(
+            "select logicalrelid::regclass::text from pg_dist_partition"
+        ).fetchall()
+    }
+    # one statement at a time: Citus forwards a statement's whole query text to the workers
+    for statement in re.split(r";\s*\n", SIM_FOREIGN_KEY.sub("", SIM_DDL)):
+        if statement.strip():
+            cur.execute(statement)
+    if "sim.runs" not in placed:
+        cur.execute("select create_reference_table('sim.runs')")
+    for table, keys in _sim_foreign_keys().items():
+        if table == "runs" or f"sim.{table}" in placed:
+            continue
+        if table in SIM_REKEYED:
+            cur.execute(f"alter table sim.{table} drop constraint {table}_pkey")
+            cur.execute(f"alter table sim.{table} add primary key (user_id, event_id)")
+        cur.execute(
+            "select create_distributed_table(%s, 'user_id', colocate_with => 'app.users')",
+            (f"sim.{table}",),
+        )
+        for key in keys:  # Citus takes one ADD CONSTRAINT per statement
+            cur.execute(f"alter table sim.{table} {key}")
+
+
 @dataclass
 class SimulationSummary:
     """What ``simulate`` did (printed by ``studyin simulate``)."""
@@ -1668,6 +1726,7 @@ def prepare(conn: psycopg.Connection, sim: Simulation) -> None:
     Idempotent: learners already present are left as they are.
     """
     load_reference(conn, sim.ref)
+    db.one_connection_per_node(conn)  # on Citus, for the sim schema's DDL after the inserts
     with conn.cursor() as cur:
         cur.execute(
             "create temporary table _sim_users (like app.users including defaults) on commit drop"
@@ -1682,7 +1741,7 @@ def prepare(conn: psycopg.Connection, sim: Simulation) -> None:
             "select id, created_at, timezone, cohort, exam_target, exam_date from _sim_users "
             "on conflict (id) do nothing"
         )
-        cur.execute(SIM_DDL)
+        create_sim_schema(cur)
     conn.commit()
 
 
@@ -1696,7 +1755,7 @@ def save_truth(conn: psycopg.Connection, sim: Simulation, run: dict[str, Any]) -
     sim.attempts, replacing earlier truth of the same learners; commits and returns the run id."""
     end_ts = sim.end
     with conn.cursor() as cur:
-        cur.execute(SIM_DDL)
+        create_sim_schema(cur)
         columns = ", ".join(run)
         placeholders = ", ".join(["%s"] * len(run))
         cur.execute(

@@ -204,6 +204,21 @@ def connect(url: str | None = None, autocommit: bool = False) -> psycopg.Connect
     return psycopg.connect(url or database_url(), autocommit=autocommit)
 
 
+def is_citus(conn: psycopg.Connection) -> bool:
+    """Whether the database is a Citus coordinator (its metadata catalogue exists)."""
+    return conn.execute("select to_regclass('pg_catalog.pg_dist_partition')").fetchone() != (None,)
+
+
+def one_connection_per_node(conn: psycopg.Connection) -> None:
+    """On Citus, run this session's multi-shard statements over one connection per node.
+
+    A transaction that writes a reference table (the model stores) or DDL after a multi-shard
+    statement is refused otherwise ("there was a parallel operation on a distributed table"). The
+    jobs and the simulator call it on their own connections; a no-op on plain PostgreSQL."""
+    if is_citus(conn):
+        conn.execute("set citus.multi_shard_modify_mode to 'sequential'")
+
+
 def dbt_env(url: str | None = None) -> dict[str, str]:
     """Environment variables the generated profiles.yml reads through env_var()."""
     p = parse_url(url or database_url())
