@@ -60,6 +60,7 @@ log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "cache"  # history state and held-back days, kept between runs
 SEED = 2026
+SLOWEST_NODES = 12  # dbt nodes listed per nightly run, slowest first
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ TARGETS = {
     "nightly_run_s": ("<", 60),
     "cost_ratio": ("<=", 1.3),
     "full_rebuild_s": ("<", 900),
+    "full_rebuild_group_by_ratio": (">=", 1 / 3),
+    "nightly_floor_multiple": ("<=", 5),
     "dashboard_p95_ms": ("<", 20),
     "job_peak_rss_mb": ("<", 2048),
 }
@@ -290,9 +293,15 @@ def measure_nightly(
     names: list[str], profile: Profile, target: Path, nightly_runs: int
 ) -> dict[str, Any]:
     """Deliver the next `nightly_runs` held-back days into each history, timing `studyin run`
-    after each day. One history is measured after the other, as a server holds one warehouse:
-    alternating them day by day made each evict the other's pages from the OS cache (together
-    they are larger than this machine's memory)."""
+    after each day, then the plain-SQL floor of the same day (bench/floor.py: the rows received
+    since the newest received_at before the delivery, their touched keys rewritten) on the same
+    database: the run as a multiple of the floor is the median of each day's own ratio. The
+    floor runs after the nightly, so it finds the day's pages as warm as the run left them (a
+    floor favoured by the cache makes the multiple larger, not smaller). One history is measured
+    after the other, as a server holds one warehouse: alternating them day by day made each evict
+    the other's pages from the OS cache (together they are larger than this machine's memory)."""
+    from bench.floor import newest_received_at, prepare_floor
+
     increments = pickle.loads(_increments_file(profile).read_bytes())
     # The held-back days are about 11 million Python objects; a full garbage collection walking
     # them takes 5 s, and one fell inside a timed run at random. Frozen, the collector skips them
@@ -300,51 +309,123 @@ def measure_nightly(
     gc.freeze()
     first = _state(names[0])["delivered"]
     days = range(first + 1, first + nightly_runs + 1)
-    runs: dict[str, list[float]] = {name: [] for name in names}
-    steps: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    results: dict[str, dict[str, Any]] = {}
     sizes = [len(increments[day - 1]) for day in days]
     for name in names:
         url = db.with_database(_admin(), name)
+        if not _floor_prepared(url):
+            log.info("floor %s: scratch tables built in %.0fs", name, prepare_floor(url))
+        nights = []
         for day in days:
-            events = increments[day - 1]
+            since = newest_received_at(url)
             with psycopg.connect(url) as conn:
-                Tracker(conn, trust_received_at=True).track_batch(events)
-            started = time.monotonic()
-            steps[name].append(run_pipeline(RunContext(url=url, target_path=target)))
-            runs[name].append(time.monotonic() - started)
+                Tracker(conn, trust_received_at=True).track_batch(increments[day - 1])
+            nights.append(_night(url, target, since))
             _state_file(name).write_text(json.dumps({**_state(name), "delivered": day}))
-            log.info("nightly %s day %d: %s events, %.1fs", name, day, len(events), runs[name][-1])
+            log.info(
+                "nightly %s day %d: %s events, run %.1fs, floor %.2fs (x%.1f)",
+                name,
+                day,
+                sizes[len(nights) - 1],
+                nights[-1]["run_s"],
+                nights[-1]["floor"]["seconds"],
+                nights[-1]["floor_multiple"],
+            )
+        results[name] = _nightly_figures(list(days), sizes, nights)
+    return results
+
+
+def _floor_prepared(url: str) -> bool:
+    from bench.floor import prepared
+
+    with psycopg.connect(url) as conn:
+        return prepared(conn)
+
+
+def _night(url: str, target: Path, since: datetime | None) -> dict[str, Any]:
+    """One timed `studyin run` (its steps, dbt's parse and slowest nodes), then the day's floor."""
+    from bench.floor import measure_floor
+
+    ctx = RunContext(url=url, target_path=target)
+    started = time.monotonic()
+    steps = run_pipeline(ctx)
+    run_s = time.monotonic() - started
+    floor = asdict(measure_floor(url, since or datetime.min.replace(tzinfo=UTC)))
+    nodes = ctx.dbt.node_seconds if ctx.dbt else {}
+    slowest = dict(sorted(nodes.items(), key=lambda kv: -kv[1])[:SLOWEST_NODES])
     return {
-        name: {
-            "held_back_days": list(days),
-            "increment_events": sizes,
-            "runs_s": seconds,
-            "median_s": statistics.median(seconds),
-            "step_s": steps[name],
-        }
-        for name, seconds in runs.items()
+        "run_s": run_s,
+        "step_s": steps,
+        "dbt_parse_s": ctx.dbt.parse_seconds if ctx.dbt else None,
+        "dbt_nodes": len(nodes),
+        "dbt_node_s_total": sum(nodes.values()),
+        "slowest_nodes_s": slowest,
+        "floor": floor,
+        "floor_multiple": run_s / floor["seconds"],
+    }
+
+
+def _nightly_figures(
+    days: list[int], sizes: list[int], nights: list[dict[str, Any]]
+) -> dict[str, Any]:
+    seconds = [n["run_s"] for n in nights]
+    return {
+        "held_back_days": days,
+        "increment_events": sizes,
+        "runs_s": seconds,
+        "median_s": statistics.median(seconds),
+        "step_s": [n["step_s"] for n in nights],
+        "floor_runs_s": [n["floor"]["seconds"] for n in nights],
+        "floor_median_s": statistics.median(n["floor"]["seconds"] for n in nights),
+        "floor_multiples": [n["floor_multiple"] for n in nights],
+        "floor_multiple": statistics.median(n["floor_multiple"] for n in nights),
+        "nights": nights,
     }
 
 
 def measure_full_rebuild(name: str, target: Path, repeat: int) -> dict[str, Any]:
     """`dbt run --full-refresh`: every model rebuilt from the whole history, in place (the same
-    rows). Data tests are not part of the figure: the nightly run and --full-checks time them."""
+    rows), beside the single-pass GROUP BY of bench/floor.py over the same events, alternated in
+    the same run: the ratio of the two rates is the median of each repeat's own ratio. Data tests
+    are not part of the figure: the nightly run and --full-checks time them. The slowest models
+    of the last rebuild come from dbt's run_results.json."""
+    from bench.floor import measure_group_by
+
     url = db.with_database(_admin(), name)
     with psycopg.connect(url) as conn:
         events = conn.execute("select count(*) from app.study_events").fetchone()[0]
-    seconds = []
+    seconds, group_by, ratios = [], [], []
     for _ in range(repeat):
+        group_by.append(measure_group_by(url))
         started = time.monotonic()
         run_dbt(["run", "--full-refresh"], url=url, target_path=target)
         seconds.append(time.monotonic() - started)
-        log.info("full rebuild %s: %.0fs", name, seconds[-1])
+        ratios.append(group_by[-1]["seconds"] / seconds[-1])
+        log.info(
+            "full rebuild %s: %.0fs; GROUP BY %.1fs; rebuild rate / GROUP BY rate %.3f",
+            name,
+            seconds[-1],
+            group_by[-1]["seconds"],
+            ratios[-1],
+        )
     median = statistics.median(seconds)
     return {
         "events": events,
         "runs_s": seconds,
         "median_s": median,
         "events_per_s": events / median,
+        "group_by_runs_s": [g["seconds"] for g in group_by],
+        "group_by_events_per_s": statistics.median(g["events_per_s"] for g in group_by),
+        "group_by_ratios": ratios,
+        "group_by_ratio": statistics.median(ratios),
+        "slowest_models_s": _slowest_models(target),
     }
+
+
+def _slowest_models(target: Path) -> dict[str, float]:
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    timed = sorted(results, key=lambda r: -r["execution_time"])[:SLOWEST_NODES]
+    return {r["unique_id"]: r["execution_time"] for r in timed}
 
 
 def measure_dashboards(template: str, target: Path, calls: int) -> list[dict[str, Any]]:
@@ -431,6 +512,14 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
             figures["nightly"]["median_s"],
             ".1f",
         )
+    if "nightly" in figures:
+        night = figures["nightly"]
+        add(
+            f"nightly / plain-SQL floor of the same day (floor {night['floor_median_s']:.2f} s)",
+            "nightly_floor_multiple",
+            night["floor_multiple"],
+            ".1f",
+        )
     if "cost_ratio" in figures:
         add(
             f"cost ratio {profile.days} d / {profile.short_days} d",
@@ -445,6 +534,13 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
             "full_rebuild_s",
             fr["median_s"],
             ".1f",
+        )
+        add(
+            f"full rebuild rate / single-pass GROUP BY rate "
+            f"({fr['group_by_events_per_s']:,.0f} events/s)",
+            "full_rebuild_group_by_ratio",
+            fr["group_by_ratio"],
+            ".3f",
         )
     for q in figures.get("dashboards", []):
         add(
