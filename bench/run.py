@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run --profile small            # smoke run, a few minutes
     .venv/bin/python -m bench.run --profile large            # 10,000 learners x 90 days
     .venv/bin/python -m bench.run --profile large --only nightly,dashboards
+    .venv/bin/python -m bench.run --profile xlarge --users 300 --days 6   # its path, reduced
 
 Figures (issue 6):
   ingest       tracker batch path, events/s (median of --ingest-runs) target >= 50,000
@@ -42,7 +43,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,8 @@ class Profile:
     ingest_events: int
     dashboard_calls: int  # per client per query
     held_back_days: int  # days simulated after the history, delivered one per nightly run
+    # built in place one day at a time, held-back days kept one file per day (bench/in_place.py)
+    by_day: bool = False
 
 
 PROFILES = {
@@ -92,6 +95,18 @@ PROFILES = {
         ingest_events=1_000_000,
         dashboard_calls=200,
         held_back_days=9,
+    ),
+    # 50,000 learners x 30 days (about 60M events): built day by day so that both histories fit
+    # this disk and no more than one day of events is in memory (bench/in_place.py)
+    "xlarge": Profile(
+        "xlarge",
+        users=50_000,
+        days=30,
+        short_days=10,
+        ingest_events=1_000_000,
+        dashboard_calls=200,
+        held_back_days=3,
+        by_day=True,
     ),
 }
 
@@ -130,6 +145,30 @@ def _state_file(name: str) -> Path:
 
 def _increments_file(profile: Profile) -> Path:
     return CACHE / f"bench_{profile.name}.increments.pickle"
+
+
+def _increments_ready(profile: Profile, delivered: int, nightly_runs: int) -> bool:
+    if not profile.by_day:
+        return _increments_file(profile).exists()
+    from bench.in_place import day_file
+
+    wanted = range(delivered + 1, delivered + nightly_runs + 1)
+    return all(day_file(CACHE, profile.name, day).exists() for day in wanted)
+
+
+class _Increments:
+    """The held-back days' events: one pickle of every day, or one file per day (by_day)."""
+
+    def __init__(self, profile: Profile) -> None:
+        self._profile = profile
+        self._all = None if profile.by_day else pickle.loads(_increments_file(profile).read_bytes())
+
+    def day(self, day: int) -> list[Event]:
+        if self._all is not None:
+            return self._all[day - 1]
+        from bench.in_place import day_events
+
+        return list(day_events(CACHE, self._profile.name, day))
 
 
 def _create_database(name: str) -> str:
@@ -208,13 +247,16 @@ def build_histories(
         len(delivered) == 1
         and (done := delivered.pop()) is not None
         and done + nightly_runs <= profile.held_back_days
-        and _increments_file(profile).exists()
+        and _increments_ready(profile, done, nightly_runs)
     ):
         log.info("histories %s: reusing, %d held-back days delivered", ", ".join(names), done)
         return long_name, short_name
 
     # before the hour-long load, not after it: the held-back days are written here at its end
     CACHE.mkdir(parents=True, exist_ok=True)
+    if profile.by_day:
+        _build_by_day(profile, target, long_name, short_name)
+        return long_name, short_name
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     cutoff = end - timedelta(days=profile.held_back_days)
     short_from = cutoff - timedelta(days=profile.short_days)
@@ -257,21 +299,48 @@ def build_histories(
     )
     _increments_file(profile).write_bytes(pickle.dumps(increments))
     for name in names:
-        started = time.monotonic()
-        url = db.with_database(_admin(), name)
-        step_s = run_pipeline(RunContext(url=url, target_path=target))
-        seconds = time.monotonic() - started
-        log.info("history %s: first full pipeline in %.0fs", name, seconds)
-        vacuum_s = _vacuum(url)
-        log.info("history %s: vacuum (analyze) in %.0fs", name, vacuum_s)
-        state = {
-            "delivered": 0,
-            "first_run_s": seconds,
-            "first_run_step_s": step_s,
-            "vacuum_s": vacuum_s,
-        }
-        _state_file(name).write_text(json.dumps(state))
+        _first_run(name, target)
     return long_name, short_name
+
+
+def _first_run(name: str, target: Path) -> None:
+    """A history's first full pipeline run and VACUUM (ANALYZE), recorded in its state file."""
+    started = time.monotonic()
+    url = db.with_database(_admin(), name)
+    step_s = run_pipeline(RunContext(url=url, target_path=target))
+    seconds = time.monotonic() - started
+    log.info("history %s: first full pipeline in %.0fs", name, seconds)
+    vacuum_s = _vacuum(url)
+    log.info("history %s: vacuum (analyze) in %.0fs", name, vacuum_s)
+    state = {
+        "delivered": 0,
+        "first_run_s": seconds,
+        "first_run_step_s": step_s,
+        "vacuum_s": vacuum_s,
+    }
+    _state_file(name).write_text(json.dumps(state))
+
+
+def _build_by_day(profile: Profile, target: Path, long_name: str, short_name: str | None) -> None:
+    """The histories built in place one day at a time (bench/in_place.py), then their first run;
+    the per-day loads and the full profile's estimated build time and disk go to the log and to
+    the long history's state file."""
+    from bench.in_place import build_by_day, estimate
+
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    urls = {"long": _create_database(long_name)}
+    if short_name:
+        urls["short"] = _create_database(short_name)
+    started = time.monotonic()
+    loads = build_by_day(profile, urls, end, CACHE, SEED)
+    log.info("histories by day: %.0fs", time.monotonic() - started)
+    for name in [n for n in (long_name, short_name) if n]:
+        _first_run(name, target)
+    full = PROFILES[profile.name]
+    guess = estimate(loads, profile.users, full.days, full.users)
+    log.info("estimated full %s build: %s", full.name, json.dumps(guess))
+    state = {**_state(long_name), "day_loads": [asdict(d) for d in loads], "estimate": guess}
+    _state_file(long_name).write_text(json.dumps(state))
 
 
 def _vacuum(url: str) -> float:
@@ -302,7 +371,7 @@ def measure_nightly(
     the other's pages from the OS cache (together they are larger than this machine's memory)."""
     from bench.floor import newest_received_at, prepare_floor
 
-    increments = pickle.loads(_increments_file(profile).read_bytes())
+    increments = _Increments(profile)
     # The held-back days are about 11 million Python objects; a full garbage collection walking
     # them takes 5 s, and one fell inside a timed run at random. Frozen, the collector skips them
     # (`studyin run` from cron holds no such objects).
@@ -310,7 +379,7 @@ def measure_nightly(
     first = _state(names[0])["delivered"]
     days = range(first + 1, first + nightly_runs + 1)
     results: dict[str, dict[str, Any]] = {}
-    sizes = [len(increments[day - 1]) for day in days]
+    sizes: list[int] = []
     for name in names:
         url = db.with_database(_admin(), name)
         if not _floor_prepared(url):
@@ -318,8 +387,12 @@ def measure_nightly(
         nights = []
         for day in days:
             since = newest_received_at(url)
+            events = increments.day(day)
+            if len(sizes) < len(days):
+                sizes.append(len(events))
             with psycopg.connect(url) as conn:
-                Tracker(conn, trust_received_at=True).track_batch(increments[day - 1])
+                Tracker(conn, trust_received_at=True).track_batch(events)
+            del events
             nights.append(_night(url, target, since))
             _state_file(name).write_text(json.dumps({**_state(name), "delivered": day}))
             log.info(
@@ -576,6 +649,15 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
     return head + "\n".join(rows) + "\n" + notes
 
 
+def _sized(profile: Profile, users: int | None, days: int | None) -> Profile:
+    """The profile at another size (--users, --days): the same code path, smaller."""
+    if users is None and days is None:
+        return profile
+    days = days or profile.days
+    short_days = min(profile.short_days, max(1, days // 3))
+    return replace(profile, users=users or profile.users, days=days, short_days=short_days)
+
+
 ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory")
 
 
@@ -604,11 +686,19 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="held-back days delivered and timed per nightly median (default 3)",
     )
+    parser.add_argument(
+        "--users", type=int, help="learners instead of the profile's (a reduced run of its path)"
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        help="history days instead of the profile's; the short history keeps a third of them",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"
     )
-    profile = PROFILES[args.profile]
+    profile = _sized(PROFILES[args.profile], args.users, args.days)
     wanted = [w for w in args.only.split(",") if w]
     unknown = set(wanted) - set(ALL)
     if unknown:

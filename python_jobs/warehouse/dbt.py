@@ -138,6 +138,15 @@ class DbtSession:
         self._messages.clear()
         return self._runner
 
+    @property
+    def manifest(self):  # dbt's Manifest, parsed on first use
+        return self._parsed_runner().manifest
+
+    @property
+    def vars_args(self) -> list[str]:
+        """The --vars arguments every command of the session gets."""
+        return list(self._vars)
+
     def run(self, args: list[str]) -> None:
         """Run `dbt <args>` (e.g. ["build", "--select", "x"]); raise DbtError on failure."""
         runner = self._parsed_runner()
