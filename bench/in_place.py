@@ -162,10 +162,15 @@ def _write_day(path: Path, events: Iterator[Event]) -> int:
     return count
 
 
-def estimate(loads: list[DayLoad], users: int, days: int, full_users: int) -> dict[str, Any]:
+def estimate(
+    loads: list[DayLoad], users: int, days: int, full_users: int, short_days: int = 0
+) -> dict[str, Any]:
     """The full profile's build time and disk, scaled from a reduced build's per-day loads: the
     events per learner-day, seconds per event and bytes per event of its last half of days (the
-    first days of a simulation start from empty learners and an empty database)."""
+    first days of a simulation start from empty learners and an empty database). The seconds
+    include the simulation and the short history's share of each day; the bytes are the event
+    tables' (the warehouse is built after the history), for the long history and, when
+    `short_days` is given, the short one beside it."""
     steady = loads[len(loads) // 2 :] or loads
     events = sum(d.events for d in steady)
     seconds = sum(d.seconds for d in steady)
@@ -183,6 +188,9 @@ def estimate(loads: list[DayLoad], users: int, days: int, full_users: int) -> di
         "full_events": full_events,
         "full_delivery_hours": full_events / (events / seconds) / 3600 if seconds else math.nan,
         "full_database_gb": full_events * grown / events / 1e9 if events else math.nan,
+        "full_with_short_gb": (
+            full_events * (1 + short_days / days) * grown / events / 1e9 if events else math.nan
+        ),
     }
 
 

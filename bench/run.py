@@ -9,10 +9,26 @@ Figures (issue 6):
   ingest       tracker batch path, events/s (median of --ingest-runs) target >= 50,000
                and over a plain binary COPY of the same rows, same run  target >= 1/3
   nightly      `studyin run` after one new day of events, s        target < 60
+               and over the plain-SQL floor of the same day (issue 18) target <= 5
   cost_ratio   the same increments on `days` vs `short_days` history target <= 1.3
   full_rebuild `dbt run --full-refresh` of every model, s           target < 900 (and events/s)
+               its events/s over a single-pass GROUP BY's (issue 18) target >= 1/3
   dashboards   analyses/ queries, 8 concurrent clients, p95 ms      target < 20 per query
   job_memory   peak RSS of each python job, MB                       target < 2,048
+  storage      bytes per stored event (bench/storage.py, when present: see measure_storage)
+
+The floor and the GROUP BY are plain SQL of bench/floor.py (its docstring says exactly what each
+does), run on the same database in the same run: after each timed nightly run, the floor reads the
+rows received since the newest received_at before that day's delivery and rewrites every key they
+touch (learner x local day, learner x topic, topic x UTC day, session) into scratch tables of
+schema bench_floor, in one transaction; the nightly figure's multiple is the median of each day's
+run / floor. Before each full rebuild, the GROUP BY reads the whole log joined to its typed rows.
+Each nightly result also lists dbt's parse time and slowest nodes, each full rebuild its slowest
+models (run_results.json).
+
+The xlarge profile (50,000 learners x 30 days) builds its histories in place one simulated day at
+a time and keeps each held-back day in a file of its own (bench/in_place.py); `--users`/`--days`
+run a profile's code path at a reduced size.
 
 One simulation of `days + held_back_days` days builds the history databases (through the
 tracker, then a first full pipeline run and a vacuum): `bench_<profile>_<days>d` and, for the
@@ -337,7 +353,7 @@ def _build_by_day(profile: Profile, target: Path, long_name: str, short_name: st
     for name in [n for n in (long_name, short_name) if n]:
         _first_run(name, target)
     full = PROFILES[profile.name]
-    guess = estimate(loads, profile.users, full.days, full.users)
+    guess = estimate(loads, profile.users, full.days, full.users, full.short_days)
     log.info("estimated full %s build: %s", full.name, json.dumps(guess))
     state = {**_state(long_name), "day_loads": [asdict(d) for d in loads], "estimate": guess}
     _state_file(long_name).write_text(json.dumps(state))
@@ -501,6 +517,19 @@ def _slowest_models(target: Path) -> dict[str, float]:
     return {r["unique_id"]: r["execution_time"] for r in timed}
 
 
+def measure_storage(name: str) -> dict[str, Any] | None:
+    """Bytes per stored event of the long history, from bench/storage.py when that module is
+    present (issue 18, target 1; written on another branch). The hook expects
+    `bench.storage.measure(url: str) -> dict` whose "bytes_per_event" is the figure; without the
+    module the figure is left out and the log says so."""
+    try:
+        from bench import storage  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("storage: bench/storage.py is not on this branch; no bytes-per-event figure")
+        return None
+    return storage.measure(db.with_database(_admin(), name))
+
+
 def measure_dashboards(template: str, target: Path, calls: int) -> list[dict[str, Any]]:
     from bench.dashboards import compile_analyses, measure
 
@@ -658,7 +687,7 @@ def _sized(profile: Profile, users: int | None, days: int | None) -> Profile:
     return replace(profile, users=users or profile.users, days=days, short_days=short_days)
 
 
-ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory")
+ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -724,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.ingest_runs)
         ]
         figures["ingest"] = ingest_figures(profile.ingest_events, runs)
-    needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory"}
+    needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage"}
     if needs_long & set(wanted):
         long_history, short_history = build_histories(
             profile, target, "cost_ratio" in wanted, args.nightly_runs
@@ -749,6 +778,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "job_memory" in wanted:
             figures["job_memory"] = measure_jobs(long_history, target)
+        if "storage" in wanted and (storage := measure_storage(long_history)) is not None:
+            figures["storage"] = storage
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)

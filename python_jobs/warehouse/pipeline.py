@@ -8,9 +8,11 @@ fit (``python_jobs.jobs.recall``), ``dbt build`` of what reads the recall model 
 today, knowledge gaps, the recall ledger), the python jobs (exam readiness and gap
 recommendations, side by side), ``dbt build`` of what reads their tables, ``dbt docs generate``
 after drawing the prediction marts' reliability diagram into its assets
-(the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the dbt commands run
-in this process on one parse of the project (``DbtSession``). Each step is logged with its
-duration; the first failure stops the run, which exits non-zero naming that step. A
+(the catalog only, ``--no-compile``, unless --full-checks or --full-refresh), and the record of
+what the run built (``node_state``); the dbt commands run in this process on one parse of the
+project (``DbtSession``). A nightly build leaves alone the nodes whose definition and inputs are
+unchanged since the last successful run (python_jobs/warehouse/unchanged.py). Each step is
+logged with its duration; the first failure stops the run, which exits non-zero naming that step. A
 PostgreSQL advisory lock keeps two runs (from any machine) from overlapping. Every step is safe to
 repeat, so running twice the same day is harmless.
 """

@@ -162,12 +162,21 @@ def reference_fingerprints(conn: psycopg.Connection, manifest: Any) -> dict[str,
             " where n.nspname = %s and c.relname = %s",
             (source.schema, source.identifier),
         ).fetchone()
-        if row is None or row[1] or not 0 <= row[0] < REFERENCE_MAX_ROWS:
-            continue  # missing, an event table, never analyzed or too large: changed
+        if row is None or row[1]:
+            continue  # missing or an event table: changed
+        table = sql.Identifier(source.schema, source.identifier)
+        rows = row[0]
+        if rows < 0:  # never analyzed: count, up to the limit
+            rows = conn.execute(
+                sql.SQL("select count(*) from (select from {} limit %s) as t").format(table),
+                (REFERENCE_MAX_ROWS,),
+            ).fetchone()[0]
+        if rows >= REFERENCE_MAX_ROWS:
+            continue  # too large to fingerprint every night: changed
         query = sql.SQL(
             "select count(*) || ':' || coalesce(md5(string_agg(md5(t::text), ''"
-            " order by md5(t::text))), '') from {}.{} as t"
-        ).format(sql.Identifier(source.schema), sql.Identifier(source.identifier))
+            " order by md5(t::text))), '') from {} as t"
+        ).format(table)
         fingerprints[uid] = conn.execute(query).fetchone()[0]
     return fingerprints
 
