@@ -3,15 +3,32 @@
     .venv/bin/python -m bench.run --profile small            # smoke run, a few minutes
     .venv/bin/python -m bench.run --profile large            # 10,000 learners x 90 days
     .venv/bin/python -m bench.run --profile large --only nightly,dashboards
+    .venv/bin/python -m bench.run --profile xlarge --users 300 --days 6   # its path, reduced
 
 Figures (issue 6):
   ingest       tracker batch path, events/s (median of --ingest-runs) target >= 50,000
                and over a plain binary COPY of the same rows, same run  target >= 1/3
   nightly      `studyin run` after one new day of events, s        target < 60
+               and over the plain-SQL floor of the same day (issue 18) target <= 5
   cost_ratio   the same increments on `days` vs `short_days` history target <= 1.3
   full_rebuild `dbt run --full-refresh` of every model, s           target < 900 (and events/s)
+               its events/s over a single-pass GROUP BY's (issue 18) target >= 1/3
   dashboards   analyses/ queries, 8 concurrent clients, p95 ms      target < 20 per query
   job_memory   peak RSS of each python job, MB                       target < 2,048
+  storage      bytes per stored event (bench/storage.py, when present: see measure_storage)
+
+The floor and the GROUP BY are plain SQL of bench/floor.py (its docstring says exactly what each
+does), run on the same database in the same run: after each timed nightly run, the floor reads the
+rows received since the newest received_at before that day's delivery and rewrites every key they
+touch (learner x local day, learner x topic, topic x UTC day, session) into scratch tables of
+schema bench_floor, in one transaction; the nightly figure's multiple is the median of each day's
+run / floor. Before each full rebuild, the GROUP BY reads the whole log joined to its typed rows.
+Each nightly result also lists dbt's parse time and slowest nodes, each full rebuild its slowest
+models (run_results.json).
+
+The xlarge profile (50,000 learners x 30 days) builds its histories in place one simulated day at
+a time and keeps each held-back day in a file of its own (bench/in_place.py); `--users`/`--days`
+run a profile's code path at a reduced size.
 
 One simulation of `days + held_back_days` days builds the history databases (through the
 tracker, then a first full pipeline run and a vacuum): `bench_<profile>_<days>d` and, for the
@@ -42,7 +59,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,6 +77,7 @@ log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "cache"  # history state and held-back days, kept between runs
 SEED = 2026
+SLOWEST_NODES = 12  # dbt nodes listed per nightly run, slowest first
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,8 @@ class Profile:
     ingest_events: int
     dashboard_calls: int  # per client per query
     held_back_days: int  # days simulated after the history, delivered one per nightly run
+    # built in place one day at a time, held-back days kept one file per day (bench/in_place.py)
+    by_day: bool = False
 
 
 PROFILES = {
@@ -92,6 +112,18 @@ PROFILES = {
         dashboard_calls=200,
         held_back_days=9,
     ),
+    # 50,000 learners x 30 days (about 60M events): built day by day so that both histories fit
+    # this disk and no more than one day of events is in memory (bench/in_place.py)
+    "xlarge": Profile(
+        "xlarge",
+        users=50_000,
+        days=30,
+        short_days=10,
+        ingest_events=1_000_000,
+        dashboard_calls=200,
+        held_back_days=3,
+        by_day=True,
+    ),
 }
 
 TARGETS = {
@@ -100,6 +132,8 @@ TARGETS = {
     "nightly_run_s": ("<", 60),
     "cost_ratio": ("<=", 1.3),
     "full_rebuild_s": ("<", 900),
+    "full_rebuild_group_by_ratio": (">=", 1 / 3),
+    "nightly_floor_multiple": ("<=", 5),
     "dashboard_p95_ms": ("<", 20),
     "job_peak_rss_mb": ("<", 2048),
 }
@@ -127,6 +161,30 @@ def _state_file(name: str) -> Path:
 
 def _increments_file(profile: Profile) -> Path:
     return CACHE / f"bench_{profile.name}.increments.pickle"
+
+
+def _increments_ready(profile: Profile, delivered: int, nightly_runs: int) -> bool:
+    if not profile.by_day:
+        return _increments_file(profile).exists()
+    from bench.in_place import day_file
+
+    wanted = range(delivered + 1, delivered + nightly_runs + 1)
+    return all(day_file(CACHE, profile.name, day).exists() for day in wanted)
+
+
+class _Increments:
+    """The held-back days' events: one pickle of every day, or one file per day (by_day)."""
+
+    def __init__(self, profile: Profile) -> None:
+        self._profile = profile
+        self._all = None if profile.by_day else pickle.loads(_increments_file(profile).read_bytes())
+
+    def day(self, day: int) -> list[Event]:
+        if self._all is not None:
+            return self._all[day - 1]
+        from bench.in_place import day_events
+
+        return list(day_events(CACHE, self._profile.name, day))
 
 
 def _create_database(name: str) -> str:
@@ -205,13 +263,16 @@ def build_histories(
         len(delivered) == 1
         and (done := delivered.pop()) is not None
         and done + nightly_runs <= profile.held_back_days
-        and _increments_file(profile).exists()
+        and _increments_ready(profile, done, nightly_runs)
     ):
         log.info("histories %s: reusing, %d held-back days delivered", ", ".join(names), done)
         return long_name, short_name
 
     # before the hour-long load, not after it: the held-back days are written here at its end
     CACHE.mkdir(parents=True, exist_ok=True)
+    if profile.by_day:
+        _build_by_day(profile, target, long_name, short_name)
+        return long_name, short_name
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     cutoff = end - timedelta(days=profile.held_back_days)
     short_from = cutoff - timedelta(days=profile.short_days)
@@ -254,21 +315,48 @@ def build_histories(
     )
     _increments_file(profile).write_bytes(pickle.dumps(increments))
     for name in names:
-        started = time.monotonic()
-        url = db.with_database(_admin(), name)
-        step_s = run_pipeline(RunContext(url=url, target_path=target))
-        seconds = time.monotonic() - started
-        log.info("history %s: first full pipeline in %.0fs", name, seconds)
-        vacuum_s = _vacuum(url)
-        log.info("history %s: vacuum (analyze) in %.0fs", name, vacuum_s)
-        state = {
-            "delivered": 0,
-            "first_run_s": seconds,
-            "first_run_step_s": step_s,
-            "vacuum_s": vacuum_s,
-        }
-        _state_file(name).write_text(json.dumps(state))
+        _first_run(name, target)
     return long_name, short_name
+
+
+def _first_run(name: str, target: Path) -> None:
+    """A history's first full pipeline run and VACUUM (ANALYZE), recorded in its state file."""
+    started = time.monotonic()
+    url = db.with_database(_admin(), name)
+    step_s = run_pipeline(RunContext(url=url, target_path=target))
+    seconds = time.monotonic() - started
+    log.info("history %s: first full pipeline in %.0fs", name, seconds)
+    vacuum_s = _vacuum(url)
+    log.info("history %s: vacuum (analyze) in %.0fs", name, vacuum_s)
+    state = {
+        "delivered": 0,
+        "first_run_s": seconds,
+        "first_run_step_s": step_s,
+        "vacuum_s": vacuum_s,
+    }
+    _state_file(name).write_text(json.dumps(state))
+
+
+def _build_by_day(profile: Profile, target: Path, long_name: str, short_name: str | None) -> None:
+    """The histories built in place one day at a time (bench/in_place.py), then their first run;
+    the per-day loads and the full profile's estimated build time and disk go to the log and to
+    the long history's state file."""
+    from bench.in_place import build_by_day, estimate
+
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    urls = {"long": _create_database(long_name)}
+    if short_name:
+        urls["short"] = _create_database(short_name)
+    started = time.monotonic()
+    loads = build_by_day(profile, urls, end, CACHE, SEED)
+    log.info("histories by day: %.0fs", time.monotonic() - started)
+    for name in [n for n in (long_name, short_name) if n]:
+        _first_run(name, target)
+    full = PROFILES[profile.name]
+    guess = estimate(loads, profile.users, full.days, full.users, full.short_days)
+    log.info("estimated full %s build: %s", full.name, json.dumps(guess))
+    state = {**_state(long_name), "day_loads": [asdict(d) for d in loads], "estimate": guess}
+    _state_file(long_name).write_text(json.dumps(state))
 
 
 def _vacuum(url: str) -> float:
@@ -290,61 +378,159 @@ def measure_nightly(
     names: list[str], profile: Profile, target: Path, nightly_runs: int
 ) -> dict[str, Any]:
     """Deliver the next `nightly_runs` held-back days into each history, timing `studyin run`
-    after each day. One history is measured after the other, as a server holds one warehouse:
-    alternating them day by day made each evict the other's pages from the OS cache (together
-    they are larger than this machine's memory)."""
-    increments = pickle.loads(_increments_file(profile).read_bytes())
+    after each day, then the plain-SQL floor of the same day (bench/floor.py: the rows received
+    since the newest received_at before the delivery, their touched keys rewritten) on the same
+    database: the run as a multiple of the floor is the median of each day's own ratio. The
+    floor runs after the nightly, so it finds the day's pages as warm as the run left them (a
+    floor favoured by the cache makes the multiple larger, not smaller). One history is measured
+    after the other, as a server holds one warehouse: alternating them day by day made each evict
+    the other's pages from the OS cache (together they are larger than this machine's memory)."""
+    from bench.floor import newest_received_at, prepare_floor
+
+    increments = _Increments(profile)
     # The held-back days are about 11 million Python objects; a full garbage collection walking
     # them takes 5 s, and one fell inside a timed run at random. Frozen, the collector skips them
     # (`studyin run` from cron holds no such objects).
     gc.freeze()
     first = _state(names[0])["delivered"]
     days = range(first + 1, first + nightly_runs + 1)
-    runs: dict[str, list[float]] = {name: [] for name in names}
-    steps: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    sizes = [len(increments[day - 1]) for day in days]
+    results: dict[str, dict[str, Any]] = {}
+    sizes: list[int] = []
     for name in names:
         url = db.with_database(_admin(), name)
+        if not _floor_prepared(url):
+            log.info("floor %s: scratch tables built in %.0fs", name, prepare_floor(url))
+        nights = []
         for day in days:
-            events = increments[day - 1]
+            since = newest_received_at(url)
+            events = increments.day(day)
+            if len(sizes) < len(days):
+                sizes.append(len(events))
             with psycopg.connect(url) as conn:
                 Tracker(conn, trust_received_at=True).track_batch(events)
-            started = time.monotonic()
-            steps[name].append(run_pipeline(RunContext(url=url, target_path=target)))
-            runs[name].append(time.monotonic() - started)
+            del events
+            nights.append(_night(url, target, since))
             _state_file(name).write_text(json.dumps({**_state(name), "delivered": day}))
-            log.info("nightly %s day %d: %s events, %.1fs", name, day, len(events), runs[name][-1])
+            log.info(
+                "nightly %s day %d: %s events, run %.1fs, floor %.2fs (x%.1f)",
+                name,
+                day,
+                sizes[len(nights) - 1],
+                nights[-1]["run_s"],
+                nights[-1]["floor"]["seconds"],
+                nights[-1]["floor_multiple"],
+            )
+        results[name] = _nightly_figures(list(days), sizes, nights)
+    return results
+
+
+def _floor_prepared(url: str) -> bool:
+    from bench.floor import prepared
+
+    with psycopg.connect(url) as conn:
+        return prepared(conn)
+
+
+def _night(url: str, target: Path, since: datetime | None) -> dict[str, Any]:
+    """One timed `studyin run` (its steps, dbt's parse and slowest nodes), then the day's floor."""
+    from bench.floor import measure_floor
+
+    ctx = RunContext(url=url, target_path=target)
+    started = time.monotonic()
+    steps = run_pipeline(ctx)
+    run_s = time.monotonic() - started
+    floor = asdict(measure_floor(url, since or datetime.min.replace(tzinfo=UTC)))
+    nodes = ctx.dbt.node_seconds if ctx.dbt else {}
+    slowest = dict(sorted(nodes.items(), key=lambda kv: -kv[1])[:SLOWEST_NODES])
     return {
-        name: {
-            "held_back_days": list(days),
-            "increment_events": sizes,
-            "runs_s": seconds,
-            "median_s": statistics.median(seconds),
-            "step_s": steps[name],
-        }
-        for name, seconds in runs.items()
+        "run_s": run_s,
+        "step_s": steps,
+        "dbt_parse_s": ctx.dbt.parse_seconds if ctx.dbt else None,
+        "dbt_nodes": len(nodes),
+        "dbt_node_s_total": sum(nodes.values()),
+        "slowest_nodes_s": slowest,
+        "floor": floor,
+        "floor_multiple": run_s / floor["seconds"],
+    }
+
+
+def _nightly_figures(
+    days: list[int], sizes: list[int], nights: list[dict[str, Any]]
+) -> dict[str, Any]:
+    seconds = [n["run_s"] for n in nights]
+    return {
+        "held_back_days": days,
+        "increment_events": sizes,
+        "runs_s": seconds,
+        "median_s": statistics.median(seconds),
+        "step_s": [n["step_s"] for n in nights],
+        "floor_runs_s": [n["floor"]["seconds"] for n in nights],
+        "floor_median_s": statistics.median(n["floor"]["seconds"] for n in nights),
+        "floor_multiples": [n["floor_multiple"] for n in nights],
+        "floor_multiple": statistics.median(n["floor_multiple"] for n in nights),
+        "nights": nights,
     }
 
 
 def measure_full_rebuild(name: str, target: Path, repeat: int) -> dict[str, Any]:
     """`dbt run --full-refresh`: every model rebuilt from the whole history, in place (the same
-    rows). Data tests are not part of the figure: the nightly run and --full-checks time them."""
+    rows), beside the single-pass GROUP BY of bench/floor.py over the same events, alternated in
+    the same run: the ratio of the two rates is the median of each repeat's own ratio. Data tests
+    are not part of the figure: the nightly run and --full-checks time them. The slowest models
+    of the last rebuild come from dbt's run_results.json."""
+    from bench.floor import measure_group_by
+
     url = db.with_database(_admin(), name)
     with psycopg.connect(url) as conn:
         events = conn.execute("select count(*) from app.study_events").fetchone()[0]
-    seconds = []
+    # a folder of its own: run without the nightly --vars, it would void the nightly runs'
+    # partial parse in the shared target (their next parse would be a full one)
+    target = target / "full_rebuild"
+    seconds, group_by, ratios = [], [], []
     for _ in range(repeat):
+        group_by.append(measure_group_by(url))
         started = time.monotonic()
         run_dbt(["run", "--full-refresh"], url=url, target_path=target)
         seconds.append(time.monotonic() - started)
-        log.info("full rebuild %s: %.0fs", name, seconds[-1])
+        ratios.append(group_by[-1]["seconds"] / seconds[-1])
+        log.info(
+            "full rebuild %s: %.0fs; GROUP BY %.1fs; rebuild rate / GROUP BY rate %.3f",
+            name,
+            seconds[-1],
+            group_by[-1]["seconds"],
+            ratios[-1],
+        )
     median = statistics.median(seconds)
     return {
         "events": events,
         "runs_s": seconds,
         "median_s": median,
         "events_per_s": events / median,
+        "group_by_runs_s": [g["seconds"] for g in group_by],
+        "group_by_events_per_s": statistics.median(g["events_per_s"] for g in group_by),
+        "group_by_ratios": ratios,
+        "group_by_ratio": statistics.median(ratios),
+        "slowest_models_s": _slowest_models(target),
     }
+
+
+def _slowest_models(target: Path) -> dict[str, float]:
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    timed = sorted(results, key=lambda r: -r["execution_time"])[:SLOWEST_NODES]
+    return {r["unique_id"]: r["execution_time"] for r in timed}
+
+
+def measure_storage(name: str) -> dict[str, Any] | None:
+    """Bytes per stored event of the long history, from bench/storage.py when that module is
+    present (issue 18, target 1; written on another branch). The hook expects
+    `bench.storage.measure(url: str) -> dict` whose "bytes_per_event" is the figure; without the
+    module the figure is left out and the log says so."""
+    try:
+        from bench import storage  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("storage: bench/storage.py is not on this branch; no bytes-per-event figure")
+        return None
+    return storage.measure(db.with_database(_admin(), name))
 
 
 def measure_dashboards(template: str, target: Path, calls: int) -> list[dict[str, Any]]:
@@ -431,6 +617,14 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
             figures["nightly"]["median_s"],
             ".1f",
         )
+    if "nightly" in figures:
+        night = figures["nightly"]
+        add(
+            f"nightly / plain-SQL floor of the same day (floor {night['floor_median_s']:.2f} s)",
+            "nightly_floor_multiple",
+            night["floor_multiple"],
+            ".1f",
+        )
     if "cost_ratio" in figures:
         add(
             f"cost ratio {profile.days} d / {profile.short_days} d",
@@ -445,6 +639,13 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
             "full_rebuild_s",
             fr["median_s"],
             ".1f",
+        )
+        add(
+            f"full rebuild rate / single-pass GROUP BY rate "
+            f"({fr['group_by_events_per_s']:,.0f} events/s)",
+            "full_rebuild_group_by_ratio",
+            fr["group_by_ratio"],
+            ".3f",
         )
     for q in figures.get("dashboards", []):
         add(
@@ -480,7 +681,16 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
     return head + "\n".join(rows) + "\n" + notes
 
 
-ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory")
+def _sized(profile: Profile, users: int | None, days: int | None) -> Profile:
+    """The profile at another size (--users, --days): the same code path, smaller."""
+    if users is None and days is None:
+        return profile
+    days = days or profile.days
+    short_days = min(profile.short_days, max(1, days // 3))
+    return replace(profile, users=users or profile.users, days=days, short_days=short_days)
+
+
+ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -508,11 +718,19 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="held-back days delivered and timed per nightly median (default 3)",
     )
+    parser.add_argument(
+        "--users", type=int, help="learners instead of the profile's (a reduced run of its path)"
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        help="history days instead of the profile's; the short history keeps a third of them",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"
     )
-    profile = PROFILES[args.profile]
+    profile = _sized(PROFILES[args.profile], args.users, args.days)
     wanted = [w for w in args.only.split(",") if w]
     unknown = set(wanted) - set(ALL)
     if unknown:
@@ -538,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.ingest_runs)
         ]
         figures["ingest"] = ingest_figures(profile.ingest_events, runs)
-    needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory"}
+    needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage"}
     if needs_long & set(wanted):
         long_history, short_history = build_histories(
             profile, target, "cost_ratio" in wanted, args.nightly_runs
@@ -563,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "job_memory" in wanted:
             figures["job_memory"] = measure_jobs(long_history, target)
+        if "storage" in wanted and (storage := measure_storage(long_history)) is not None:
+            figures["storage"] = storage
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,6 +98,10 @@ class DbtSession:
         self._vars = list(dbt_vars)
         self._messages: list[str] = []
         self._runner = None
+        # seconds per node of every command run so far, e.g. {"model.studyin.daily_user_stats": 1.2}
+        # (a node run by two commands adds up); the bench reports the slowest
+        self.node_seconds: dict[str, float] = {}
+        self.parse_seconds: float | None = None  # the session's one parse, once done
 
     def _collect(self, event) -> None:  # an EventMsg; dbt's own type, imported lazily
         if event.info.level in ("info", "warn", "error") and event.info.msg:
@@ -125,16 +130,37 @@ class DbtSession:
 
         ensure_profiles()
         if self._runner is None:
+            started = time.monotonic()
             parsed = self._invoke(dbtRunner(callbacks=[self._collect]), ["parse"])
             self._check(["parse"], parsed)
+            self.parse_seconds = time.monotonic() - started
             self._runner = dbtRunner(manifest=parsed.result, callbacks=[self._collect])
         self._messages.clear()
         return self._runner
 
+    @property
+    def manifest(self):  # dbt's Manifest, parsed on first use
+        return self._parsed_runner().manifest
+
+    @property
+    def vars_args(self) -> list[str]:
+        """The --vars arguments every command of the session gets."""
+        return list(self._vars)
+
     def run(self, args: list[str]) -> None:
         """Run `dbt <args>` (e.g. ["build", "--select", "x"]); raise DbtError on failure."""
         runner = self._parsed_runner()
-        self._check(args, self._invoke(runner, args))
+        result = self._invoke(runner, args)
+        self._record_timings(result)
+        self._check(args, result)
+
+    def _record_timings(self, result) -> None:
+        for node_result in getattr(result.result, "results", None) or []:
+            node = getattr(node_result, "node", None)
+            seconds = getattr(node_result, "execution_time", None)
+            if node is not None and seconds is not None:
+                key = node.unique_id
+                self.node_seconds[key] = self.node_seconds.get(key, 0.0) + seconds
 
     def results(self, args: list[str]) -> list:
         """Run `dbt <args>` and return its node results whatever their status (e.g. the stale
