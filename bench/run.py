@@ -15,7 +15,7 @@ Figures (issue 6):
                its events/s over a single-pass GROUP BY's (issue 18) target >= 1/3
   dashboards   analyses/ queries, 8 concurrent clients, p95 ms      target < 20 per query
   job_memory   peak RSS of each python job, MB                       target < 2,048
-  storage      bytes per stored event (bench/storage.py, when present: see measure_storage)
+  storage      bytes per stored event, whole database (bench/storage.py)  target <= 250
 
 The floor and the GROUP BY are plain SQL of bench/floor.py (its docstring says exactly what each
 does), run on the same database in the same run: after each timed nightly run, the floor reads the
@@ -520,17 +520,11 @@ def _slowest_models(target: Path) -> dict[str, float]:
     return {r["unique_id"]: r["execution_time"] for r in timed}
 
 
-def measure_storage(name: str) -> dict[str, Any] | None:
-    """Bytes per stored event of the long history, from bench/storage.py when that module is
-    present (issue 18, target 1; written on another branch). The hook expects
-    `bench.storage.measure(url: str) -> dict` whose "bytes_per_event" is the figure; without the
-    module the figure is left out and the log says so."""
-    try:
-        from bench import storage  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning("storage: bench/storage.py is not on this branch; no bytes-per-event figure")
-        return None
-    return storage.measure(db.with_database(_admin(), name))
+def measure_storage(name: str) -> dict[str, Any]:
+    """Bytes per stored event of the long history, per schema, table and index."""
+    from bench import storage
+
+    return storage.measure(db.with_database(_admin(), name)).as_json()
 
 
 def measure_dashboards(template: str, target: Path, calls: int) -> list[dict[str, Any]]:
@@ -781,8 +775,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "job_memory" in wanted:
             figures["job_memory"] = measure_jobs(long_history, target)
-        if "storage" in wanted and (storage := measure_storage(long_history)) is not None:
-            figures["storage"] = storage
+        if "storage" in wanted:
+            figures["storage"] = measure_storage(long_history)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,9 @@ fit (``python_jobs.jobs.recall``), ``dbt build`` of what reads the recall model 
 today, knowledge gaps, the recall ledger), the python jobs (exam readiness and gap
 recommendations, side by side), ``dbt build`` of what reads their tables, ``dbt docs generate``
 after drawing the prediction marts' reliability diagram into its assets
-(the catalog only, ``--no-compile``, unless --full-checks or --full-refresh), and the record of
-what the run built (``node_state``); the dbt commands run in this process on one parse of the
-project (``DbtSession``). A nightly build leaves alone the nodes whose definition and inputs are
-unchanged since the last successful run (python_jobs/warehouse/unchanged.py). Each step is
-logged with its duration; the first failure stops the run, which exits non-zero naming that step. A
+(the catalog only, ``--no-compile``, unless --full-checks or --full-refresh); the dbt commands run
+in this process on one parse of the project (``DbtSession``). Each step is logged with its
+duration; the first failure stops the run, which exits non-zero naming that step. A
 PostgreSQL advisory lock keeps two runs (from any machine) from overlapping. Every step is safe to
 repeat, so running twice the same day is harmless.
 """
@@ -32,7 +30,6 @@ import psycopg
 
 from python_jobs.warehouse import migrate
 from python_jobs.warehouse.dbt import DbtSession
-from python_jobs.warehouse.unchanged import SkipPlan, plan_skips, record_success
 
 log = logging.getLogger("studyin.run")
 
@@ -52,12 +49,10 @@ JOB_OUTPUTS_SELECTOR = [
 NIGHTLY_EXCLUDED_TYPES = ["--exclude-resource-type", "unit_test"]
 # Data tests of the event-sized models scan the whole history (and restate constraints PostgreSQL
 # enforces): a nightly run whose cost must follow new data leaves them to `--full-checks`.
-# `+1,resource_type:test`: the tests reading a tagged model (each build runs with
-# --indirect-selection empty, under which a test is chosen only through the graph).
-EVENT_LOG_TESTS = "tag:event_log+1,resource_type:test"
+EVENT_LOG_TESTS = "tag:event_log,resource_type:test"
 # Data tests of views computed on read over every learner with no date to window them on
 # (topic_mastery_rollup): also left to `--full-checks`.
-FULL_CHECKS_TESTS = "tag:full_checks+1,resource_type:test"
+FULL_CHECKS_TESTS = "tag:full_checks,resource_type:test"
 # Sources whose freshness the run checks before building: the app's event tables. The ml tables
 # are written by this very run (a failed job fails it), so their freshness is left to ad-hoc
 # `studyin dbt source freshness`.
@@ -86,12 +81,8 @@ class RunContext:
     test_window_days: int = 7
     retrain: bool = False  # train the readiness model even if a recent stored one exists
     fail_on_stale: bool = False  # an event source past its error_after fails the run (else: warns)
-    # nightly runs leave alone the dbt nodes whose definition and inputs are unchanged since the
-    # last successful run (python_jobs/warehouse/unchanged.py); full runs never do
-    skip_unchanged: bool = True
     notes: dict[str, object] = field(default_factory=dict)
     dbt: DbtSession | None = None  # the run's dbt calls share one parse (see _dbt)
-    skips: SkipPlan | None = None  # computed before the first build (see _skip_plan)
 
     @property
     def full_run(self) -> bool:
@@ -185,35 +176,14 @@ def _source_freshness(ctx: RunContext) -> object:
     return {"sources_checked": len(checked), "late": [c.source for c in late], "stale": stale}
 
 
-def _skip_plan(ctx: RunContext) -> SkipPlan:
-    """The run's plan of unchanged nodes, made once, before its first build: the reference
-    sources' fingerprints are those of the data the builds read."""
-    if ctx.skips is None:
-        session = _dbt(ctx)
-        with psycopg.connect(ctx.url) as conn:
-            ctx.skips = plan_skips(conn, session.manifest, session.vars_args)
-        if ctx.full_run or not ctx.skip_unchanged:
-            ctx.skips.skipped, ctx.skips.selectors = [], []  # fingerprints only, to record
-        else:
-            skipped = len(ctx.skips.skipped)
-            log.info("unchanged since the last successful run: %d dbt nodes", skipped)
-    return ctx.skips
-
-
 def _dbt_build(select: list[str], exclude: list[str]) -> Callable[[RunContext], object]:
     def step(ctx: RunContext) -> object:
         excluded = exclude if ctx.full_checks else [*exclude, EVENT_LOG_TESTS, FULL_CHECKS_TESTS]
-        skipped = _skip_plan(ctx).selectors
         args = ["build", *NIGHTLY_EXCLUDED_TYPES]
         if select:
             args += ["--select", *select]
-        if excluded or skipped:
-            args += ["--exclude", *excluded, *skipped]
-        # Selection follows the graph only: by default excluding a model also excludes every test
-        # that reads it, and a skipped view's tests must still run on its changed sources. Every
-        # selector above takes its tests through the graph (`+`), so without skips the nodes are
-        # those of the default (eager) mode.
-        args += ["--indirect-selection", "empty"]
+        if excluded:
+            args += ["--exclude", *excluded]
         if ctx.full_refresh:
             args.append("--full-refresh")
         _dbt(ctx).run(args)
@@ -274,16 +244,6 @@ def _docs(ctx: RunContext) -> object:
     return {"calibration_plot_versions": len(curves)}
 
 
-def _node_state(ctx: RunContext) -> object:
-    """The last step: the run succeeded, so what it ran or skipped is the new baseline."""
-    plan = _skip_plan(ctx)
-    executed = ctx.dbt.node_seconds if ctx.dbt else {}
-    sources = [uid for uid in plan.fingerprints if uid.startswith("source.")]
-    with psycopg.connect(ctx.url) as conn:
-        recorded = record_success(conn, plan, executed, sources)
-    return {"skipped_nodes": len(plan.skipped), "recorded_nodes": recorded}
-
-
 def default_steps() -> list[Step]:
     return [
         ("partitions", _partitions),
@@ -297,7 +257,6 @@ def default_steps() -> list[Step]:
         ("python_jobs", _python_jobs),
         ("dbt_build_downstream", _dbt_build(JOB_OUTPUTS_SELECTOR, [])),
         ("dbt_docs", _docs),
-        ("node_state", _node_state),
     ]
 
 
