@@ -19,7 +19,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -28,6 +28,7 @@ from psycopg import sql
 
 from python_jobs.ingest.events import Event
 from python_jobs.ingest.tracker import Tracker
+from python_jobs.jobs.recommendations import RecommendationOptions, run_gap_recommendations
 from python_jobs.simulation.reference import load_reference
 from python_jobs.simulation.simulator import Simulation, generate
 from python_jobs.warehouse.dbt import run_dbt
@@ -257,3 +258,22 @@ def test_erased_learner_is_in_no_relation_of_the_cluster(on_cluster: Delivered):
         assert relations_holding(conn, on_cluster.victim) == []
         events_kept = conn.execute("select count(*) from app.question_attempts").fetchone()[0]
     assert events_kept > 0
+
+
+def test_gap_recommendations_equal_the_single_server_ones(single: Delivered, on_cluster: Delivered):
+    """The job's Citus form of its query (joins instead of lateral lookups, recommendations_sql)
+    writes the same rows as the single server's."""
+    options = RecommendationOptions(as_of=date.fromisoformat(AS_OF))
+    written = []
+    for delivered in (single, on_cluster):
+        with psycopg.connect(delivered.url) as conn:
+            run_gap_recommendations(conn, options)
+            written.append(
+                conn.execute(
+                    "select user_id, topic_id, rank, action, target_id, reason"
+                    " from ml.gap_recommendations order by user_id, topic_id, rank"
+                ).fetchall()
+            )
+    actions = {row[3] for row in written[0]}
+    assert {"learn_prerequisite", "review_questions", "read_material"} <= actions
+    assert written[1] == written[0]
