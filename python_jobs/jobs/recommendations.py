@@ -141,19 +141,9 @@ prerequisite_candidates as (
         on top_gaps.topic_id = relationships.to_topic_id and relationships.kind = 'prerequisite'
     inner join app.topics as prerequisite_topics
         on relationships.from_topic_id = prerequisite_topics.id
-    -- looked up per prerequisite through topic_mastery's (user_id, topic_id) index
-    left join lateral (
-        select
-            case top_gaps.score_name
-                when 'knowledge estimate' then current_state.knowledge_estimate
-                else current_state.mastery
-            end as score
-        from marts.topic_mastery_current as current_state
-        where
-            current_state.user_id = top_gaps.user_id
-            and current_state.topic_id = relationships.from_topic_id
-        offset 0
-    ) as prerequisite_state on true
+    -- the prerequisite's score, looked up per prerequisite through topic_mastery's (user_id,
+    -- topic_id) index (LOOKUPS, below: the join is written per server)
+    /* prerequisite_state */
     where coalesce(prerequisite_state.score, 0) < top_gaps.score
 ),
 
@@ -216,7 +206,7 @@ question_candidates as (
 
 material_progress as (
     -- each top gap's materials with the learner's progress on each (interactions = 0: not
-    -- started), looked up per material through the (user_id, material_id) index
+    -- started), looked up per material through the (user_id, material_id) index (LOOKUPS, below)
     select
         top_gaps.user_id,
         top_gaps.topic_id,
@@ -231,15 +221,7 @@ material_progress as (
         progress.is_completed
     from top_gaps
     inner join app.materials as materials on top_gaps.topic_id = materials.topic_id
-    cross join lateral (
-        select
-            count(*) as interactions,
-            max(interactions.progress) as progress,
-            coalesce(bool_or(interactions.interaction_type = 'complete'), false) as is_completed
-        from app.material_interactions as interactions
-        where interactions.user_id = top_gaps.user_id and interactions.material_id = materials.id
-        offset 0
-    ) as progress
+    /* material_progress */
 ),
 
 material_candidates as (
@@ -297,8 +279,9 @@ COLUMNS = "user_id, topic_id, rank, action, target_id, reason"
 # On Citus, the lateral lookups that join a learner's rows to reference tables (the taxonomy,
 # the materials) become plain joins on the learner, which it runs on each learner's shard: it
 # cannot plan an outer lateral join beside a reference table, nor an offset-0 fence in a lateral.
-CITUS_JOINS = {
-    """    left join lateral (
+LOOKUPS = {  # name: (plain PostgreSQL, Citus)
+    "prerequisite_state": (
+        """    left join lateral (
         select
             case top_gaps.score_name
                 when 'knowledge estimate' then current_state.knowledge_estimate
@@ -310,7 +293,8 @@ CITUS_JOINS = {
             and current_state.topic_id = relationships.from_topic_id
         offset 0
     ) as prerequisite_state on true
-""": """    left join (
+""",
+        """    left join (
         select
             current_state.user_id,
             current_state.topic_id,
@@ -329,7 +313,9 @@ CITUS_JOINS = {
             end as score
     ) as prerequisite_state
 """,
-    """    cross join lateral (
+    ),
+    "material_progress": (
+        """    cross join lateral (
         select
             count(*) as interactions,
             max(interactions.progress) as progress,
@@ -338,7 +324,8 @@ CITUS_JOINS = {
         where interactions.user_id = top_gaps.user_id and interactions.material_id = materials.id
         offset 0
     ) as progress
-""": """    left join (
+""",
+        """    left join (
         select
             interactions.user_id,
             interactions.material_id,
@@ -356,19 +343,17 @@ CITUS_JOINS = {
             coalesce(opened.is_completed, false) as is_completed
     ) as progress
 """,
+    ),
 }
 
 
 def recommendations_sql(citus: bool) -> str:
-    """RECOMMENDATIONS_SQL, on Citus with CITUS_JOINS and without the remaining offset-0 fence."""
-    if not citus:
-        return RECOMMENDATIONS_SQL
+    """RECOMMENDATIONS_SQL with its LOOKUPS for the server; on Citus also without the offset-0
+    fence of the remaining lateral (the learner's last answers), which it cannot plan there."""
     sql = RECOMMENDATIONS_SQL
-    for plain, distributed in CITUS_JOINS.items():
-        if plain not in sql:
-            raise AssertionError("recommendations_sql: CITUS_JOINS no longer matches the query")
-        sql = sql.replace(plain, distributed)
-    return sql.replace("        offset 0\n", "")
+    for name, (plain, distributed) in LOOKUPS.items():
+        sql = sql.replace(f"    /* {name} */\n", distributed if citus else plain)
+    return sql.replace("        offset 0\n", "") if citus else sql
 
 
 def run_gap_recommendations(
