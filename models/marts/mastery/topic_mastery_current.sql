@@ -57,7 +57,9 @@ daily_first_attempts as (
     from {{ ref('daily_user_stats') }}
 ),
 
-dated as (
+dated as not materialized (
+    -- read twice below, and inlined in both: a filter on user_id (a dashboard's learner) reaches
+    -- topic_mastery's index in each instead of a copy of every learner's rows being made first.
     -- each value the later steps read more than once is computed once per row, in a lateral
     -- subquery that `limit all` keeps from being flattened: inlined, its expression was copied into
     -- every formula using it (five time-zone conversions and two power() calls a row; the view
@@ -147,9 +149,16 @@ recall_featured as (
         on learner_totals.user_id = recent_totals.user_id
 ),
 
+possible_as_of_dates as (
+    -- a learner's as-of date (local today, or the pinned date) is the UTC date, the day before or
+    -- the day after (time zone offsets stay within 16 hours): the recall model in force is looked
+    -- up for these three dates, without reading any learner's rows
+    select ({{ mastery_as_of_date("'UTC'") }} + day_offset)::date as as_of_date
+    from generate_series(-1, 1) as day_offset
+),
+
 recall_models_in_force as (
-    -- as-of dates are the learners' local todays: a few at most
-    {{ recall_models_in_force('recall_featured', 'as_of_date', strict=false) }}
+    {{ recall_models_in_force('possible_as_of_dates', 'as_of_date', strict=false) }}
 ),
 
 recalled as (
