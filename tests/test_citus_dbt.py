@@ -31,6 +31,7 @@ from python_jobs.ingest.tracker import Tracker
 from python_jobs.jobs.recommendations import RecommendationOptions, run_gap_recommendations
 from python_jobs.simulation.reference import load_reference
 from python_jobs.simulation.simulator import Simulation, generate
+from python_jobs.warehouse.bi import create_bi_login
 from python_jobs.warehouse.dbt import run_dbt
 from python_jobs.warehouse.deletion import apply_deletions, request_deletion
 
@@ -277,3 +278,15 @@ def test_gap_recommendations_equal_the_single_server_ones(single: Delivered, on_
     actions = {row[3] for row in written[0]}
     assert {"learn_prerequisite", "review_questions", "read_material"} <= actions
     assert written[1] == written[0]
+
+
+def test_a_bi_login_reads_a_distributed_mart_on_the_cluster(on_cluster: Delivered):
+    """`studyin bi-login` on Citus also gives the coordinator the login's password, with which it
+    reaches the workers' shards as that login."""
+    with psycopg.connect(on_cluster.url) as conn:
+        login = create_bi_login(conn, on_cluster.url, "citus_bi_reader")
+        expected = conn.execute("select count(*), sum(questions_attempted) from marts.daily_user_stats")
+        expected = expected.fetchone()
+    with psycopg.connect(login.sqlalchemy_url) as reader:
+        got = reader.execute("select count(*), sum(questions_attempted) from daily_user_stats").fetchone()
+    assert expected[0] > 0 and got == expected

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from python_jobs.paths import PROJECT_ROOT
-from python_jobs.warehouse.db import parse_url
+from python_jobs.warehouse.db import is_citus, parse_url
 from python_jobs.warehouse.dbt import run_dbt
 
 READER_ROLE = "reporter"
@@ -123,6 +123,14 @@ def create_bi_login(
         sql.SQL("alter role {} set search_path = {}").format(role, sql.Identifier(BI_SCHEMA))
     )
     conn.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(role))
+    if is_citus(conn):
+        # the coordinator reaches the workers as this login, with its password
+        quoted = password.replace("\\", "\\\\").replace("'", "\\'")
+        conn.execute("delete from pg_dist_authinfo where nodeid = 0 and rolename = %s", (name,))
+        conn.execute(
+            "insert into pg_dist_authinfo (nodeid, rolename, authinfo) values (0, %s, %s)",
+            (name, f"password='{quoted}'"),
+        )
     conn.commit()
     parts = parse_url(url)
     return BiLogin(name, password, parts.host, parts.port, parts.dbname, created=not exists)
