@@ -55,14 +55,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _client(
-    url: str, text: str, pools: dict[str, list[object]], calls: int, seed: int
+    url: str, text: str, pools: dict[str, list[object]], calls: int, seed: int, set_role: bool
 ) -> list[float]:
-    """One dashboard user: its own connection as reporter, `calls` timed calls in a row."""
+    """One dashboard user: its own connection as reporter (SET ROLE, or a BI login of `url`),
+    `calls` timed calls in a row."""
     needed = sorted(set(PARAM.findall(text)))
     rng = random.Random(seed)
     timings: list[float] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("set role reporter")  # as a BI tool: marts only
+        if set_role:
+            conn.execute("set role reporter")  # as a BI tool: marts only
         for _ in range(calls):
             params = {key: rng.choice(pools[key]) for key in needed}
             started = time.perf_counter()
@@ -72,15 +74,30 @@ def _client(
 
 
 def measure(
-    url: str, queries: dict[str, str], clients: int = 8, calls_per_client: int = 50, seed: int = 0
+    url: str,
+    queries: dict[str, str],
+    clients: int = 8,
+    calls_per_client: int = 50,
+    seed: int = 0,
+    bi_url: str | None = None,
 ) -> list[QueryLatency]:
+    """Per query, `clients` threads of `calls_per_client` calls: as `bi_url` (a BI login) when
+    given, else as `url`'s user after SET ROLE reporter. `url` draws the parameters."""
     with psycopg.connect(url) as conn:
         pools = parameter_pools(conn)
     results: list[QueryLatency] = []
     with ThreadPoolExecutor(max_workers=clients) as pool:
         for name, text in queries.items():
             futures = [
-                pool.submit(_client, url, text, pools, calls_per_client, seed * 1000 + i)
+                pool.submit(
+                    _client,
+                    bi_url or url,
+                    text,
+                    pools,
+                    calls_per_client,
+                    seed * 1000 + i,
+                    bi_url is None,
+                )
                 for i in range(clients)
             ]
             timings = [t for future in futures for t in future.result()]
