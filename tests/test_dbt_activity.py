@@ -31,6 +31,7 @@ import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
+from warehouse_checksums import checksums, warehouse_tables
 
 from python_jobs.ingest.events import Event, QuestionAttempt
 from python_jobs.ingest.tracker import Tracker
@@ -138,30 +139,6 @@ def dbt_build(url: str, target: Path, *extra: str) -> None:
 def dbt_run(url: str, target: Path, *extra: str) -> None:
     """`dbt run`: the same incremental model runs as a build, without the tests (faster)."""
     run_dbt(["run", "--vars", DBT_VARS, *(extra or SELECTION)], url=url, target_path=target)
-
-
-def warehouse_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """Every table dbt builds incrementally or rebuilds (intermediate and marts)."""
-    rows = conn.execute(
-        "select table_schema, table_name from information_schema.tables"
-        " where table_schema in ('intermediate', 'marts') and table_type = 'BASE TABLE'"
-        " and table_name not in ('incremental_watermarks', 'warehouse_freshness')"  # run times
-        " order by 1, 2"
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
-
-
-def checksums(url: str) -> dict[str, str]:
-    """Row count and an order-independent checksum of each warehouse table."""
-    with psycopg.connect(url) as conn:
-        out = {}
-        for schema, table in warehouse_tables(conn):
-            query = sql.SQL(
-                "select count(*) || ':' || coalesce(md5(string_agg(md5(t::text), ''"
-                " order by md5(t::text))), '') from {}.{} as t"
-            ).format(sql.Identifier(schema), sql.Identifier(table))
-            out[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
-    return out
 
 
 def snapshot(url: str) -> list[tuple[str, str]]:

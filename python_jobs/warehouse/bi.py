@@ -124,7 +124,18 @@ def create_bi_login(
     )
     conn.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(role))
     if is_citus(conn):
-        # the coordinator reaches the workers as this login, with its password
+        # the coordinator reaches the workers as this login, with its password; Citus carries a
+        # new role's password to the workers but not a changed one, so it is set there too
+        if exists:
+            statement = sql.SQL("alter role {} password {}").format(
+                role, sql.Literal(hashed.decode())
+            )
+            failed = conn.execute(
+                "select nodeport, result from run_command_on_workers(%s) where not success",
+                (statement.as_string(conn),),
+            ).fetchall()
+            if failed:
+                raise RuntimeError(f"bi-login: the workers refused the new password: {failed}")
         quoted = password.replace("\\", "\\\\").replace("'", "\\'")
         conn.execute("delete from pg_dist_authinfo where nodeid = 0 and rolename = %s", (name,))
         conn.execute(
