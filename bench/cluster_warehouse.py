@@ -83,7 +83,7 @@ def run(users: int, days: int, workers: int, calls: int) -> dict[str, dict[str, 
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{DATABASE}" with (force)')
-    started_here = not cluster.status(workers) or not all(up for _, up in cluster.status(workers))
+    started_here = not all(up for _, up in cluster.status(workers))
     cluster.start_cluster(workers)
     try:
         cluster.drop_database(DATABASE, workers)

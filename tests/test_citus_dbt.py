@@ -24,8 +24,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
-from warehouse_checksums import checksums
+from warehouse_relations import checksums, relations_holding, relations_with_user_id
 
 from python_jobs.ingest.events import Event
 from python_jobs.ingest.tracker import Tracker
@@ -122,23 +121,6 @@ def deliver(url: str, target: Path) -> Delivered:
     return Delivered(url, target, victim, late_after_processed)
 
 
-def relations_holding(conn: psycopg.Connection, user: uuid.UUID) -> list[str]:
-    """Every table or view of ERASABLE_SCHEMAS with a user_id column that has a row of `user`."""
-    relations = conn.execute(
-        "select distinct table_schema, table_name from information_schema.columns"
-        " where column_name = 'user_id' and table_schema = any(%s) order by 1, 2",
-        (ERASABLE_SCHEMAS,),
-    ).fetchall()
-    found = []
-    for schema, table in relations:
-        query = sql.SQL("select count(*) from {}.{} where user_id = %s").format(
-            sql.Identifier(schema), sql.Identifier(table)
-        )
-        if conn.execute(query, (user,)).fetchone()[0]:
-            found.append(f"{schema}.{table}")
-    return found
-
-
 # ----------------------------------------------------------------------------- shared builds
 
 
@@ -232,7 +214,8 @@ def test_full_refresh_on_the_cluster_changes_no_row(
 
 def test_erased_learner_is_in_no_relation_of_the_cluster(on_cluster: Delivered):
     with psycopg.connect(on_cluster.url) as conn:
-        assert relations_holding(conn, on_cluster.victim) == []
+        relations = relations_with_user_id(conn, ERASABLE_SCHEMAS)
+        assert relations_holding(conn, relations, on_cluster.victim) == []
         events_kept = conn.execute("select count(*) from app.question_attempts").fetchone()[0]
     assert events_kept > 0
 

@@ -31,7 +31,7 @@ import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
-from warehouse_checksums import checksums, warehouse_tables
+from warehouse_relations import checksums, warehouse_tables
 
 from python_jobs.ingest.events import Event, QuestionAttempt
 from python_jobs.ingest.tracker import Tracker

@@ -10,6 +10,7 @@ import sys
 import psycopg
 import pytest
 from psycopg import sql
+from warehouse_relations import relations_holding, relations_with_user_id
 
 from python_jobs.simulation.simulator import simulate
 from python_jobs.warehouse.deletion import request_deletion
@@ -104,15 +105,6 @@ def test_overlapping_run_is_refused(database_factory):
     assert "another studyin run holds the pipeline lock" in result.stderr
 
 
-def relations_with_user_id(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        "select distinct table_schema, table_name from information_schema.columns "
-        "where column_name = 'user_id' and table_schema = any(%s) order by 1, 2",
-        (ERASABLE_SCHEMAS,),
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
-
-
 def test_erased_learner_appears_in_no_relation(pipeline_db):
     url, target = pipeline_db
     with psycopg.connect(url) as conn:
@@ -123,17 +115,10 @@ def test_erased_learner_appears_in_no_relation(pipeline_db):
         request_deletion(conn, victim)
     run_pipeline(RunContext(url=url, target_path=target))
     with psycopg.connect(url) as conn:
-        relations = relations_with_user_id(conn)
+        relations = relations_with_user_id(conn, ERASABLE_SCHEMAS)
         schemas = {schema for schema, _ in relations}
         assert {"app", "staging", "marts", "ml"} <= schemas
-        found = []
-        for schema, table in relations:
-            query = sql.SQL("select count(*) from {}.{} where user_id = %s").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            if conn.execute(query, (victim,)).fetchone()[0]:
-                found.append(f"{schema}.{table}")
-        assert found == []
+        assert relations_holding(conn, relations, victim) == []
         request = conn.execute(
             "select user_id, completed_at is not null, affected_from is not null "
             "from app.deletion_requests"

@@ -1,7 +1,10 @@
-"""Order-independent checksums of the tables dbt builds, for tests that compare two builds
-(incremental vs full refresh, single server vs Citus cluster)."""
+"""The warehouse's relations as tests read them: order-independent checksums of the tables dbt
+builds (to compare two builds: incremental vs full refresh, single server vs Citus cluster), and
+the relations that still hold a learner (to prove an erasure)."""
 
 from __future__ import annotations
+
+import uuid
 
 import psycopg
 from psycopg import sql
@@ -32,3 +35,27 @@ def checksums(url: str) -> dict[str, str]:
             ).format(sql.Identifier(schema), sql.Identifier(table))
             out[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
     return out
+
+
+def relations_with_user_id(conn: psycopg.Connection, schemas: list[str]) -> list[tuple[str, str]]:
+    """Every table or view of `schemas` with a user_id column."""
+    rows = conn.execute(
+        "select distinct table_schema, table_name from information_schema.columns "
+        "where column_name = 'user_id' and table_schema = any(%s) order by 1, 2",
+        (schemas,),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def relations_holding(
+    conn: psycopg.Connection, relations: list[tuple[str, str]], user: uuid.UUID
+) -> list[str]:
+    """Those of `relations` that have a row of `user`."""
+    found = []
+    for schema, table in relations:
+        query = sql.SQL("select count(*) from {}.{} where user_id = %s").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        if conn.execute(query, (user,)).fetchone()[0]:
+            found.append(f"{schema}.{table}")
+    return found
