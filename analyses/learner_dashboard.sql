@@ -1,6 +1,8 @@
 -- Learner dashboard: the learner's headline metrics and their last 30 local days of activity.
 -- Parameter: user_id. Served by the unique indexes on user_learning_metrics (user_id) and
--- daily_user_stats (user_id, local_date).
+-- daily_user_stats (user_id, local_date). The learner's row is read once and joined to the days
+-- in one step: on Citus both marts then sit in one query on the learner's shard (a learner step
+-- read twice would be planned apart, with its result sent to every worker).
 with
 
 learner as (
@@ -20,16 +22,15 @@ learner as (
     where user_id = {{ bind_param('user_id') }}
 ),
 
-recent_days as (
+daily as (
     select
-        daily.user_id,
-        daily.local_date,
-        daily.questions_attempted,
-        daily.accuracy,
-        daily.active_study_minutes
-    from {{ ref('daily_user_stats') }} as daily
-    inner join learner on daily.user_id = learner.user_id
-    where daily.local_date > learner.as_of_date - 30
+        user_id,
+        local_date,
+        questions_attempted,
+        accuracy,
+        active_study_minutes
+    from {{ ref('daily_user_stats') }}
+    where user_id = {{ bind_param('user_id') }}
 ),
 
 final as (
@@ -44,12 +45,15 @@ final as (
         learner.mean_mastery,
         learner.latest_exam_readiness,
         learner.accuracy_30d_cohort_percentile,
-        recent_days.local_date,
-        recent_days.questions_attempted,
-        recent_days.accuracy,
-        recent_days.active_study_minutes
+        daily.local_date,
+        daily.questions_attempted,
+        daily.accuracy,
+        daily.active_study_minutes
     from learner
-    left join recent_days on learner.user_id = recent_days.user_id
+    left join daily
+        on
+            learner.user_id = daily.user_id
+            and daily.local_date > learner.as_of_date - 30
 )
 
 select * from final

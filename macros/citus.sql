@@ -49,6 +49,16 @@
     {{ return(placement) }}
 {%- endmacro %}
 
+{#- The placement of a view model on Citus, else none: only a view whose meta sets citus_placement
+    explicitly has one (a view with a user_id column is no distributed table by default). -#}
+{% macro citus_view_placement() -%}
+    {%- set meta = config.get('meta') or {} -%}
+    {%- if meta.get('citus_placement') and is_citus() -%}
+        {{ return(citus_placement()) }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
+
 {% macro citus_place_relation(relation, placement) -%}
     {%- if placement == 'distributed' -%}
         select create_distributed_table('{{ relation }}', 'user_id', colocate_with => 'app.users')

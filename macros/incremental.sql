@@ -153,7 +153,9 @@
 {%- endmacro %}
 
 {#- One row (object_name, materialization, model_name) per model of the project in schema marts
-    except `exclude`, as a union of selects (warehouse_freshness); no row while dbt parses. -#}
+    except `exclude`, as a union of selects (warehouse_freshness); no row while dbt parses. The
+    materialization is the built one: a view with meta citus_placement is a table on Citus
+    (macros/citus.sql). -#}
 {% macro mart_rows(exclude) -%}
     {%- set marts = [] -%}
     {%- if execute and graph is defined -%}
@@ -165,7 +167,8 @@
     {%- for node in marts %}
     select
         '{{ node.schema }}.{{ node.alias }}' as object_name,
-        '{{ node.config.materialized }}' as materialization,
+        '{{ 'table' if node.config.materialized == 'view' and (node.config.meta or {}).get('citus_placement')
+            and is_citus() else node.config.materialized }}' as materialization,
         '{{ node.alias }}' as model_name
     {%- if not loop.last %}
     union all

@@ -5,9 +5,11 @@ on a local Citus cluster (a coordinator and two workers, the learner tables dist
 user_id): in arrival order, cut into batches, shuffled inside each batch, late uploads included,
 an incremental ``dbt run`` of the whole project after each batch, and one learner erased after the
 second batch (their later events never arrive). Then:
-- every table dbt builds (intermediate and marts) has the same rows on both (checksums);
+- every table dbt builds (intermediate and marts) and every view mart has the same rows on both
+  (checksums; the view marts, tables on the cluster, are evaluated as of the same pinned date);
 - on the cluster, per-learner tables are distributed and colocated with app.users, the taxonomy
   tables are reference tables, the cross-learner marts coordinator tables (macros/citus.sql);
+- on the cluster, a BI login reads every mart and is refused every other schema;
 - on the cluster, a ``--full-refresh`` changes no row of the incremental state;
 - on the cluster, the erased learner is in no relation.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from warehouse_relations import checksums, relations_holding, relations_with_user_id
 
 from python_jobs.ingest.events import Event
@@ -45,6 +48,9 @@ ERASE_AFTER_BATCH = 1  # 0-based: the learner is erased after the second batch
 LATE = timedelta(days=7)
 SEED = 11
 ERASABLE_SCHEMAS = ["app", "staging", "intermediate", "marts", "ml"]
+# Views on a single server; on Citus tables rebuilt by each run (macros/citus.sql).
+VIEW_MARTS = ("marts.dim_learners", "marts.topic_mastery_current", "marts.topic_mastery_rollup")
+CLOSED_TO_BI = ("app", "staging", "intermediate", "ml")
 
 
 @dataclass
@@ -138,7 +144,7 @@ def on_cluster(cluster_database_factory: Callable[..., str], tmp_path_factory) -
 
 @pytest.fixture(scope="module")
 def cluster_checksums(on_cluster: Delivered) -> dict[str, str]:
-    return checksums(on_cluster.url)
+    return checksums(on_cluster.url, mart_views=True)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -157,12 +163,18 @@ def test_every_table_equals_the_single_server_build(
     single: Delivered, on_cluster: Delivered, cluster_checksums: dict[str, str]
 ):
     assert single.victim == on_cluster.victim
-    expected = checksums(single.url)
+    expected = checksums(single.url, mart_views=True)
     assert len(expected) >= 20
     assert all(
         not value.startswith("0:")
         for key, value in expected.items()
-        if key in ("marts.daily_user_stats", "marts.topic_mastery", "marts.topic_daily_stats")
+        if key
+        in (
+            "marts.daily_user_stats",
+            "marts.topic_mastery",
+            "marts.topic_daily_stats",
+            *VIEW_MARTS,
+        )
     )
     different = {
         k: (v, cluster_checksums.get(k))
@@ -193,15 +205,16 @@ def test_learner_tables_are_distributed_and_colocated(on_cluster: Delivered):
         "marts.topic_mastery",
         "marts.prediction_ledger",
         "marts.user_learning_metrics",
+        *VIEW_MARTS,  # views on a single server, distributed tables on Citus
     ]:
         assert placed.get(table) == "colocated", table
-    for table in ["intermediate.int_topic_ancestors_flattened", "marts.topic_catalog"]:
-        assert placed.get(table) == "reference", table
     for table in [
-        "marts.topic_daily_stats",
-        "marts.cohort_benchmarks",
-        "marts.fct_prediction_metrics",
+        "intermediate.int_topic_ancestors_flattened",
+        "marts.topic_catalog",
+        "marts.cohort_benchmarks",  # joined with a learner's row by the cohort dashboard
     ]:
+        assert placed.get(table) == "reference", table
+    for table in ["marts.topic_daily_stats", "marts.fct_prediction_metrics"]:
         assert table not in placed  # coordinator tables
 
 
@@ -239,13 +252,45 @@ def test_gap_recommendations_equal_the_single_server_ones(single: Delivered, on_
     assert written[1] == written[0]
 
 
-def test_a_bi_login_reads_a_distributed_mart_on_the_cluster(on_cluster: Delivered):
+def _relations(conn: psycopg.Connection, schemas: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every table, view and materialized view of `schemas`, from the catalogue (as the owner)."""
+    rows = conn.execute(
+        "select n.nspname, c.relname from pg_catalog.pg_class as c"
+        " join pg_catalog.pg_namespace as n on n.oid = c.relnamespace"
+        " where n.nspname = any(%s) and c.relkind in ('r', 'p', 'v', 'm')"
+        " and not c.relispartition order by 1, 2",
+        (list(schemas),),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _count(conn: psycopg.Connection, schema: str, name: str) -> int:
+    query = sql.SQL("select count(*) from {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(name)
+    )
+    return conn.execute(query).fetchone()[0]
+
+
+def test_a_bi_login_reads_every_mart_and_nothing_else_on_the_cluster(on_cluster: Delivered):
     """`studyin bi-login` on Citus also gives the coordinator the login's password, with which it
-    reaches the workers' shards as that login."""
+    reaches the workers' shards as that login: every relation of marts (listed from the
+    catalogue) reads the owner's rows, the view marts of a single server included (tables there);
+    every relation of the other schemas is refused."""
     with psycopg.connect(on_cluster.url) as conn:
         login = create_bi_login(conn, on_cluster.url, "citus_bi_reader")
-        totals = "select count(*), sum(questions_attempted) from {}daily_user_stats"
-        expected = conn.execute(totals.format("marts.")).fetchone()
-    with psycopg.connect(login.sqlalchemy_url) as reader:  # its search_path is marts
-        got = reader.execute(totals.format("")).fetchone()
-    assert expected[0] > 0 and got == expected
+        marts = _relations(conn, ("marts",))
+        expected = {f"{s}.{n}": _count(conn, s, n) for s, n in marts}
+        closed = _relations(conn, CLOSED_TO_BI)
+    assert set(VIEW_MARTS) <= set(expected) and len(expected) >= 20
+    assert expected["marts.topic_mastery_current"] > 0 and expected["marts.dim_learners"] > 0
+    assert {s for s, _ in closed} == set(CLOSED_TO_BI)
+    refused = []
+    with psycopg.connect(login.sqlalchemy_url, autocommit=True) as reader:
+        got = {f"{s}.{n}": _count(reader, s, n) for s, n in marts}
+        for schema, name in closed:
+            try:
+                _count(reader, schema, name)
+            except psycopg.errors.InsufficientPrivilege:
+                refused.append(f"{schema}.{name}")
+    assert got == expected
+    assert refused == [f"{s}.{n}" for s, n in closed]

@@ -13,22 +13,24 @@ from psycopg import sql
 RUN_TIME_TABLES = ("incremental_watermarks", "warehouse_freshness")
 
 
-def warehouse_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """Every table dbt builds incrementally or rebuilds (intermediate and marts)."""
+def warehouse_tables(conn: psycopg.Connection, mart_views: bool = False) -> list[tuple[str, str]]:
+    """Every table dbt builds incrementally or rebuilds (intermediate and marts), and the views
+    of marts too when `mart_views`."""
     rows = conn.execute(
         "select table_schema, table_name from information_schema.tables"
-        " where table_schema in ('intermediate', 'marts') and table_type = 'BASE TABLE'"
-        " and table_name <> all(%s) order by 1, 2",
-        (list(RUN_TIME_TABLES),),
+        " where table_schema in ('intermediate', 'marts') and table_name <> all(%s)"
+        " and (table_type = 'BASE TABLE' or (%s and table_schema = 'marts')) order by 1, 2",
+        (list(RUN_TIME_TABLES), mart_views),
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
 
 
-def checksums(url: str) -> dict[str, str]:
-    """Row count and an order-independent checksum of each warehouse table."""
+def checksums(url: str, mart_views: bool = False) -> dict[str, str]:
+    """Row count and an order-independent checksum of each warehouse table (and view of marts
+    when `mart_views`)."""
     with psycopg.connect(url) as conn:
         out = {}
-        for schema, table in warehouse_tables(conn):
+        for schema, table in warehouse_tables(conn, mart_views):
             query = sql.SQL(
                 "select count(*) || ':' || coalesce(md5(string_agg(md5(t::text), ''"
                 " order by md5(t::text))), '') from {}.{} as t"
