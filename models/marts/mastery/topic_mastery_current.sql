@@ -57,9 +57,7 @@ daily_first_attempts as (
     from {{ ref('daily_user_stats') }}
 ),
 
-dated as not materialized (
-    -- read twice below, and inlined in both: a filter on user_id (a dashboard's learner) reaches
-    -- topic_mastery's index in each instead of a copy of every learner's rows being made first.
+dated as (
     -- each value the later steps read more than once is computed once per row, in a lateral
     -- subquery that `limit all` keeps from being flattened: inlined, its expression was copied into
     -- every formula using it (five time-zone conversions and two power() calls a row; the view
@@ -110,10 +108,13 @@ learner_totals as (
 ),
 
 learner_as_of_dates as (
-    select distinct
-        user_id,
-        as_of_date
-    from dated
+    -- each learner's as-of date, the same expression as in dated but read from users alone (one
+    -- row per learner): recent_totals is joined on user_id, so the learners without mastery rows
+    -- change nothing, and the query plans no second copy of dated's join
+    select
+        users.user_id,
+        {{ mastery_as_of_date('users.timezone') }} as as_of_date
+    from users
 ),
 
 recent_totals as (
@@ -132,21 +133,29 @@ recent_totals as (
 ),
 
 recall_featured as (
+    -- the recall model's features, computed once per row in a lateral subquery that `limit all`
+    -- keeps from being flattened: inlined, each feature's expression was copied into both recall
+    -- probabilities of recalled, and every query of the view planned them twice
     select
         learner_totals.*,
-        {{ recall_features(
-            'learner_totals.learner_first_attempts', 'learner_totals.learner_first_attempts_correct',
-            'coalesce(recent_totals.recent_first_attempts, 0)',
-            'coalesce(recent_totals.recent_first_attempts_correct, 0)',
-            'learner_totals.parent_first_attempts', 'learner_totals.parent_first_attempts_correct',
-            'learner_totals.first_attempts', 'learner_totals.first_attempts_correct',
-            'learner_totals.attempts', 'learner_totals.correct_attempts',
-            'learner_totals.last_review_first_attempts', 'learner_totals.last_review_first_attempts_correct',
-            'learner_totals.reviews', 'learner_totals.days_since_last_review'
-        ) | indent(8) }}
+        features.*
     from learner_totals
     left join recent_totals
         on learner_totals.user_id = recent_totals.user_id
+    cross join lateral (  -- noqa: ST05
+        select
+            {{ recall_features(
+                'learner_totals.learner_first_attempts', 'learner_totals.learner_first_attempts_correct',
+                'coalesce(recent_totals.recent_first_attempts, 0)',
+                'coalesce(recent_totals.recent_first_attempts_correct, 0)',
+                'learner_totals.parent_first_attempts', 'learner_totals.parent_first_attempts_correct',
+                'learner_totals.first_attempts', 'learner_totals.first_attempts_correct',
+                'learner_totals.attempts', 'learner_totals.correct_attempts',
+                'learner_totals.last_review_first_attempts', 'learner_totals.last_review_first_attempts_correct',
+                'learner_totals.reviews', 'learner_totals.days_since_last_review'
+            ) | indent(12) }}
+        limit all  -- noqa: AM09
+    ) as features
 ),
 
 possible_as_of_dates as (
