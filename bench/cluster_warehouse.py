@@ -8,13 +8,14 @@ workers from the cluster mode, where 0015 distributes the learner tables): every
 before the last day through the tracker, then a first ``studyin run`` (timed: the first build);
 then the last day's events and a second ``studyin run`` (timed: the nightly run after one new day),
 with each step's seconds; then the BI queries of analyses/ with 8 concurrent clients (p95 per
-query, bench.dashboards) as the warehouse's owner on both servers. On Citus the shards' queries
-run as the session's user: the reporter role (a NOLOGIN group, reached by SET ROLE) cannot log in
-to the workers, and a BI login (`studyin bi-login`, whose password the coordinator is given) was
-refused with "permission denied for schema app" on a worker, so the marts' read path for BI on
-the cluster is still open work. Every node runs on this machine, so the cluster shares the
-single server's cores: the figures show what distribution costs here, not what more machines
-give. The databases are dropped afterwards; a cluster this run started is stopped again.
+query, bench.dashboards) as a BI login on both servers: a login made as `studyin bi-login` makes it
+(a member of reporter, reading marts only; on Citus the coordinator is given its password, since
+the shards' queries run on the workers as the session's user), dropped afterwards. On Citus every
+mart is a table (the view marts are built as tables there, macros/citus_materialization.sql), and
+each dashboard query is planned for the one shard of its learner. Every node runs on this
+machine, so the cluster shares the single server's cores: the figures show what distribution
+costs here, not what more machines give. The databases are dropped afterwards; a cluster this run
+started is stopped again.
 """
 
 from __future__ import annotations
@@ -23,21 +24,26 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench.dashboards import compile_analyses, measure
 from python_jobs.ingest.events import Event
 from python_jobs.ingest.tracker import Tracker
 from python_jobs.simulation.simulator import Simulation, generate, prepare
 from python_jobs.warehouse import cluster, db, migrate
+from python_jobs.warehouse.bi import create_bi_login
 from python_jobs.warehouse.pipeline import RunContext, run_pipeline
 
 SEED = 2026
 DATABASE = "bench_cluster_warehouse"
+BI_LOGIN = "bench_bi_reader"
 
 
 def _deliver(url: str, events: list[Event], received_from: datetime, received_to: datetime) -> int:
@@ -64,9 +70,24 @@ def measure_server(url: str, sim: Simulation, events: list[Event], calls: int) -
             figures[f"{label}_s"] = time.perf_counter() - started
             figures[f"{label}_steps_s"] = steps
         queries = compile_analyses(url, Path(target))
-        latencies = measure(url, queries, 8, calls, bi_url=url)
+        with bi_login(url) as bi_url:
+            latencies = measure(url, queries, 8, calls, bi_url=bi_url)
     figures["dashboards_p95_ms"] = {q.name: q.p95_ms for q in latencies}
     return figures
+
+
+@contextmanager
+def bi_login(url: str) -> Iterator[str]:
+    """A BI login (member of reporter, reads marts only) on `url`'s server for the time of the
+    block, as `studyin bi-login` makes it (on Citus the coordinator is given its password to reach
+    the workers); its URL. Dropped afterwards (roles outlive the bench's database)."""
+    with psycopg.connect(url) as conn:
+        login = create_bi_login(conn, url, BI_LOGIN)
+    try:
+        yield login.sqlalchemy_url
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(BI_LOGIN)))
 
 
 def run(users: int, days: int, workers: int, calls: int) -> dict[str, dict[str, Any]]:
