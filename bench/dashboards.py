@@ -55,16 +55,24 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _client(
-    url: str, text: str, pools: dict[str, list[object]], calls: int, seed: int, set_role: bool
+    url: str,
+    text: str,
+    pools: dict[str, list[object]],
+    calls: int,
+    seed: int,
+    set_role: bool,
+    warmup: str | None = None,
 ) -> list[float]:
     """One dashboard user: its own connection as reporter (SET ROLE, or a BI login of `url`),
-    `calls` timed calls in a row."""
+    `warmup` run once untimed when given, then `calls` timed calls in a row."""
     needed = sorted(set(PARAM.findall(text)))
     rng = random.Random(seed)
     timings: list[float] = []
     with psycopg.connect(url, autocommit=True) as conn:
         if set_role:
             conn.execute("set role reporter")  # as a BI tool: marts only
+        if warmup:
+            conn.execute(warmup).fetchall()
         for _ in range(calls):
             params = {key: rng.choice(pools[key]) for key in needed}
             started = time.perf_counter()
@@ -80,9 +88,13 @@ def measure(
     calls_per_client: int = 50,
     seed: int = 0,
     bi_url: str | None = None,
+    warmup: str | None = None,
 ) -> list[QueryLatency]:
     """Per query, `clients` threads of `calls_per_client` calls: as `bi_url` (a BI login) when
-    given, else as `url`'s user after SET ROLE reporter. `url` draws the parameters."""
+    given, else as `url`'s user after SET ROLE reporter. `url` draws the parameters. `warmup`, a
+    statement each client runs once untimed on its new connection, stands for a BI tool's pool of
+    open connections (on Citus: the coordinator's connections to the workers, opened by a
+    session's first query that reaches each worker and kept for the session)."""
     with psycopg.connect(url) as conn:
         pools = parameter_pools(conn)
     results: list[QueryLatency] = []
@@ -97,6 +109,7 @@ def measure(
                     calls_per_client,
                     seed * 1000 + i,
                     bi_url is None,
+                    warmup,
                 )
                 for i in range(clients)
             ]
