@@ -155,7 +155,7 @@
 {#- One row (object_name, materialization, model_name) per model of the project in schema marts
     except `exclude`, as a union of selects (warehouse_freshness); no row while dbt parses. The
     materialization is the built one: a view with meta citus_placement is a table on Citus
-    (macros/citus.sql). -#}
+    (macros/citus_materialization.sql). -#}
 {% macro mart_rows(exclude) -%}
     {%- set marts = [] -%}
     {%- if execute and graph is defined -%}
