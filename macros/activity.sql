@@ -39,13 +39,17 @@
 
 {#-
   Join condition restricting `alias` (rows with user_id, local_date and the timestamp
-  `time_column`) to the (user_id, local_date) keys of the CTE `touched`.
+  `time_column`) to the (user_id, local_date) keys of the CTE `touched`. The search window is
+  stated twice, as instants and as the UTC dates they bound (the same rows): the event log is
+  indexed by learner and UTC date (study_events_user_day_idx), the typed rows by learner and time.
 -#}
 {% macro on_touched_user_day(alias, time_column, touched='touched_user_days') -%}
     {{ alias }}.user_id = {{ touched }}.user_id
     and {{ alias }}.local_date = {{ touched }}.local_date
     and {{ alias }}.{{ time_column }} >= {{ day_search_from(touched ~ '.local_date') }}
     and {{ alias }}.{{ time_column }} < {{ day_search_to(touched ~ '.local_date') }}
+    and ({{ alias }}.{{ time_column }} at time zone 'UTC')::date
+        between {{ touched }}.local_date - 1 and {{ touched }}.local_date + 1
 {%- endmacro %}
 
 {#- 'true' when the target database has the citus extension (a Citus cluster, macros/citus.sql),

@@ -110,10 +110,7 @@ def insert_attempts(conn: psycopg.Connection, attempts: list[Attempt], received:
     for a in attempts:
         event_id = uuid.uuid4()
         answered_at = BASE + timedelta(days=a.day, minutes=a.minute)
-        conn.execute(
-            "insert into app.event_receipts (event_id, user_id, occurred_at) values (%s, %s, %s)",
-            (event_id, a.user, answered_at),
-        )
+        conn.execute("insert into app.event_receipts (event_id) values (%s)", (event_id,))
         conn.execute(
             "insert into app.question_attempts (event_id, user_id, question_id, topic_id,"
             " attempt_number, selected_answer, is_correct, time_to_answer_ms, confidence_level,"
@@ -129,10 +126,7 @@ def insert_attempts(conn: psycopg.Connection, attempts: list[Attempt], received:
 def insert_completion(conn: psycopg.Connection, user: uuid.UUID, material: int, when: datetime,
                       received: datetime) -> None:  # fmt: skip
     event_id = uuid.uuid4()
-    conn.execute(
-        "insert into app.event_receipts (event_id, user_id, occurred_at) values (%s, %s, %s)",
-        (event_id, user, when),
-    )
+    conn.execute("insert into app.event_receipts (event_id) values (%s)", (event_id,))
     conn.execute(
         "insert into app.material_interactions (event_id, user_id, material_id, interaction_type,"
         " progress, active_seconds, occurred_at, received_at)"

@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import psycopg
+import pytest
+import sqlalchemy.exc
+from psycopg.types.json import Jsonb
 
 from python_jobs.ingest.events import SessionHeartbeat
 from python_jobs.ingest.tracker import Tracker
@@ -183,3 +186,142 @@ def test_the_tracker_stores_events_once_on_the_narrow_receipts(migrated_db):
         receipts = {r[0] for r in conn.execute("select event_id from app.event_receipts")}
     assert stored == received
     assert receipts == set(received)
+
+
+def _store_before_0017(url: str, events: list[SessionHeartbeat]) -> UUID:
+    """Events as the tracker stored them before 0017: receipts with the learner and time, log
+    rows with ``{}`` or declared properties; plus one receipt with an exam row and no log row (as
+    hand-made data has). Returns the exam's event_id."""
+    with psycopg.connect(url) as conn:
+        _add_learner(conn, events[0].user_id)
+        conn.execute("select app.ensure_study_event_partitions('2026-11-01', 1)")
+        for k, e in enumerate(events):
+            conn.execute(
+                "insert into app.event_receipts (event_id, user_id, occurred_at)"
+                " values (%s, %s, %s)",
+                (e.event_id, e.user_id, e.occurred_at),
+            )
+            conn.execute(
+                "insert into app.study_events (event_id, user_id, session_id, event_type,"
+                " occurred_at, received_at, properties) values (%s, %s, %s, %s, %s, %s, %s)",
+                (e.event_id, e.user_id, e.session_id, e.event_type, e.occurred_at, e.received_at,
+                 Jsonb({"screen": f"s{k}"} if k % 3 == 0 else {})),
+            )  # fmt: skip
+        exam = uuid4()
+        taken = events[0].occurred_at - timedelta(days=1)
+        conn.execute(
+            "insert into app.event_receipts (event_id, user_id, occurred_at) values (%s, %s, %s)",
+            (exam, events[0].user_id, taken),
+        )
+        conn.execute(
+            "insert into app.exam_results (event_id, user_id, exam_kind, taken_at, scaled_score,"
+            " passed, received_at) values (%s, %s, 'practice', %s, 200, true, %s)",
+            (exam, events[0].user_id, taken, taken),
+        )
+        conn.commit()
+    return exam
+
+
+VIEWS = {
+    "public.receipt_times": "select event_id, occurred_at from app.event_receipts",
+    "public.receipt_ids": "select event_id from app.event_receipts",  # reads no dropped column
+    "public.log_properties": "select event_id, properties from app.study_events",
+    "public.on_log_properties": "select event_id from public.log_properties",
+    "public.log_sessions": "select event_id, session_id from app.study_events",
+}
+
+
+def _receipts(conn: psycopg.Connection) -> dict[UUID, tuple]:
+    columns = ", ".join(_receipt_columns(conn))
+    return {r[0]: tuple(r[1:]) for r in conn.execute(f"select {columns} from app.event_receipts")}
+
+
+def _log_properties(conn: psycopg.Connection) -> dict[UUID, object]:
+    return dict(conn.execute("select event_id, properties from app.study_events"))
+
+
+def test_receipts_keep_the_event_id_and_empty_properties_are_null(database_factory):
+    _check_0017(database_factory(migrated=False), citus=False)
+
+
+def test_0017_moves_the_data_both_ways_on_a_citus_cluster(cluster_database_factory):
+    """After 0015's placement: receipts distributed on event_id, the log on user_id."""
+    _check_0017(cluster_database_factory(migrated=False), citus=True)
+
+
+def _check_0017(url: str, citus: bool) -> None:
+    migrate.upgrade(url, "0016_event_log_storage")
+    events = _sessions(sessions=2, events_per_session=4)
+    exam = _store_before_0017(url, events)
+    with psycopg.connect(url) as conn:
+        receipts, properties = _receipts(conn), _log_properties(conn)
+        # views like dbt's staging views: those reading what 0017 changes are dropped (dbt makes
+        # them again), the others stay
+        for view, query in VIEWS.items():
+            conn.execute(f"create view {view} as {query}")
+        conn.commit()
+    assert len(receipts) == len(events) + 1 and receipts[exam][1] < events[0].occurred_at
+    assert sum(p == {} for p in properties.values()) == 5  # and 3 with a screen
+
+    migrate.upgrade(url, "0017_receipts_empty_properties")
+    with psycopg.connect(url) as conn:
+        assert _receipt_columns(conn) == ["event_id"]
+        assert _app_indexes(conn, "study_events_user_time_idx") == []
+        assert _index_columns(conn, "study_events_user_day_idx") == (
+            "btree (user_id, (((occurred_at AT TIME ZONE 'UTC'::text))::date))"
+        )
+        assert set(_receipts(conn)) == set(receipts)
+        emptied = _log_properties(conn)
+        staged = conn.execute(
+            "select count(*) from app.study_events where properties is null"
+        ).fetchone()[0]
+        trigger = conn.execute(
+            "select count(*) from pg_trigger where tgname = 'event_receipts_references'"
+        ).fetchone()[0]
+        views = {
+            r[0]
+            for r in conn.execute(
+                "select schemaname || '.' || viewname from pg_views"
+                " where schemaname || '.' || viewname = any(%s)",
+                (list(VIEWS),),
+            )
+        }
+        with pytest.raises(psycopg.errors.CheckViolation, match="properties_not_empty"):
+            conn.execute(
+                "insert into app.study_events (event_id, user_id, event_type, occurred_at,"
+                " properties) values (gen_random_uuid(), %s, 'page_view', %s, '{}')",
+                (events[0].user_id, events[0].occurred_at),
+            )
+    assert views == {"public.log_sessions", "public.receipt_ids"}
+    assert emptied == {k: (None if v == {} else v) for k, v in properties.items()}
+    assert staged == 5 and trigger == 0
+
+    migrate.downgrade(url, "0016_event_log_storage")
+    with psycopg.connect(url) as conn:
+        assert _receipt_columns(conn) == ["event_id", "user_id", "occurred_at"]
+        assert _index_columns(conn, "study_events_user_time_idx") == "btree (user_id, occurred_at)"
+        assert _app_indexes(conn, "study_events_user_day_idx") == []
+        # each receipt gets its own learner and time back: from the log, or the exam row
+        assert _receipts(conn) == receipts
+        assert _log_properties(conn) == properties
+        nullable = conn.execute(
+            "select string_agg(column_name || ' ' || is_nullable, ', ' order by column_name)"
+            " from information_schema.columns where table_schema = 'app' and ("
+            " (table_name = 'event_receipts' and column_name <> 'event_id')"
+            " or (table_name = 'study_events' and column_name = 'properties'))"
+        ).fetchone()[0]
+        trigger = conn.execute(
+            "select count(*) from pg_trigger where tgname = 'event_receipts_references'"
+        ).fetchone()[0]
+    assert nullable == "occurred_at NO, properties NO, user_id NO"
+    assert trigger == (0 if citus else 1)  # on Citus 0015 replaced it by the log's foreign key
+
+
+def test_the_downgrade_of_0017_refuses_a_receipt_it_cannot_restore(database_factory):
+    url = database_factory(migrated=False)
+    migrate.upgrade(url, "0017_receipts_empty_properties")
+    with psycopg.connect(url) as conn:
+        conn.execute("insert into app.event_receipts (event_id) values (gen_random_uuid())")
+        conn.commit()
+    with pytest.raises(sqlalchemy.exc.DBAPIError, match="cannot restore the receipt"):
+        migrate.downgrade(url, "0016_event_log_storage")

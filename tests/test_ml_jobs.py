@@ -493,10 +493,7 @@ def _add_events_after_exams(conn: psycopg.Connection, exam_ids: list[str]) -> in
 
 def _receipt(conn: psycopg.Connection, user_id: uuid.UUID, at: datetime, kind: str) -> uuid.UUID:
     event_id = uuid.uuid4()
-    conn.execute(
-        "insert into app.event_receipts (event_id, user_id, occurred_at) values (%s, %s, %s)",
-        (event_id, user_id, at),
-    )
+    conn.execute("insert into app.event_receipts (event_id) values (%s)", (event_id,))
     conn.execute(
         "insert into app.study_events (event_id, user_id, event_type, occurred_at, received_at)"
         " values (%s, %s, %s, %s, %s)",

@@ -111,14 +111,13 @@ def _scores(conn: psycopg.Connection, day: date) -> list[tuple]:
 
 def _event(conn: psycopg.Connection, user_id: str, at: datetime, kind: str) -> uuid.UUID:
     event_id = uuid.uuid4()
-    for table in ("event_receipts", "study_events"):
-        columns = "event_id, user_id, occurred_at"
-        values: tuple = (event_id, user_id, at)
-        if table == "study_events":  # the receipt keeps no arrival time (the log does)
-            columns += ", received_at, event_type"
-            values += (at, kind)
-        placeholders = ", ".join(["%s"] * len(values))
-        conn.execute(f"insert into app.{table} ({columns}) values ({placeholders})", values)
+    # the receipt holds the event_id only (the log row holds the learner and times)
+    conn.execute("insert into app.event_receipts (event_id) values (%s)", (event_id,))
+    conn.execute(
+        "insert into app.study_events (event_id, user_id, occurred_at, received_at, event_type)"
+        " values (%s, %s, %s, %s, %s)",
+        (event_id, user_id, at, at, kind),
+    )
     return event_id
 
 

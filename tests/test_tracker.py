@@ -93,6 +93,9 @@ def tracker(conn: psycopg.Connection, ref: Ref) -> Iterator[Tracker]:
     yield Tracker(conn, parallel_from=1)
 
 
+_SECOND = timedelta(seconds=1)
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -170,6 +173,10 @@ def test_update_delete_and_truncate_of_study_events_are_refused(conn, tracker, r
     assert stored == ({"screen": "qbank"},)
 
 
+def _receipt_ids(conn: psycopg.Connection) -> set[uuid.UUID]:
+    return {r[0] for r in conn.execute("select event_id from app.event_receipts")}
+
+
 def test_delete_user_erases_the_learner_everywhere_and_nobody_else(conn, tracker, ref):
     gone, kept = ref.new_user(), ref.new_user()
     session = uuid.uuid4()
@@ -202,18 +209,30 @@ def test_delete_user_erases_the_learner_everywhere_and_nobody_else(conn, tracker
             "and t.table_type = 'BASE TABLE' and c.table_name not like 'study_events_%'"
         )
     ]
-    assert {"study_events", "event_receipts", "question_attempts", "study_sessions"} <= set(tables)
+    assert {"study_events", "question_attempts", "study_sessions"} <= set(tables)
 
     def rows_of(user: uuid.UUID) -> dict[str, int]:
-        return {
+        counts = {
             t: conn.execute(f"select count(*) from app.{t} where user_id = %s", (user,)).fetchone()[
                 0
             ]
             for t in tables
         }
+        # a receipt holds the event_id only: found through the events the learner sent
+        counts["event_receipts"] = len(receipts[user] & _receipt_ids(conn))
+        return counts
+
+    receipts = {
+        u: {
+            r[0]
+            for r in conn.execute("select event_id from app.study_events where user_id = %s", (u,))
+        }
+        for u in (gone, kept)
+    }
 
     before = rows_of(gone)
     assert before["study_events"] == 4 and before["question_attempts"] == 1
+    assert before["event_receipts"] == 4
     assert before["rejected_events"] == 1 and before["study_sessions"] == 1
     kept_before = rows_of(kept)
 
@@ -294,6 +313,39 @@ def test_repeated_event_id_with_different_content_keeps_the_first_and_rejects_th
         "select properties from app.study_events where event_id = %s", (other.event_id,)
     ).fetchone() == ({"screen": "qbank"},)
     assert len(_rejections(conn, user)) == 3
+
+
+def test_a_repeat_sent_with_another_learner_or_time_is_found_to_differ(conn, tracker, ref):
+    """The receipt holds only the event_id: a repeat's stored version is looked up by the
+    repeat's own learner and time, and not finding it there means its content differs."""
+    user, other_user = ref.new_user(), ref.new_user()
+    first = question(user)
+    assert tracker.track(first) is True
+    moved = QuestionAttempt(**(first.__dict__ | {"user_id": other_user}))
+    later = QuestionAttempt(**(first.__dict__ | {"occurred_at": first.occurred_at + _SECOND}))
+    with pytest.raises(ValidationError, match="already stored with different content"):
+        tracker.track(later)
+    result = tracker.track_batch([moved, first, later])
+    assert (result.accepted, result.duplicates, result.rejected) == (0, 1, 2)
+    assert [i for i, _ in result.rejections] == [0, 2]
+    for table in ("event_receipts", "study_events", "question_attempts"):
+        assert _count(conn, table, first.event_id) == 1, table
+
+
+def test_an_event_without_properties_stores_null_and_repeats_as_the_same(conn, tracker, ref):
+    user = ref.new_user()
+    bare, screen = question(user), page_view(user)
+    assert tracker.track_batch([bare, screen]).accepted == 2
+    stored = dict(
+        conn.execute(
+            "select event_id, properties from app.study_events where event_id = any(%s)",
+            ([bare.event_id, screen.event_id],),
+        )
+    )
+    assert stored == {bare.event_id: None, screen.event_id: {"screen": "qbank"}}
+    emptied = GenericEvent(**(screen.__dict__ | {"properties": {}}))
+    result = tracker.track_batch([bare, emptied])
+    assert (result.duplicates, result.rejected) == (1, 1)
 
 
 # --------------------------------------------------------------------------- partitions
@@ -849,8 +901,8 @@ def test_the_database_refuses_unknown_references_and_removing_referenced_keys(co
     user = ref.new_user()
     with pytest.raises(errors.ForeignKeyViolation, match="is not in app.users"):
         conn.execute(
-            "insert into app.event_receipts (event_id, user_id, occurred_at) "
-            "values (gen_random_uuid(), gen_random_uuid(), now())"
+            "insert into app.study_events (event_id, user_id, event_type, occurred_at) "
+            "values (gen_random_uuid(), gen_random_uuid(), 'page_view', now())"
         )
     conn.rollback()
     with pytest.raises(errors.ForeignKeyViolation, match="question 101 with topic 3"):

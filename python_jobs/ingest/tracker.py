@@ -20,13 +20,14 @@ set-based inserts). Every path runs the same steps:
 3. Make sure the monthly partitions of ``app.study_events`` exist for the months seen
    (``app.ensure_study_event_partitions``, in its own short transaction, only for unseen months).
 4. In ONE transaction: binary-COPY the rows into a temporary table; insert the
-   ``app.event_receipts`` rows (the idempotency ledger: a plain insert in a savepoint, redone
-   ``on conflict do nothing`` only if an event_id was already there); then the
-   ``app.study_events`` rows and the typed rows (``question_attempts`` with ``topic_id`` and
-   ``is_correct`` derived from the question bank, ``material_interactions``, ``exam_results``)
-   of the events that were new; keep ``app.study_sessions`` current; record refused input in
-   ``app.rejected_events``; commit. The schema checks the references of these rows once per
-   statement (see the migration) and refuses UPDATE/DELETE/TRUNCATE of ``study_events``.
+   ``app.event_receipts`` rows (the idempotency ledger, event_ids only: a plain insert in a
+   savepoint, redone ``on conflict do nothing`` only if an event_id was already there); then the
+   ``app.study_events`` rows (properties NULL when empty) and the typed rows
+   (``question_attempts`` with ``topic_id`` and ``is_correct`` derived from the question bank,
+   ``material_interactions``, ``exam_results``) of the events that were new; keep
+   ``app.study_sessions`` current; record refused input in ``app.rejected_events``; commit.
+   The schema checks the references of these rows once per statement (see the migration) and
+   refuses UPDATE/DELETE/TRUNCATE of ``study_events``.
 
 ``track_batch`` runs step 4 for each chunk on ``batch_connections`` (default 2) connections of
 its own, in worker threads, while it validates the next chunk; a chunk's rows are split by session
@@ -270,8 +271,8 @@ BATCH_TYPES = (
 # costs ~3 us of server CPU per row, and repeats are rare. On a unique violation the savepoint is
 # rolled back and the batch goes in again with ON CONFLICT DO NOTHING.
 INSERT_RECEIPTS_FAST = """
-insert into app.event_receipts (event_id, user_id, occurred_at)
-select event_id, user_id, occurred_at
+insert into app.event_receipts (event_id)
+select event_id
 from pg_temp.tracker_batch
 """
 INSERT_RECEIPTS = INSERT_RECEIPTS_FAST + "on conflict (event_id) do nothing\nreturning event_id\n"
@@ -280,42 +281,47 @@ SMALL_BATCH = 1000
 # Rows of this batch whose event_id was already stored (the batch indices whose receipt the
 # receipts insert did not return: only run when it stored fewer rows than the batch holds), and
 # whether their content differs from the stored version (received_at excluded: a retry is
-# received later). The stored event and typed row are found by the receipt's learner and time,
-# through the tables' user-time indexes (neither has a key on event_id: the receipts' primary key
-# is what keeps it unique), then the event_id. Each stored part is read by itself first (a
-# materialized CTE): on Citus, where the receipts are distributed on event_id and the rest on
-# user_id, each is then a query it can run, and the comparison runs on the coordinator.
+# received later). The receipt holds only the event_id: the stored event and typed row are looked
+# up by the repeat's own learner and time, through the tables' learner indexes (the log's is on
+# the UTC date, stated beside the instant), then the event_id (no table but the receipts has a
+# key on it). A repeat with the same content has the same learner and time and is found; one
+# with another learner or time finds nothing, which is itself a difference. Each stored part is
+# read by itself first (a materialized CTE): on Citus, where the log and typed rows are
+# distributed on user_id and the batch is a coordinator table, each is then a query it can run,
+# and the comparison runs on the coordinator. Empty properties are stored as NULL (nullif on
+# both sides).
 FIND_REPEATS = """
-with r as materialized (
-    select event_id, user_id, occurred_at from app.event_receipts where event_id = any(%(ids)s)
+with k as materialized (
+    select event_id, user_id, occurred_at from pg_temp.tracker_batch where idx = any(%(idx)s)
 ), e as materialized (
     select e.event_id, e.user_id, e.session_id, e.event_type, e.occurred_at, e.properties,
         e.ip_prefix
     from app.study_events as e
-    inner join r on e.user_id = r.user_id and e.occurred_at = r.occurred_at
-        and e.event_id = r.event_id
+    inner join k on e.user_id = k.user_id
+        and (e.occurred_at at time zone 'UTC')::date = (k.occurred_at at time zone 'UTC')::date
+        and e.occurred_at = k.occurred_at and e.event_id = k.event_id
 ), q as materialized (
     select q.event_id, q.question_id, q.attempt_number, q.selected_answer, q.time_to_answer_ms,
         q.confidence_level, q.hint_used
     from app.question_attempts as q
-    inner join r on q.user_id = r.user_id and q.answered_at = r.occurred_at
-        and q.event_id = r.event_id
+    inner join k on q.user_id = k.user_id and q.answered_at = k.occurred_at
+        and q.event_id = k.event_id
 ), m as materialized (
     select m.event_id, m.material_id, m.interaction_type, m.progress, m.active_seconds
     from app.material_interactions as m
-    inner join r on m.user_id = r.user_id and m.occurred_at = r.occurred_at
-        and m.event_id = r.event_id
+    inner join k on m.user_id = k.user_id and m.occurred_at = k.occurred_at
+        and m.event_id = k.event_id
 ), x as materialized (
     select x.event_id, x.exam_kind, x.scaled_score, x.passed
     from app.exam_results as x
-    inner join r on x.user_id = r.user_id and x.taken_at = r.occurred_at
-        and x.event_id = r.event_id
+    inner join k on x.user_id = k.user_id and x.taken_at = k.occurred_at
+        and x.event_id = k.event_id
 )
 select
     b.idx,
-    (b.user_id, b.session_id, b.event_type, b.occurred_at, b.properties::jsonb, b.ip_prefix::cidr)
-        is distinct from (e.user_id, e.session_id, e.event_type, e.occurred_at, e.properties,
-                          e.ip_prefix)
+    e.event_id is null
+    or (b.session_id, b.event_type, nullif(b.properties::jsonb, '{}'), b.ip_prefix::cidr)
+        is distinct from (e.session_id, e.event_type, nullif(e.properties, '{}'), e.ip_prefix)
     or (b.question_id, b.attempt_number, b.selected_answer, b.time_to_answer_ms,
         b.confidence_level, b.hint_used)
         is distinct from (q.question_id, q.attempt_number, q.selected_answer, q.time_to_answer_ms,
@@ -326,7 +332,6 @@ select
         is distinct from (x.exam_kind, x.scaled_score, x.passed)
         as differs
 from pg_temp.tracker_batch as b
-inner join r on b.event_id = r.event_id
 left join e on b.event_id = e.event_id
 left join q on b.event_id = q.event_id
 left join m on b.event_id = m.event_id
@@ -339,8 +344,8 @@ DROP_REPEATS = "delete from pg_temp.tracker_batch where idx = any(%s)"
 INSERT_EVENTS = """
 insert into app.study_events
     (event_id, user_id, session_id, event_type, occurred_at, received_at, properties, ip_prefix)
-select event_id, user_id, session_id, event_type, occurred_at, received_at, properties::jsonb,
-    ip_prefix::cidr
+select event_id, user_id, session_id, event_type, occurred_at, received_at,
+    nullif(properties::jsonb, '{}'), ip_prefix::cidr
 from pg_temp.tracker_batch
 """
 
@@ -1880,7 +1885,7 @@ def _write(
             new = {event_id for (event_id,) in cur.fetchall()}
             old = [r for r in rows if r[R_EVENT_ID] not in new]
             repeats = [r[R_IDX] for r in old]
-            cur.execute(FIND_REPEATS, {"ids": [r[R_EVENT_ID] for r in old], "idx": repeats})
+            cur.execute(FIND_REPEATS, {"idx": repeats})
             for idx, differs in cur.fetchall():
                 not_new.add(idx)
                 if differs:

@@ -208,6 +208,10 @@ from app.users as u
 where exists (
     select 1 from app.study_events as e
     where e.user_id = u.id and e.occurred_at >= %(since)s and e.occurred_at < %(until)s
+        -- the same window as UTC dates (since and until are UTC midnights): the log's learner
+        -- index is on (user_id, UTC date of occurred_at)
+        and (e.occurred_at at time zone 'UTC')::date >= (%(since)s at time zone 'UTC')::date
+        and (e.occurred_at at time zone 'UTC')::date < (%(until)s at time zone 'UTC')::date
 )
 order by u.id
 """

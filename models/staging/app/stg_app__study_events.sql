@@ -8,5 +8,6 @@ select
     event_type,
     occurred_at,
     received_at,
-    properties
+    -- the log stores NULL for an event without properties; the warehouse reads an empty object
+    coalesce(properties, '{}'::jsonb) as properties
 from {{ source('app', 'study_events') }}
