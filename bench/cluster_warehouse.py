@@ -18,8 +18,10 @@ coordinator's connection to it, tens of milliseconds here: with 20 calls a clien
 those calls are the slowest 10 %) and with pooled connections (each client first runs one untimed
 query over every shard, as a BI tool's pool of open connections would have long before). Every
 node runs on this machine, so the cluster shares the single server's cores: the figures show what
-distribution costs here, not what more machines give. The databases are dropped afterwards; a
-cluster this run started is stopped again.
+distribution costs here, not what more machines give; for the same reason each run's CPU
+seconds are reported per node (coordinator, each worker; bench/node_cpu.py) and for the client
+(the pipeline, dbt and the jobs), which is how the nightly splits between them. The databases are
+dropped afterwards; a cluster this run started is stopped again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench import node_cpu
 from bench.dashboards import compile_analyses, measure
 from python_jobs.ingest.events import Event
 from python_jobs.ingest.tracker import Tracker
@@ -61,8 +64,11 @@ def _deliver(url: str, events: list[Event], received_from: datetime, received_to
     return result.accepted
 
 
-def measure_server(url: str, sim: Simulation, events: list[Event], calls: int) -> dict[str, Any]:
-    """Deliver, build, deliver one more day, run the nightly, then time the dashboards."""
+def measure_server(
+    url: str, sim: Simulation, events: list[Event], calls: int, servers: dict[str, Path]
+) -> dict[str, Any]:
+    """Deliver, build, deliver one more day, run the nightly, then time the dashboards; the CPU
+    seconds each of `servers` (name: data folder) and the client spent in each run beside them."""
     migrate.upgrade(url)
     with psycopg.connect(url) as conn:
         prepare(conn, sim)
@@ -73,10 +79,12 @@ def measure_server(url: str, sim: Simulation, events: list[Event], calls: int) -
         for label in ("first_build", "nightly"):
             if label == "nightly":
                 figures["new_day_events"] = _deliver(url, events, cut, sim.end + timedelta(days=1))
+            cpu = node_cpu.snapshot(servers)
             started = time.perf_counter()
             steps = run_pipeline(RunContext(url=url, target_path=Path(target)))
             figures[f"{label}_s"] = time.perf_counter() - started
             figures[f"{label}_steps_s"] = steps
+            figures[f"{label}_cpu_s"] = node_cpu.spent(cpu, node_cpu.snapshot(servers))
         queries = compile_analyses(url, Path(target))
         with bi_login(url) as bi_url:
             cold = measure(url, queries, CLIENTS, calls, bi_url=bi_url)
@@ -110,7 +118,9 @@ def run(users: int, days: int, workers: int, calls: int) -> dict[str, dict[str, 
         conn.execute(f'drop database if exists "{DATABASE}" with (force)')
         conn.execute(f'create database "{DATABASE}"')
     try:
-        results["single"] = measure_server(db.with_database(admin, DATABASE), sim, events, calls)
+        results["single"] = measure_server(
+            db.with_database(admin, DATABASE), sim, events, calls, {"server": db.PGDATA}
+        )
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{DATABASE}" with (force)')
@@ -119,7 +129,8 @@ def run(users: int, days: int, workers: int, calls: int) -> dict[str, dict[str, 
     try:
         cluster.drop_database(DATABASE, workers)
         url = cluster.prepare_database(DATABASE, workers)
-        results["cluster"] = measure_server(url, sim, events, calls)
+        servers = {node.name: node.pgdata for node in cluster.nodes(workers)}
+        results["cluster"] = measure_server(url, sim, events, calls, servers)
         cluster.drop_database(DATABASE, workers)
     finally:
         if started_here:
@@ -144,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{figures['nightly_s']:6.1f} s  dashboards worst p95 {worst:7.1f} ms"
             f" (new connections {worst_new:7.1f} ms)"
         )
+        print(f"{'':8} nightly CPU seconds: {figures['nightly_cpu_s']}")
     return 0
 
 
