@@ -27,7 +27,10 @@
 
 with
 
-reviews as (
+reviews as not materialized (
+    -- read twice on an incremental run (the learners to recompute, then each one's history):
+    -- inlined, each learner's history is an index lookup; materialized, every learner scanned a
+    -- copy of the whole table (quadratic: 420 s of a nightly run at 10,000 learners, 17 s inlined)
     select
         user_id,
         topic_id,
