@@ -49,11 +49,16 @@
     {{ return(placement) }}
 {%- endmacro %}
 
-{#- The placement of a view model on Citus, else none: only a view whose meta sets citus_placement
-    explicitly has one (a view with a user_id column is no distributed table by default). -#}
+{#- Whether a model of this materialization and meta is built as a table on this database: a view
+    whose meta sets citus_placement explicitly, on Citus (a view with a user_id column is no
+    distributed table by default). Asked by the view materialization and by mart_rows. -#}
+{% macro citus_builds_view_as_table(materialized, meta) -%}
+    {{ return(materialized == 'view' and (meta or {}).get('citus_placement') and is_citus()) }}
+{%- endmacro %}
+
+{#- The placement of the view model being built on Citus when it is built as a table, else none. -#}
 {% macro citus_view_placement() -%}
-    {%- set meta = config.get('meta') or {} -%}
-    {%- if meta.get('citus_placement') and is_citus() -%}
+    {%- if citus_builds_view_as_table('view', config.get('meta')) -%}
         {{ return(citus_placement()) }}
     {%- endif -%}
     {{ return(none) }}

@@ -167,8 +167,8 @@
     {%- for node in marts %}
     select
         '{{ node.schema }}.{{ node.alias }}' as object_name,
-        '{{ 'table' if node.config.materialized == 'view' and (node.config.meta or {}).get('citus_placement')
-            and is_citus() else node.config.materialized }}' as materialization,
+        '{{ 'table' if citus_builds_view_as_table(node.config.materialized, node.config.meta)
+            else node.config.materialized }}' as materialization,
         '{{ node.alias }}' as model_name
     {%- if not loop.last %}
     union all

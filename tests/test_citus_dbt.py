@@ -197,6 +197,15 @@ def test_learner_tables_are_distributed_and_colocated(on_cluster: Delivered):
                 " where logicalrelid::regclass::text ~ '^(marts|intermediate)[.]'"
             ).fetchall()
         )
+        reported = dict(
+            conn.execute(
+                "select object_name, materialization from marts.warehouse_freshness"
+                " where object_name = any(%s)",
+                (list(VIEW_MARTS),),
+            ).fetchall()
+        )
+    # warehouse_freshness reports the built form (mart_rows): tables here, views on one server
+    assert reported == dict.fromkeys(VIEW_MARTS, "table")
     for table in [
         "intermediate.int_session_days_aggregated",
         "intermediate.int_topic_reviews_scheduled",
