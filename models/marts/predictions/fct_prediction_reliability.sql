@@ -47,7 +47,7 @@ binned as (
         calibration_bin,
         count(*) as predictions,
         count(*) filter (where outcome) as positives,
-        avg(probability::numeric)::double precision as mean_predicted,
+        {{ exact_avg('probability') }} as mean_predicted,
         avg(case when outcome then 1.0 else 0.0 end) as observed_rate,
         min(predicted_for) as first_predicted_for,
         max(predicted_for) as last_predicted_for
