@@ -42,22 +42,24 @@
     pair_attempts, pair_correct, pair_all_attempts, pair_all_correct, last_attempts, last_correct,
     reviews, elapsed_days
 ) -%}
-    {%- set learner_share = '((' ~ learner_correct ~ ') + 1.0) / ((' ~ learner_attempts ~ ') + 2.0)' -%}
+    {#- in double precision: counts summed by a window are bigint, and bigint + 1.0 is numeric,
+        whose ln() is slow (the features of 1.9M reviews took 47 s in numeric, 4 s in floats) -#}
+    {%- set learner_share = '((' ~ learner_correct ~ ')::double precision + 1) / ((' ~ learner_attempts ~ ')::double precision + 2)' -%}
     {%- set parent_share = _shrunk(parent_correct, parent_attempts, learner_share) -%}
     {%- set pair_share = _shrunk(pair_correct, pair_attempts, parent_share) -%}
-    {%- set log_reviews = 'ln(1.0 + (' ~ reviews ~ '))' -%}
-    {%- set log_elapsed = 'ln(1.0 + coalesce(greatest(' ~ elapsed_days ~ ', 0), 0))' -%}
+    {%- set log_reviews = 'ln(1 + (' ~ reviews ~ ')::double precision)' -%}
+    {%- set log_elapsed = 'ln(1 + coalesce(greatest(' ~ elapsed_days ~ ', 0), 0)::double precision)' -%}
     {{ _logit(learner_share) }} as learner_logit,
-    ln(1.0 + ({{ learner_attempts }})) as learner_log_attempts,
+    ln(1 + ({{ learner_attempts }})::double precision) as learner_log_attempts,
     {{ _logit(_shrunk(recent_correct, recent_attempts, learner_share)) }} as recent_logit,
     {{ _logit(parent_share) }} as parent_logit,
     {{ _logit(pair_share) }} as pair_logit,
     {{ _logit(_shrunk(pair_all_correct, pair_all_attempts, parent_share)) }} as pair_all_logit,
     {{ _logit(_shrunk(last_correct, last_attempts, pair_share)) }} as last_logit,
-    ln(1.0 + ({{ pair_all_attempts }})) as pair_log_attempts,
+    ln(1 + ({{ pair_all_attempts }})::double precision) as pair_log_attempts,
     {{ log_reviews }} as log_reviews,
     {{ log_elapsed }} as log_elapsed,
-    {{ log_elapsed }} / (1.0 + {{ log_reviews }}) as elapsed_per_review,
+    {{ log_elapsed }} / (1 + {{ log_reviews }}) as elapsed_per_review,
     (case when ({{ elapsed_days }}) is null then 1.0 else 0.0 end) as is_first_review
 {%- endmacro %}
 
