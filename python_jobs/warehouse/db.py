@@ -19,6 +19,7 @@ python_jobs/warehouse/cluster.py with the same password rules.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -219,10 +220,22 @@ def one_connection_per_node(conn: psycopg.Connection) -> None:
         conn.execute("set citus.multi_shard_modify_mode to 'sequential'")
 
 
+# Memory per sort or hash of dbt's sessions (STUDYIN_DBT_WORK_MEM): a full rebuild sorts and
+# groups tens of millions of events, which at the server's 64MB spill to disk (one model of the
+# 10,000-learner rebuild: 138 s at 64MB, 100 s at 512MB, its 800k-group aggregate held in memory).
+DBT_WORK_MEM = "256MB"
+
+
 def dbt_env(url: str | None = None) -> dict[str, str]:
-    """Environment variables the generated profiles.yml reads through env_var()."""
+    """Environment variables the generated profiles.yml reads through env_var(), and PGOPTIONS
+    (read by libpq) with the dbt sessions' work_mem."""
     p = parse_url(url or database_url())
+    work_mem = os.environ.get("STUDYIN_DBT_WORK_MEM", DBT_WORK_MEM)
+    if not re.fullmatch(r"\d+\s*(kB|MB|GB)", work_mem):
+        raise DatabaseError(f"STUDYIN_DBT_WORK_MEM must be a size such as 256MB, got {work_mem!r}")
+    options = f"{os.environ.get('PGOPTIONS', '')} -c work_mem={work_mem.replace(' ', '')}"
     return {
+        "PGOPTIONS": options.strip(),
         "STUDYIN_PGHOST": p.host,
         "STUDYIN_PGPORT": str(p.port),
         "STUDYIN_PGUSER": p.user,
