@@ -285,3 +285,26 @@ def test_server_lost_mid_run_names_the_step_in_the_last_line(
     assert last.startswith("studyin run: step '") and "' failed: " in last, result.stderr
     assert len(last) < 400  # the headline; dbt's or the server's full message is in the log
     assert "pipeline lock not released" in result.stderr
+
+
+@pytest.mark.parametrize("setting, expected", [(None, db.DBT_WORK_MEM), ("96MB", "96MB")])
+def test_dbt_sessions_run_with_their_work_mem(
+    migrated_db: str, monkeypatch: pytest.MonkeyPatch, setting: str | None, expected: str
+) -> None:
+    from python_jobs.warehouse.dbt import run_dbt
+
+    if setting is None:
+        monkeypatch.delenv("STUDYIN_DBT_WORK_MEM", raising=False)
+    else:
+        monkeypatch.setenv("STUDYIN_DBT_WORK_MEM", setting)
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=600000")
+    query = "select current_setting('work_mem') as wm, current_setting('statement_timeout') as st"
+    result = run_dbt(["show", "--inline", query, "--output", "json"], url=migrated_db)
+    assert f'"wm": "{expected}"' in result.stdout
+    assert '"st": "10min"' in result.stdout  # the caller's own PGOPTIONS are kept
+
+
+def test_bad_dbt_work_mem_is_refused_before_dbt_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDYIN_DBT_WORK_MEM", "lots; drop table x")
+    with pytest.raises(db.DatabaseError, match="STUDYIN_DBT_WORK_MEM must be a size"):
+        db.dbt_env("postgresql://u:p@127.0.0.1:5432/d")
