@@ -44,16 +44,31 @@ attempts as (
     ) }}
 ),
 
+learner_topic_days as (
+    -- first per learner, so that counting a topic-day's learners is a count of rows: a
+    -- count(distinct user_id) sorts every attempt (twice as slow over 19.6M attempts)
+    select
+        topic_id,
+        activity_date,
+        user_id,
+        count(*) as attempts,
+        count(*) filter (where is_correct) as correct_attempts,
+        count(*) filter (where is_first_attempt) as first_attempts,
+        count(*) filter (where is_first_attempt and is_correct) as first_attempts_correct
+    from attempts
+    group by topic_id, activity_date, user_id
+),
+
 aggregated as (
     select
         topic_id,
         activity_date,
-        count(*) as attempts,
-        count(*) filter (where is_correct) as correct_attempts,
-        count(distinct user_id) as learners,
-        count(*) filter (where is_first_attempt) as first_attempts,
-        count(*) filter (where is_first_attempt and is_correct) as first_attempts_correct
-    from attempts
+        sum(attempts) as attempts,
+        sum(correct_attempts) as correct_attempts,
+        count(*) as learners,
+        sum(first_attempts) as first_attempts,
+        sum(first_attempts_correct) as first_attempts_correct
+    from learner_topic_days
     group by topic_id, activity_date
 ),
 
