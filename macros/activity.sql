@@ -16,12 +16,14 @@
     (({{ day }})::timestamp at time zone {{ tz }})
 {%- endmacro %}
 
+{#- date_part, not extract: extract returns numeric, and casting it back costs a third more per row
+    (of tens of millions in a full rebuild); the integer is the same -#}
 {% macro local_hour(ts, tz) -%}
-    extract(hour from {{ ts }} at time zone {{ tz }})::integer
+    date_part('hour', {{ ts }} at time zone {{ tz }})::integer
 {%- endmacro %}
 
 {% macro local_iso_dow(ts, tz) -%}
-    extract(isodow from {{ ts }} at time zone {{ tz }})::integer
+    date_part('isodow', {{ ts }} at time zone {{ tz }})::integer
 {%- endmacro %}
 
 {#-
