@@ -4,9 +4,10 @@
     .venv/bin/python -m bench.storage --database postgresql://.../studyin_demo
     .venv/bin/python -m bench.storage --users 1000 --days 30  # build bench_storage_1000u_30d
 
-The figure is every relation of the database outside the system schemas and the simulator's
-``sim`` schema (its latent truth is not stored data of the product): ``app``, the warehouse
-schemas and ``ml``, divided by the events in ``app.study_events``. Partitions are counted under
+The figure is every relation of the database outside the system schemas, the simulator's
+``sim`` schema (its latent truth is not stored data of the product) and the benchmark's own
+``bench_floor`` scratch tables (bench/floor.py): ``app``, the warehouse schemas and ``ml``,
+divided by the events in ``app.study_events``. Partitions are counted under
 their partitioned table (and partition indexes under their partitioned index). Per table: heap
 (main fork with its free-space and visibility maps), TOAST (table and index) and each index.
 
@@ -41,7 +42,7 @@ from python_jobs.warehouse import db, migrate
 log = logging.getLogger("bench.storage")
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 2026
-EXCLUDED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "sim")
+EXCLUDED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "sim", "bench_floor")
 
 # One row per table (partitions folded into their root) and kind of storage. Indexes of a
 # partition are folded into their partitioned index (pg_partition_root works for both).
