@@ -676,12 +676,16 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
 
 
 def _sized(profile: Profile, users: int | None, days: int | None) -> Profile:
-    """The profile at another size (--users, --days): the same code path, smaller."""
+    """The profile at another size (--users, --days): the same code path, smaller. Its name
+    carries the size, so its histories and cached held-back days (named after the profile) never
+    replace the full profile's."""
     if users is None and days is None:
         return profile
+    users = users or profile.users
     days = days or profile.days
     short_days = min(profile.short_days, max(1, days // 3))
-    return replace(profile, users=users or profile.users, days=days, short_days=short_days)
+    name = f"{profile.name}_{users}x{days}"
+    return replace(profile, name=name, users=users, days=days, short_days=short_days)
 
 
 ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage")
