@@ -62,12 +62,17 @@
     terms here are below 100 in magnitude (probabilities, clipped log losses, logit sums), far
     from the 9.2e6 at which a term would overflow bigint. -#}
 {% macro exact_sum(expr) -%}
-    (sum((({{ expr }}) * 1e12)::bigint) / 1e12)::double precision
+    ({{ _sum_of_units(expr) }} / 1e12)::double precision
 {%- endmacro %}
 
 {#- The mean of exact_sum's terms, divided in numeric: null for a group without a non-null term. -#}
 {% macro exact_avg(expr) -%}
-    (sum((({{ expr }}) * 1e12)::bigint) / nullif(count({{ expr }}), 0) / 1e12)::double precision
+    ({{ _sum_of_units(expr) }} / nullif(count({{ expr }}), 0) / 1e12)::double precision
+{%- endmacro %}
+
+{#- The sum, as numeric, of the terms rounded to whole units of 1e-12 (exact_sum, exact_avg). -#}
+{% macro _sum_of_units(expr) -%}
+    sum((({{ expr }}) * 1e12)::bigint)
 {%- endmacro %}
 
 {#-
@@ -140,11 +145,7 @@
             fit_{{ step - 1 }}.slope,
             fit_{{ step - 1 }}.both_classes,
             -- a singular system (every prediction equal) has no solution: null, not noise
-            case
-                when sums_{{ step }}.h00 * sums_{{ step }}.h11 - sums_{{ step }}.h01 * sums_{{ step }}.h01
-                    > 1e-9 * sums_{{ step }}.h00 * sums_{{ step }}.h11
-                    then sums_{{ step }}.h00 * sums_{{ step }}.h11 - sums_{{ step }}.h01 * sums_{{ step }}.h01
-            end as det
+            case when h00 * h11 - h01 * h01 > 1e-9 * h00 * h11 then h00 * h11 - h01 * h01 end as det
         from sums_{{ step }}
         inner join fit_{{ step - 1 }} using ({{ keys }})
     ),
