@@ -42,8 +42,9 @@
 {#-
   Join condition restricting `alias` (rows with user_id, local_date and the timestamp
   `time_column`) to the (user_id, local_date) keys of the CTE `touched`. The search window is
-  stated twice, as instants and as the UTC dates they bound (the same rows): the event log is
-  indexed by learner and UTC date (study_events_user_day_idx), the typed rows by learner and time.
+  stated twice, as instants and as the UTC dates they bound (the same rows): the event log and
+  the question attempts are indexed by learner and UTC date (study_events_user_day_idx,
+  question_attempts_user_day_idx), the material interactions by learner and time.
 -#}
 {% macro on_touched_user_day(alias, time_column, touched='touched_user_days') -%}
     {{ alias }}.user_id = {{ touched }}.user_id

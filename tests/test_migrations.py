@@ -11,7 +11,7 @@ import sqlalchemy.exc
 from psycopg.types.json import Jsonb
 
 from python_jobs.ingest.events import SessionHeartbeat
-from python_jobs.ingest.tracker import Tracker
+from python_jobs.ingest.tracker import CREATE_TEMP_TABLES, FIND_REPEATS, Tracker
 from python_jobs.warehouse import migrate
 
 
@@ -325,3 +325,79 @@ def test_the_downgrade_of_0017_refuses_a_receipt_it_cannot_restore(database_fact
         conn.commit()
     with pytest.raises(sqlalchemy.exc.DBAPIError, match="cannot restore the receipt"):
         migrate.downgrade(url, "0016_event_log_storage")
+
+
+def _plan(conn: psycopg.Connection, query: str, params: dict[str, object]) -> str:
+    """The plan PostgreSQL picks when it may not scan the whole table (the tables here are tiny)."""
+    conn.execute("set enable_seqscan = off")
+    rows = conn.execute(f"explain (costs off) {query}", params).fetchall()
+    conn.execute("reset enable_seqscan")
+    return "\n".join(r[0] for r in rows)
+
+
+# a touched learner-day of the activity models (macros/activity.sql, on_touched_user_day)
+LEARNER_DAY_ATTEMPTS = """
+select event_id from app.question_attempts as keyed
+where keyed.user_id = %(user_id)s
+    and keyed.answered_at >= ((%(day)s::date - 1)::timestamp at time zone 'UTC')
+    and keyed.answered_at < ((%(day)s::date + 2)::timestamp at time zone 'UTC')
+    and (keyed.answered_at at time zone 'UTC')::date between %(day)s::date - 1 and %(day)s::date + 1
+"""
+
+
+def test_0018_narrows_the_attempt_indexes_and_their_lookups_use_them(database_factory):
+    url = database_factory(migrated=False)
+    migrate.upgrade(url, "0017_receipts_empty_properties")
+    with psycopg.connect(url) as conn:
+        assert _index_columns(conn, "question_attempts_user_time_idx") == (
+            "btree (user_id, answered_at)"
+        )
+        covering = _index_columns(conn, "question_attempts_user_topic_time_idx")
+    assert covering == (
+        "btree (user_id, topic_id, answered_at) INCLUDE (question_id, is_correct, event_id)"
+    )
+
+    migrate.upgrade(url, "0018_attempt_indexes")
+    day = {"user_id": uuid4(), "day": datetime(2026, 11, 20).date()}
+    with psycopg.connect(url) as conn:
+        indexes = {
+            name: _index_columns(conn, name)
+            for name in (
+                "question_attempts_user_day_idx",
+                "question_attempts_session_idx",
+                "question_attempts_user_topic_time_idx",
+            )
+        }
+        assert _app_indexes(conn, "question_attempts_user_time_idx") == []
+        # the tracker's lookup of a repeat's stored attempt, and a touched learner-day's attempts,
+        # state the UTC date the new index is built on
+        conn.execute(CREATE_TEMP_TABLES)
+        repeats = _plan(conn, FIND_REPEATS, {"idx": [0]})
+        learner_day = _plan(conn, LEARNER_DAY_ATTEMPTS, day)
+    assert indexes == {
+        "question_attempts_user_day_idx": (
+            "btree (user_id, (((answered_at AT TIME ZONE 'UTC'::text))::date))"
+        ),
+        "question_attempts_session_idx": "btree (session_id)",
+        "question_attempts_user_topic_time_idx": "btree (user_id, topic_id, answered_at)",
+    }
+    # a repeat's stored attempt through a learner index (the user-day one, or on PostgreSQL 18
+    # the learner-topic one skipping over topics), never a scan of every attempt
+    attempts_part = repeats[repeats.index("CTE q") : repeats.index("CTE m")]
+    assert "Index Scan using question_attempts_user_" in attempts_part
+    assert "question_attempts_user_day_idx" in learner_day
+
+    migrate.downgrade(url, "0017_receipts_empty_properties")
+    with psycopg.connect(url) as conn:
+        restored = {
+            name: _index_columns(conn, name)
+            for name in ("question_attempts_user_time_idx", "question_attempts_user_topic_time_idx")
+        }
+        gone = _app_indexes(conn, "question_attempts_user_day_idx") + _app_indexes(
+            conn, "question_attempts_session_idx"
+        )
+    assert restored == {
+        "question_attempts_user_time_idx": "btree (user_id, answered_at)",
+        "question_attempts_user_topic_time_idx": covering,
+    }
+    assert gone == []

@@ -148,8 +148,8 @@ prerequisite_candidates as (
 ),
 
 last_answers as (
-    -- each top gap's questions, the learner's last answer to each: looked up per gap, from the
-    -- (user_id, topic_id, answered_at) index alone (it includes the columns read here), in a
+    -- each top gap's questions, the learner's last answer to each: looked up per gap through the
+    -- (user_id, topic_id, answered_at) index (then its rows in the table), in a
     -- lateral behind an offset-0 fence (joined whole, it became a scan and sort of every attempt
     -- in the history)
     select

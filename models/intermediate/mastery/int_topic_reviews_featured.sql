@@ -93,8 +93,8 @@ topic_parents as (
     ),
 
     day_fresh_attempts as materialized (
-        -- the learners' first attempts since the first recomputed day, through the
-        -- (user_id, topic_id, answered_at) index
+        -- the learners' first attempts since the first recomputed day, through the attempts'
+        -- (user_id, UTC date) index (the bound is stated as an instant and as its UTC date)
         select learner_attempts.*
         from recompute_learners
         cross join lateral (
@@ -106,6 +106,8 @@ topic_parents as (
                 -- a local day starts at most 14 hours before its UTC midnight
                 and fresh_attempts.answered_at
                 >= ((recompute_learners.recompute_from - 1)::timestamp at time zone 'UTC')
+                and (fresh_attempts.answered_at at time zone 'UTC')::date
+                >= recompute_learners.recompute_from - 1
             {{ lateral_fence() }}
         ) as learner_attempts
     ),

@@ -121,7 +121,7 @@ history_attempts as (
 
     replayed_attempts as materialized (
         -- each learner's attempts in their touched topics since the replay day, looked up once
-        -- per learner through the (user_id, answered_at) index: a lateral behind an offset-0
+        -- per learner through the (user_id, topic_id, answered_at) index: a lateral behind an offset-0
         -- fence, materialized, as PostgreSQL would otherwise fold the lookups into one scan of
         -- the whole history
         select
