@@ -22,13 +22,16 @@ the full build's time and disk are estimated (see `estimate`).
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import math
+import multiprocessing as mp
 import pickle
+import queue
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,8 @@ CHUNK = 50_000  # events per pickled chunk of a held-back day (about 100 MB of o
 
 @dataclass(frozen=True)
 class DayLoad:
-    """One history day delivered: its events, seconds and the long history's size after it."""
+    """One history day delivered: its events (sent to the tracker: a day delivered again after a
+    resume counts all of them), seconds and the long history's size after it."""
 
     day: int
     events: int
@@ -58,13 +62,7 @@ def day_file(cache: Path, profile_name: str, day: int) -> Path:
 
 def day_events(cache: Path, profile_name: str, day: int) -> Iterator[Event]:
     """The events of held-back day `day` (1-based), read back one chunk at a time."""
-    with day_file(cache, profile_name, day).open("rb") as f:
-        while True:
-            try:
-                chunk: list[Event] = pickle.load(f)
-            except EOFError:
-                return
-            yield from chunk
+    return _chunks(day_file(cache, profile_name, day))
 
 
 def _database_bytes(url: str) -> int:
@@ -95,56 +93,205 @@ class _Days:
         self.exhausted = True
 
 
+SHARDS = 2  # simulation processes: learners are independent, and a machine here has two cores
+
+
 def build_by_day(
-    profile: Any, urls: dict[str, str | None], end: datetime, cache: Path, seed: int
+    profile: Any,
+    urls: dict[str, str | None],
+    end: datetime,
+    cache: Path,
+    seed: int,
+    progress: Path,
+    done: list[DayLoad] | None = None,
 ) -> list[DayLoad]:
     """Deliver the history into urls["long"] (and urls["short"], when given) one day at a time,
-    and write each held-back day to its file; the per-day loads of the long history."""
-    from python_jobs.simulation.simulator import generate, prepare
+    and write each held-back day to its file; the per-day loads of the long history.
 
-    sim = generate(
-        profile.users, profile.days + profile.held_back_days, seed, end=end, attempt_truth=False
-    )
-    for url in urls.values():
-        if url:
-            with psycopg.connect(url) as conn:
-                prepare(conn, sim)
+    The simulation runs in SHARDS processes, each over a share of the learners, a day ahead of
+    the delivery; each hands its day to the delivery as a file (`_shard_file`), and the day's
+    shards are merged by received_at. After each day the loads so far are written to `progress`
+    (with `end`), and a build given them (`done`) resumes after the last one: the shards simulate
+    the delivered days again without writing them, and the day a crash interrupted is delivered
+    again (the tracker ignores the events it already stored)."""
+    loads = list(done or [])
+    if not loads:
+        from python_jobs.simulation.simulator import generate, prepare
+
+        sim = generate(profile.users, profile.days + profile.held_back_days, seed, end=end)
+        for url in urls.values():
+            if url:
+                with psycopg.connect(url) as conn:
+                    prepare(conn, sim)
+        del sim
     cutoff = end - timedelta(days=profile.held_back_days)
     short_from = cutoff - timedelta(days=profile.short_days)
-    days = _Days(sim.events())
-    loads: list[DayLoad] = []
-    for day in range(1, profile.days + 1):
-        until = cutoff - timedelta(days=profile.days - day)
-        loads.append(_deliver_day(day, days.next_day(until), urls, short_from))
-        log.info(
-            "history day %d/%d: %s events in %.1fs, long history %.2f GB",
-            day,
-            profile.days,
-            f"{loads[-1].events:,}",
-            loads[-1].seconds,
-            loads[-1].database_bytes / 1e9,
+    first = len(loads) + 1
+    context = mp.get_context("spawn")
+    handoffs = [context.Queue(maxsize=1) for _ in range(SHARDS)]
+    workers = [
+        context.Process(
+            target=_simulate_shard,
+            args=(profile, end, seed, (k, SHARDS), cache, first, handoffs[k]),
+            name=f"simulation-{k}",
         )
-    for day in range(1, profile.held_back_days + 1):
-        _write_day(day_file(cache, profile.name, day), days.next_day(cutoff + timedelta(days=day)))
+        for k in range(SHARDS)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for day in range(first, profile.days + 1):
+            started = time.monotonic()
+            files = _handed(workers, handoffs, day, cache, profile.name)
+            loads.append(_deliver_day(day, _merged(files), urls, short_from, started))
+            for f in files:
+                f.unlink()
+            _write_progress(progress, end, loads)
+            log.info(
+                "history day %d/%d: %s events in %.1fs, long history %.2f GB",
+                day,
+                profile.days,
+                f"{loads[-1].events:,}",
+                loads[-1].seconds,
+                loads[-1].database_bytes / 1e9,
+            )
+        for day in range(1, profile.held_back_days + 1):
+            files = _handed(workers, handoffs, -day, cache, profile.name)
+            _write_day(day_file(cache, profile.name, day), _merged(files))
+            for f in files:
+                f.unlink()
+        for worker in workers:
+            worker.join()
+            if worker.exitcode:
+                raise RuntimeError(f"{worker.name} failed (exit {worker.exitcode})")
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
     return loads
 
 
+def _write_progress(progress: Path, end: datetime, loads: list[DayLoad]) -> None:
+    written = progress.with_suffix(".partial")
+    written.write_text(json.dumps({"end": end.isoformat(), "loads": [asdict(d) for d in loads]}))
+    written.replace(progress)
+
+
+def resumable(progress: Path) -> tuple[datetime, list[DayLoad]]:
+    """The `end` and the delivered days' loads of an interrupted build's progress file."""
+    state = json.loads(progress.read_text())
+    return datetime.fromisoformat(state["end"]), [DayLoad(**row) for row in state["loads"]]
+
+
+def _shard_file(cache: Path, profile_name: str, day: int, shard: int) -> Path:
+    """A shard's events of history day `day`, or of held-back day -`day`."""
+    kind = f"history{day}" if day > 0 else f"held{-day}"
+    return cache / f"bench_{profile_name}.{kind}.shard{shard}.pickle"
+
+
+def _simulate_shard(
+    profile: Any,
+    end: datetime,
+    seed: int,
+    shard: tuple[int, int],
+    cache: Path,
+    first: int,
+    handoff: Any,
+) -> None:
+    """One simulation process: its learners' events, cut into days of arrival; each day from
+    `first` on written to its shard file and its number handed over (one day at most waits)."""
+    from python_jobs.simulation.simulator import generate
+
+    sim = generate(
+        profile.users,
+        profile.days + profile.held_back_days,
+        seed,
+        end=end,
+        attempt_truth=False,
+        shard=shard,
+    )
+    cutoff = end - timedelta(days=profile.held_back_days)
+    days = _Days(sim.events())
+    bounds = [(d, cutoff - timedelta(days=profile.days - d)) for d in range(1, profile.days + 1)]
+    bounds += [(-d, cutoff + timedelta(days=d)) for d in range(1, profile.held_back_days + 1)]
+    for day, until in bounds:
+        events = days.next_day(until)
+        if 0 < day < first:
+            for _ in events:  # delivered before a resume: simulated again, not written
+                pass
+            continue
+        path = _shard_file(cache, profile.name, day, shard[0])
+        partial = path.with_suffix(".partial")
+        _write_day(partial, events)
+        partial.rename(path)
+        while True:  # the delivery takes it when done with the day before
+            try:
+                handoff.put(day, timeout=5)
+                break
+            except queue.Full:
+                if not _parent_alive():
+                    return
+
+
+def _parent_alive() -> bool:
+    parent = mp.parent_process()
+    return parent is None or parent.is_alive()
+
+
+def _handed(
+    workers: list[Any], handoffs: list[Any], day: int, cache: Path, profile_name: str
+) -> list[Path]:
+    """Wait for every shard to hand over `day`; their files. Fails if a shard died instead."""
+    files = []
+    for k, (worker, handoff) in enumerate(zip(workers, handoffs, strict=True)):
+        while True:
+            try:
+                handed = handoff.get(timeout=5)
+                break
+            except queue.Empty:
+                if not worker.is_alive():
+                    raise RuntimeError(f"{worker.name} stopped (exit {worker.exitcode})") from None
+        if handed != day:
+            raise RuntimeError(f"{worker.name} handed day {handed}, expected {day}")
+        files.append(_shard_file(cache, profile_name, day, k))
+    return files
+
+
+def _chunks(path: Path) -> Iterator[Event]:
+    with path.open("rb") as f:
+        while True:
+            try:
+                chunk: list[Event] = pickle.load(f)
+            except EOFError:
+                return
+            yield from chunk
+
+
+def _merged(files: list[Path]) -> Iterator[Event]:
+    """The shards' events of one day, in order of received_at (each file is in that order)."""
+    return heapq.merge(*(_chunks(f) for f in files), key=lambda e: e.received_at)
+
+
 def _deliver_day(
-    day: int, events: Iterator[Event], urls: dict[str, str | None], short_from: datetime
+    day: int,
+    events: Iterator[Event],
+    urls: dict[str, str | None],
+    short_from: datetime,
+    started: float,
 ) -> DayLoad:
     """One day's events through the tracker: into the long history, and the part received after
-    short_from into the short one (one day of events held, to feed both)."""
-    started = time.monotonic()
+    short_from into the short one (one day of events held, to feed both); its seconds count from
+    `started`, so they include the wait for the simulation."""
     batch = list(events)
     with psycopg.connect(urls["long"]) as conn:
-        accepted = Tracker(conn, trust_received_at=True).track_batch(batch).accepted
+        Tracker(conn, trust_received_at=True).track_batch(batch)
     short_url = urls.get("short")
     recent = [e for e in batch if e.received_at > short_from] if short_url else []
     if short_url and recent:
         with psycopg.connect(short_url) as conn:
             Tracker(conn, trust_received_at=True).track_batch(recent)
     seconds = time.monotonic() - started
-    return DayLoad(day, accepted, seconds, _database_bytes(urls["long"]))
+    return DayLoad(day, len(batch), seconds, _database_bytes(urls["long"]))
 
 
 def _write_day(path: Path, events: Iterator[Event]) -> int:

@@ -340,23 +340,34 @@ def _first_run(name: str, target: Path) -> None:
 def _build_by_day(profile: Profile, target: Path, long_name: str, short_name: str | None) -> None:
     """The histories built in place one day at a time (bench/in_place.py), then their first run;
     the per-day loads and the full profile's estimated build time and disk go to the log and to
-    the long history's state file."""
-    from bench.in_place import build_by_day, estimate
+    the long history's state file. A build interrupted (its progress file names the simulation's
+    end and the days delivered) resumes where it stopped, when its databases are still there."""
+    from bench.in_place import build_by_day, estimate, resumable
 
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
-    urls = {"long": _create_database(long_name)}
-    if short_name:
-        urls["short"] = _create_database(short_name)
+    names = [n for n in (long_name, short_name) if n]
+    progress = CACHE / f"bench_{profile.name}.build.json"
+    if progress.exists() and all(_exists(n) for n in names):
+        end, done = resumable(progress)
+        urls: dict[str, str | None] = {"long": db.with_database(_admin(), long_name)}
+        if short_name:
+            urls["short"] = db.with_database(_admin(), short_name)
+        log.info("histories by day: resuming after day %d of %d", len(done), profile.days)
+    else:
+        end, done = datetime.now(UTC).replace(second=0, microsecond=0), []
+        urls = {"long": _create_database(long_name)}
+        if short_name:
+            urls["short"] = _create_database(short_name)
     started = time.monotonic()
-    loads = build_by_day(profile, urls, end, CACHE, SEED)
+    loads = build_by_day(profile, urls, end, CACHE, SEED, progress, done)
     log.info("histories by day: %.0fs", time.monotonic() - started)
-    for name in [n for n in (long_name, short_name) if n]:
+    for name in names:
         _first_run(name, target)
-    full = PROFILES[profile.name]
+    full = PROFILES[profile.name.split("_", 1)[0]]  # the profile of which this is a reduced run
     guess = estimate(loads, profile.users, full.days, full.users, full.short_days)
     log.info("estimated full %s build: %s", full.name, json.dumps(guess))
     state = {**_state(long_name), "day_loads": [asdict(d) for d in loads], "estimate": guess}
     _state_file(long_name).write_text(json.dumps(state))
+    progress.unlink()
 
 
 def _vacuum(url: str) -> float:

@@ -200,6 +200,20 @@ def test_generator_is_deterministic_for_a_seed_and_end() -> None:
     assert _digest(lean.events()) == a and not list(lean.truth.attempts())
 
 
+def test_shards_together_are_the_whole_simulation() -> None:
+    """bench/in_place.py simulates in processes over shares of the learners: the shards' events
+    together are exactly the single simulation's, and each shard holds only its own learners."""
+    whole = generate(40, 8, seed=5, end=END)
+    events = sorted(repr(e) for e in whole.events())
+    shards = [list(generate(40, 8, seed=5, end=END, shard=(k, 3)).events()) for k in range(3)]
+    assert sorted(repr(e) for shard in shards for e in shard) == events
+    index = {learner.user_id: learner.index for learner in whole.learners}
+    for k, shard in enumerate(shards):
+        assert shard and {index[e.user_id] % 3 for e in shard} == {k}
+    with pytest.raises(ValueError, match="shard"):
+        generate(40, 8, seed=5, end=END, shard=(3, 3))
+
+
 def test_generated_stream_is_ordered_and_inside_the_window() -> None:
     sim = generate(25, 7, seed=3, end=END)
     events = list(sim.events())
