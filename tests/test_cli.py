@@ -287,6 +287,34 @@ def test_server_lost_mid_run_names_the_step_in_the_last_line(
     assert "pipeline lock not released" in result.stderr
 
 
+def test_a_dbt_stack_trace_goes_to_the_debug_log_not_into_the_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """dbt fires its stack trace at error level after the one-line error when an exception of no
+    dbt type ends a command (a connection lost mid-run); the failure names the error, the trace
+    is kept at debug level only."""
+    from dbt.cli.main import dbtRunnerResult
+    from dbt.events.types import MainEncounteredError, MainStackTrace
+    from dbt_common.events.base_types import msg_from_base_event
+
+    from python_jobs.warehouse.dbt import DbtError, DbtSession
+
+    session = DbtSession("postgresql://nobody@127.0.0.1:1/none")
+    trace = 'Traceback (most recent call last):\n  File "connections.py", line 129'
+    with caplog.at_level(logging.DEBUG, logger="studyin.dbt"):
+        for event in (
+            MainEncounteredError(exc="server closed the connection unexpectedly"),
+            MainStackTrace(stack_trace=trace),
+        ):
+            session._collect(msg_from_base_event(event))
+        with pytest.raises(DbtError) as raised:
+            session._check(["build"], dbtRunnerResult(success=False, exception=OSError("lost")))
+    message = str(raised.value)
+    assert "server closed the connection unexpectedly" in message and "lost" in message
+    assert "Traceback" not in message
+    assert [r.levelno for r in caplog.records if "Traceback" in r.getMessage()] == [logging.DEBUG]
+
+
 @pytest.mark.parametrize("setting, expected", [(None, db.DBT_WORK_MEM), ("96MB", "96MB")])
 def test_dbt_sessions_run_with_their_work_mem(
     migrated_db: str, monkeypatch: pytest.MonkeyPatch, setting: str | None, expected: str

@@ -104,7 +104,12 @@ class DbtSession:
         self.parse_seconds: float | None = None  # the session's one parse, once done
 
     def _collect(self, event) -> None:  # an EventMsg; dbt's own type, imported lazily
-        if event.info.level in ("info", "warn", "error") and event.info.msg:
+        if event.info.name == "MainStackTrace":
+            # an error-level event, fired after the one-line MainEncounteredError when dbt meets
+            # an exception of no dbt type (a connection lost at the wrong moment): the log keeps
+            # it for whoever debugs, the failure's message stays the error itself
+            log.debug("dbt stack trace:\n%s", event.info.msg)
+        elif event.info.level in ("info", "warn", "error") and event.info.msg:
             self._messages.append(event.info.msg)
 
     def _invoke(self, runner, args: list[str]):
