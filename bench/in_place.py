@@ -115,6 +115,9 @@ def build_by_day(
     the delivered days again without writing them, and the day a crash interrupted is delivered
     again (the tracker ignores the events it already stored)."""
     loads = list(done or [])
+    held_back = [day_file(cache, profile.name, d) for d in range(1, profile.held_back_days + 1)]
+    if len(loads) == profile.days and all(f.exists() for f in held_back):
+        return loads  # cut short after the simulation: the first runs are what is left
     if not loads:
         from python_jobs.simulation.simulator import generate, prepare
 
@@ -220,10 +223,7 @@ def _simulate_shard(
             for _ in events:  # delivered before a resume: simulated again, not written
                 pass
             continue
-        path = _shard_file(cache, profile.name, day, shard[0])
-        partial = path.with_suffix(".partial")
-        _write_day(partial, events)
-        partial.rename(path)
+        _write_day(_shard_file(cache, profile.name, day, shard[0]), events)
         while True:  # the delivery takes it when done with the day before
             try:
                 handoff.put(day, timeout=5)
@@ -295,8 +295,10 @@ def _deliver_day(
 
 
 def _write_day(path: Path, events: Iterator[Event]) -> int:
+    """Pickle `events` to `path` in chunks; the file appears when complete."""
     count = 0
-    with path.open("wb") as f:
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as f:
         chunk: list[Event] = []
         for event in events:
             chunk.append(event)
@@ -306,6 +308,7 @@ def _write_day(path: Path, events: Iterator[Event]) -> int:
                 chunk = []
         pickle.dump(chunk, f, protocol=pickle.HIGHEST_PROTOCOL)
         count += len(chunk)
+    partial.replace(path)
     return count
 
 

@@ -258,15 +258,20 @@ def build_histories(
     long_name = f"bench_{profile.name}_{profile.days}d"
     short_name = f"bench_{profile.name}_{profile.short_days}d" if short else None
     names = [n for n in (long_name, short_name) if n]
-    delivered = {_state(n).get("delivered") if _exists(n) else None for n in names}
-    if (
-        len(delivered) == 1
-        and (done := delivered.pop()) is not None
-        and done + nightly_runs <= profile.held_back_days
-        and _increments_ready(profile, done, nightly_runs)
-    ):
-        log.info("histories %s: reusing, %d held-back days delivered", ", ".join(names), done)
+    delivered = [_state(n).get("delivered") if _exists(n) else None for n in names]
+    if None not in delivered and _reusable(profile, names, nightly_runs):
+        log.info("histories %s: reusing, held-back days delivered: %s", ", ".join(names), delivered)
         return long_name, short_name
+    if profile.by_day and any(d is not None for d in delivered):
+        # hours of building: never dropped behind the user's back
+        held = ", ".join(
+            f"{n}: {'missing' if d is None else d}" for n, d in zip(names, delivered, strict=True)
+        )
+        raise SystemExit(
+            f"held-back days delivered ({held}) of {profile.held_back_days}: these histories "
+            f"cannot serve {nightly_runs} more timed nights; drop the databases to build them "
+            f"again (hours)"
+        )
 
     # before the hour-long load, not after it: the held-back days are written here at its end
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -317,6 +322,24 @@ def build_histories(
     for name in names:
         _first_run(name, target)
     return long_name, short_name
+
+
+def _reusable(profile: Profile, names: list[str], nightly_runs: int) -> bool:
+    """The histories serve `nightly_runs` more timed nights: the series starts after the fewest
+    held-back days any of them received (a measurement cut short between histories resumes,
+    keeping the nights it measured), enough days are left, and their files are there."""
+    states = [_state(n) for n in names]
+    first = min(s["delivered"] for s in states)
+    kept = all(
+        str(day) in s.get("nights", {})
+        for s in states
+        for day in range(first + 1, min(s["delivered"], first + nightly_runs) + 1)
+    )
+    return (
+        kept
+        and first + nightly_runs <= profile.held_back_days
+        and _increments_ready(profile, first, nightly_runs)
+    )
 
 
 def _first_run(name: str, target: Path) -> None:
@@ -403,35 +426,38 @@ def measure_nightly(
     # them takes 5 s, and one fell inside a timed run at random. Frozen, the collector skips them
     # (`studyin run` from cron holds no such objects).
     gc.freeze()
-    first = _state(names[0])["delivered"]
+    first = min(_state(n)["delivered"] for n in names)
     days = range(first + 1, first + nightly_runs + 1)
     results: dict[str, dict[str, Any]] = {}
-    sizes: list[int] = []
     for name in names:
         url = db.with_database(_admin(), name)
         if not _floor_prepared(url):
             log.info("floor %s: scratch tables built in %.0fs", name, prepare_floor(url))
         nights = []
         for day in days:
+            if day <= _state(name)["delivered"]:  # measured before the run was cut short
+                nights.append(_state(name)["nights"][str(day)])
+                log.info("nightly %s day %d: measured earlier, kept", name, day)
+                continue
             since = newest_received_at(url)
             events = increments.day(day)
-            if len(sizes) < len(days):
-                sizes.append(len(events))
             with psycopg.connect(url) as conn:
                 Tracker(conn, trust_received_at=True).track_batch(events)
+            nights.append({**_night(url, target, since), "events": len(events)})
             del events
-            nights.append(_night(url, target, since))
-            _state_file(name).write_text(json.dumps({**_state(name), "delivered": day}))
+            state = _state(name)
+            stored = {**state.get("nights", {}), str(day): nights[-1]}
+            _state_file(name).write_text(json.dumps({**state, "delivered": day, "nights": stored}))
             log.info(
                 "nightly %s day %d: %s events, run %.1fs, floor %.2fs (x%.1f)",
                 name,
                 day,
-                sizes[len(nights) - 1],
+                nights[-1]["events"],
                 nights[-1]["run_s"],
                 nights[-1]["floor"]["seconds"],
                 nights[-1]["floor_multiple"],
             )
-        results[name] = _nightly_figures(list(days), sizes, nights)
+        results[name] = _nightly_figures(list(days), [n["events"] for n in nights], nights)
     return results
 
 
