@@ -5,10 +5,13 @@ days in memory (one pickle). At 50,000 learners a day is about two million event
 histories (30 and 10 days, about 60 and 20 million events) must fit this disk side by side; so
 here nothing is ever copied and no more than one day is held at a time:
 
-  * one simulation of `days + held_back_days` days streams its events, sorted by received_at;
+  * one simulation of `days + held_back_days` days, run as two processes over halves of the
+    learners (`SHARDS`), streams its events, sorted by received_at; each process writes a day
+    to a file at most two days ahead of the delivery, and the day's files are merged;
   * each history day (the events received in that 24-hour span) goes through the tracker into the
     long history, and for the last `short_days` days into the short one too, and is committed
-    before the next day is simulated, as a tracker receives a day of uploads;
+    before the next day is delivered, as a tracker receives a day of uploads; the progress file
+    then lets a build cut short resume after its last delivered day;
   * each held-back day after the history is written to its own file under bench/results/cache,
     in chunks of 50,000 events (`day_events` reads it back one chunk at a time), for the
     measurement to deliver one day at a time into each history;
@@ -146,6 +149,8 @@ def build_by_day(
         for day in range(first, profile.days + 1):
             started = time.monotonic()
             files = _handed(workers, handoffs, day, cache, profile.name)
+            if day == first and done:  # the wait was the delivered days simulated again
+                started = time.monotonic()
             loads.append(_deliver_day(day, _merged(files), urls, short_from, started))
             for f in files:
                 f.unlink()
@@ -202,7 +207,7 @@ def _simulate_shard(
     handoff: Any,
 ) -> None:
     """One simulation process: its learners' events, cut into days of arrival; each day from
-    `first` on written to its shard file and its number handed over (one day at most waits)."""
+    `first` on written to its shard file and its number handed over (one waits in the queue)."""
     from python_jobs.simulation.simulator import generate
 
     sim = generate(
