@@ -91,6 +91,7 @@ class Profile:
     held_back_days: int  # days simulated after the history, delivered one per nightly run
     # built in place one day at a time, held-back days kept one file per day (bench/in_place.py)
     by_day: bool = False
+    base: str | None = None  # a reduced run (--users, --days): the name of its full profile
 
 
 PROFILES = {
@@ -258,8 +259,9 @@ def build_histories(
     long_name = f"bench_{profile.name}_{profile.days}d"
     short_name = f"bench_{profile.name}_{profile.short_days}d" if short else None
     names = [n for n in (long_name, short_name) if n]
-    delivered = [_state(n).get("delivered") if _exists(n) else None for n in names]
-    if None not in delivered and _reusable(profile, names, nightly_runs):
+    states = [_state(n) if _exists(n) else {} for n in names]
+    delivered = [s.get("delivered") for s in states]
+    if None not in delivered and _reusable(profile, states, nightly_runs):
         log.info("histories %s: reusing, held-back days delivered: %s", ", ".join(names), delivered)
         return long_name, short_name
     if profile.by_day and any(d is not None for d in delivered):
@@ -324,11 +326,11 @@ def build_histories(
     return long_name, short_name
 
 
-def _reusable(profile: Profile, names: list[str], nightly_runs: int) -> bool:
-    """The histories serve `nightly_runs` more timed nights: the series starts after the fewest
-    held-back days any of them received (a measurement cut short between histories resumes,
-    keeping the nights it measured), enough days are left, and their files are there."""
-    states = [_state(n) for n in names]
+def _reusable(profile: Profile, states: list[dict[str, Any]], nightly_runs: int) -> bool:
+    """The histories (their state files) serve `nightly_runs` more timed nights: the series
+    starts after the fewest held-back days any of them received (a measurement cut short between
+    histories resumes, keeping the nights it measured), enough days are left, and their files are
+    there."""
     first = min(s["delivered"] for s in states)
     kept = all(
         str(day) in s.get("nights", {})
@@ -369,23 +371,25 @@ def _build_by_day(profile: Profile, target: Path, long_name: str, short_name: st
 
     names = [n for n in (long_name, short_name) if n]
     progress = CACHE / f"bench_{profile.name}.build.json"
-    if progress.exists() and all(_exists(n) for n in names):
+    resuming = progress.exists() and all(_exists(n) for n in names)
+    if resuming:
         end, done = resumable(progress)
-        urls: dict[str, str | None] = {"long": db.with_database(_admin(), long_name)}
-        if short_name:
-            urls["short"] = db.with_database(_admin(), short_name)
         log.info("histories by day: resuming after day %d of %d", len(done), profile.days)
     else:
         end, done = datetime.now(UTC).replace(second=0, microsecond=0), []
-        urls = {"long": _create_database(long_name)}
-        if short_name:
-            urls["short"] = _create_database(short_name)
+
+    def open_db(name: str) -> str:
+        return db.with_database(_admin(), name) if resuming else _create_database(name)
+
+    urls: dict[str, str | None] = {"long": open_db(long_name)}
+    if short_name:
+        urls["short"] = open_db(short_name)
     started = time.monotonic()
     loads = build_by_day(profile, urls, end, CACHE, SEED, progress, done)
     log.info("histories by day: %.0fs", time.monotonic() - started)
     for name in names:
         _first_run(name, target)
-    full = PROFILES[profile.name.split("_", 1)[0]]  # the profile of which this is a reduced run
+    full = PROFILES[profile.base or profile.name]
     guess = estimate(loads, profile.users, full.days, full.users, full.short_days)
     log.info("estimated full %s build: %s", full.name, json.dumps(guess))
     state = {**_state(long_name), "day_loads": [asdict(d) for d in loads], "estimate": guess}
@@ -435,8 +439,9 @@ def measure_nightly(
             log.info("floor %s: scratch tables built in %.0fs", name, prepare_floor(url))
         nights = []
         for day in days:
-            if day <= _state(name)["delivered"]:  # measured before the run was cut short
-                nights.append(_state(name)["nights"][str(day)])
+            state = _state(name)
+            if day <= state["delivered"]:  # measured before the run was cut short
+                nights.append(state["nights"][str(day)])
                 log.info("nightly %s day %d: measured earlier, kept", name, day)
                 continue
             since = newest_received_at(url)
@@ -445,7 +450,6 @@ def measure_nightly(
                 Tracker(conn, trust_received_at=True).track_batch(events)
             nights.append({**_night(url, target, since), "events": len(events)})
             del events
-            state = _state(name)
             stored = {**state.get("nights", {}), str(day): nights[-1]}
             _state_file(name).write_text(json.dumps({**state, "delivered": day, "nights": stored}))
             log.info(
@@ -722,7 +726,9 @@ def _sized(profile: Profile, users: int | None, days: int | None) -> Profile:
     days = days or profile.days
     short_days = min(profile.short_days, max(1, days // 3))
     name = f"{profile.name}_{users}x{days}"
-    return replace(profile, name=name, users=users, days=days, short_days=short_days)
+    return replace(
+        profile, name=name, users=users, days=days, short_days=short_days, base=profile.name
+    )
 
 
 ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage")

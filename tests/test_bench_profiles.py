@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from bench.run import PROFILES, _sized
+from pathlib import Path
+
+import pytest
+
+from bench import run
+from bench.run import PROFILES, _reusable, _sized
 
 
 def test_a_reduced_run_is_named_after_its_size() -> None:
@@ -14,3 +19,25 @@ def test_a_reduced_run_is_named_after_its_size() -> None:
     shorter = _sized(full, None, 30)
     assert (shorter.name, shorter.users, shorter.short_days) == ("large_10000x30", 10000, 10)
     assert len({p.name for p in (full, reduced, shorter)}) == 3
+    # the full profile behind a reduced run is named, not parsed back out of its name
+    assert (reduced.base, shorter.base, full.base) == ("large", "large", None)
+
+
+def test_a_measurement_cut_short_resumes_only_with_its_nights_and_day_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run, "CACHE", tmp_path)
+    profile = _sized(PROFILES["xlarge"], 300, 6)  # three held-back days, one file per day
+    for day in (1, 2, 3):
+        (tmp_path / f"bench_{profile.name}.day{day}.pickle").write_bytes(b"")
+    night = {"run_s": 1.0}
+    # the long history measured night 1, the short one was cut before it: the series restarts at
+    # night 1, the long history's kept
+    states = [{"delivered": 1, "nights": {"1": night}}, {"delivered": 0}]
+    assert _reusable(profile, states, 2)
+    assert _reusable(profile, states, 3)
+    assert not _reusable(profile, states, 4)  # there is no held-back day 4
+    # a history that delivered a day without keeping its night cannot serve the series
+    assert not _reusable(profile, [{"delivered": 1}, {"delivered": 0}], 2)
+    (tmp_path / f"bench_{profile.name}.day2.pickle").unlink()
+    assert not _reusable(profile, states, 2)
