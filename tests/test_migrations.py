@@ -401,3 +401,52 @@ def test_0018_narrows_the_attempt_indexes_and_their_lookups_use_them(database_fa
         "question_attempts_user_topic_time_idx": covering,
     }
     assert gone == []
+
+
+# a touched learner-day's interactions (macros/activity.sql, on_touched_user_day)
+LEARNER_DAY_INTERACTIONS = LEARNER_DAY_ATTEMPTS.replace(
+    "question_attempts", "material_interactions"
+).replace("answered_at", "occurred_at")
+
+
+def test_0019_indexes_interactions_by_learner_day_and_drops_the_sessions_learner_index(
+    database_factory,
+):
+    url = database_factory(migrated=False)
+    migrate.upgrade(url, "0018_attempt_indexes")
+    with psycopg.connect(url) as conn:
+        before = {
+            name: _index_columns(conn, name)
+            for name in ("material_interactions_user_time_idx", "study_sessions_user_idx")
+        }
+    assert before == {
+        "material_interactions_user_time_idx": "btree (user_id, occurred_at)",
+        "study_sessions_user_idx": "btree (user_id, started_at)",
+    }
+
+    migrate.upgrade(url, "0019_interaction_indexes")
+    day = {"user_id": uuid4(), "day": datetime(2026, 11, 20).date()}
+    with psycopg.connect(url) as conn:
+        user_day = _index_columns(conn, "material_interactions_user_day_idx")
+        gone = _app_indexes(conn, "material_interactions_user_time_idx") + _app_indexes(
+            conn, "study_sessions_user_idx"
+        )
+        conn.execute(CREATE_TEMP_TABLES)
+        repeats = _plan(conn, FIND_REPEATS, {"idx": [0]})
+        learner_day = _plan(conn, LEARNER_DAY_INTERACTIONS, day)
+    assert user_day == "btree (user_id, (((occurred_at AT TIME ZONE 'UTC'::text))::date))"
+    assert gone == []
+    # a repeat's stored interaction, and a touched learner-day's interactions, looked up by
+    # learner and UTC day (not every interaction of the learner)
+    interactions_part = repeats[repeats.index("CTE m") : repeats.index("CTE x")]
+    for plan in (interactions_part, learner_day):
+        assert "material_interactions_user_day_idx" in plan
+        conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+        assert len(conditions) == 1 and "::date" in conditions[0], plan
+
+    migrate.downgrade(url, "0018_attempt_indexes")
+    with psycopg.connect(url) as conn:
+        restored = {name: _index_columns(conn, name) for name in before}
+        dropped = _app_indexes(conn, "material_interactions_user_day_idx")
+    assert restored == before
+    assert dropped == []

@@ -282,10 +282,11 @@ SMALL_BATCH = 1000
 # receipts insert did not return: only run when it stored fewer rows than the batch holds), and
 # whether their content differs from the stored version (received_at excluded: a retry is
 # received later). The receipt holds only the event_id: the stored event and typed row are looked
-# up by the repeat's own learner and time, through the tables' learner indexes (the log's and
-# the attempts' are on the UTC date, stated beside the instant), then the event_id (no table but
-# the receipts has a key on it). A repeat with the same content has the same learner and time
-# and is found; one with another learner or time finds nothing, which is itself a difference.
+# up by the repeat's own learner and time, through the tables' learner indexes (the log's, the
+# attempts' and the interactions' are on the UTC date, stated beside the instant), then the
+# event_id (no table but the receipts has a key on it). A repeat with the same content has the
+# same learner and time and is found; one with another learner or time finds nothing, which is
+# itself a difference.
 # Each stored part is read by itself first (a materialized CTE): on Citus, where the log and
 # typed rows are distributed on user_id and the batch is a coordinator table, each is then a
 # query it can run, and the comparison runs on the coordinator. Empty properties are stored as
@@ -310,8 +311,9 @@ with k as materialized (
 ), m as materialized (
     select m.event_id, m.material_id, m.interaction_type, m.progress, m.active_seconds
     from app.material_interactions as m
-    inner join k on m.user_id = k.user_id and m.occurred_at = k.occurred_at
-        and m.event_id = k.event_id
+    inner join k on m.user_id = k.user_id
+        and (m.occurred_at at time zone 'UTC')::date = (k.occurred_at at time zone 'UTC')::date
+        and m.occurred_at = k.occurred_at and m.event_id = k.event_id
 ), x as materialized (
     select x.event_id, x.exam_kind, x.scaled_score, x.passed
     from app.exam_results as x
