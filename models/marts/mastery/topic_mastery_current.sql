@@ -34,7 +34,11 @@ mastery as (
     from {{ ref('topic_mastery') }}
 ),
 
-users as (
+users as not materialized (
+    -- read by two steps below, so PostgreSQL would materialize it: a whole copy of every learner
+    -- that a lookup of one learner then scans (50,000 rows per lookup at 50,000 learners; the gap
+    -- recommendations look a prerequisite up per gap). Not materialized, a filter on user_id
+    -- reaches the users' primary key.
     select
         user_id,
         timezone
