@@ -628,6 +628,23 @@ def test_weaker_prerequisite_comes_first(recommendations: pd.DataFrame, sim_url:
         assert studied == best
 
 
+def test_a_few_learners_get_what_the_run_for_everyone_gave_them(
+    recommendations: pd.DataFrame, sim_url: str
+) -> None:
+    """A run for named learners looks each prerequisite's score up; a run for every learner
+    joins topic_mastery_current whole (recommendations_sql): the same rows either way."""
+    prerequisites = recommendations[recommendations["action"] == "learn_prerequisite"]
+    learners = tuple(sorted(prerequisites["user_id"].unique())[:3])
+    assert learners, "no prerequisite recommended: the comparison would prove nothing"
+    with psycopg.connect(sim_url) as conn:
+        few = run_gap_recommendations(conn, RecommendationOptions(as_of=TODAY, user_ids=learners))
+        stored = _recommendations(conn, TODAY)
+    theirs = recommendations[recommendations["user_id"].isin(learners)]
+    assert few.details["unchanged"] and few.rows_written == 0
+    assert few.details["recommendations"] == len(theirs)
+    pd.testing.assert_frame_equal(stored, recommendations)
+
+
 def test_rerun_is_deterministic_and_replaces_the_day(
     recommendations: pd.DataFrame, sim_url: str
 ) -> None:

@@ -141,8 +141,8 @@ prerequisite_candidates as (
         on top_gaps.topic_id = relationships.to_topic_id and relationships.kind = 'prerequisite'
     inner join app.topics as prerequisite_topics
         on relationships.from_topic_id = prerequisite_topics.id
-    -- the prerequisite's score, looked up per prerequisite through topic_mastery's (user_id,
-    -- topic_id) index (LOOKUPS, below: the join is written per server)
+    -- the prerequisite's score from topic_mastery_current: looked up per prerequisite for a few
+    -- learners, joined whole for all of them (LOOKUPS and recommendations_sql, below)
     /* prerequisite_state */
     where coalesce(prerequisite_state.score, 0) < top_gaps.score
 ),
@@ -347,12 +347,19 @@ LOOKUPS = {  # name: (plain PostgreSQL, Citus)
 }
 
 
-def recommendations_sql(citus: bool) -> str:
+def recommendations_sql(citus: bool, all_learners: bool = False) -> str:
     """RECOMMENDATIONS_SQL with its LOOKUPS for the server; on Citus also without the offset-0
-    fence of the remaining lateral (the learner's last answers), which it cannot plan there."""
+    fence of the remaining lateral (the learner's last answers), which it cannot plan there.
+
+    For every learner (`all_learners`), the prerequisites' scores come from topic_mastery_current
+    read once and joined (the Citus form) on plain PostgreSQL too: one lookup computes its
+    learner's whole view (the recall model's learner-wide features), so a lookup per prerequisite
+    computed each learner's view once per prerequisite of every top gap.
+    """
     sql = RECOMMENDATIONS_SQL
     for name, (plain, distributed) in LOOKUPS.items():
-        sql = sql.replace(f"    /* {name} */\n", distributed if citus else plain)
+        joined = citus or (all_learners and name == "prerequisite_state")
+        sql = sql.replace(f"    /* {name} */\n", distributed if joined else plain)
     return sql.replace("        offset 0\n", "") if citus else sql
 
 
@@ -396,7 +403,7 @@ def run_gap_recommendations(
         conn.commit()  # the job's write is its own transaction (see module docstring)
     with conn.transaction():
         conn.execute("drop table if exists gap_recommendations_new")
-        conn.execute(recommendations_sql(db.is_citus(conn)), params)
+        conn.execute(recommendations_sql(db.is_citus(conn), all_users), params)
         new_rows = conn.execute("select count(*) from gap_recommendations_new").fetchone()[0]
         stored = f"""
             select {COLUMNS} from ml.gap_recommendations
