@@ -347,6 +347,10 @@ LOOKUPS = {  # name: (plain PostgreSQL, Citus)
 }
 
 
+# Lookups joined whole on plain PostgreSQL too when every learner is scored (recommendations_sql).
+JOINED_FOR_EVERY_LEARNER = frozenset({"prerequisite_state"})
+
+
 def recommendations_sql(citus: bool, all_learners: bool = False) -> str:
     """RECOMMENDATIONS_SQL with its LOOKUPS for the server; on Citus also without the offset-0
     fence of the remaining lateral (the learner's last answers), which it cannot plan there.
@@ -358,7 +362,7 @@ def recommendations_sql(citus: bool, all_learners: bool = False) -> str:
     """
     sql = RECOMMENDATIONS_SQL
     for name, (plain, distributed) in LOOKUPS.items():
-        joined = citus or (all_learners and name == "prerequisite_state")
+        joined = citus or (all_learners and name in JOINED_FOR_EVERY_LEARNER)
         sql = sql.replace(f"    /* {name} */\n", distributed if joined else plain)
     return sql.replace("        offset 0\n", "") if citus else sql
 
