@@ -30,7 +30,13 @@ from python_jobs.jobs.readiness import (
     run_exam_readiness,
     scoring_frame,
 )
-from python_jobs.jobs.readiness_features import ALL_COLUMNS, compute_features
+from python_jobs.jobs.readiness_features import (
+    ALL_COLUMNS,
+    KNOWLEDGE_ESTIMATE_SQL,
+    KnowledgeInputs,
+    _knowledge_inputs,
+    compute_features,
+)
 from python_jobs.jobs.recommendations import RecommendationOptions, run_gap_recommendations
 from python_jobs.jobs.report import JobError, RunReport
 from python_jobs.warehouse import db
@@ -444,6 +450,31 @@ def test_features_ignore_events_after_the_exam(
             > later_before.loc[day_before, column].to_numpy()
         )
         assert grew.all(), column
+
+
+def test_a_chunks_knowledge_estimates_reach_the_view_by_learner(sim_url: str) -> None:
+    """knowledge_source="knowledge_estimate" reads a chunk's estimates from topic_mastery_current:
+    the chunk's rows of the view, the learner's position in the chunk as user_idx, with the ids
+    reaching topic_mastery's scan (a join alone computed the view for every learner per chunk)."""
+    with psycopg.connect(sim_url) as conn:
+        rows = conn.execute(
+            "select user_id::text, topic_id, knowledge_estimate::float8"
+            " from marts.topic_mastery_current"
+        ).fetchall()
+        chunk = sorted({user for user, _, _ in rows})[1:4]
+        marker = KnowledgeInputs(pd.DataFrame(), pd.DataFrame())
+        got = _knowledge_inputs(conn, chunk, marker).estimates
+        conn.execute("set enable_seqscan = off")  # the tables here are tiny
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute("explain (costs off) " + KNOWLEDGE_ESTIMATE_SQL, {"users": chunk})
+        )
+    want = sorted((chunk.index(u), t, e) for u, t, e in rows if u in chunk)
+    assert len(want) > 10 and len({i for i, _, _ in want}) == 3
+    assert list(got[["user_idx", "topic_id", "knowledge_estimate"]].itertuples(index=False)) == want
+    lines = plan.splitlines()
+    scan = next(i for i, line in enumerate(lines) if "Scan on topic_mastery" in line)
+    assert "user_id = ANY" in lines[scan + 1], plan  # its Index (or Recheck) Cond
 
 
 def test_scoring_reads_only_the_last_reviews_and_gets_the_same_features(sim_url: str) -> None:

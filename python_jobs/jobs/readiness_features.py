@@ -227,7 +227,9 @@ select
     k.knowledge_estimate::float8 as knowledge_estimate
 from marts.topic_mastery_current as k
 inner join chunk on chunk.user_id = k.user_id
-where k.knowledge_estimate is not null
+-- the chunk's ids as a list as well: the join alone cannot reach below the view's per-learner
+-- windows, so every chunk computed the view for every learner (63 s a chunk at 50,000 learners)
+where k.user_id = any(%(users)s::uuid[]) and k.knowledge_estimate is not null
 order by chunk.user_idx, k.topic_id
 """
 )
