@@ -10,7 +10,7 @@ due as (
         days_until_due,
         retrieval_strength,
         mastery
-    from {{ ref('topic_mastery_current') }}
+    from {{ ref('fct_topic_schedule_current') }}
     where
         user_id = {{ bind_param('user_id') }}
         and is_due

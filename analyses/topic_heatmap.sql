@@ -1,6 +1,7 @@
 -- Topic heat-map: mastery now for every leaf topic the learner studied, laid out by system and
--- subject. Parameter: user_id. topic_mastery_current is a view over topic_mastery, whose unique
--- index (user_id, topic_id) makes this a per-learner index range scan.
+-- subject. Parameter: user_id. fct_topic_schedule_current is a view over topic_mastery, whose unique
+-- index (user_id, topic_id) makes this a per-learner index range scan; it leaves out the recall
+-- model, which would triple the cost of every call (topic_mastery_current adds it).
 with
 
 mastery as (
@@ -10,7 +11,7 @@ mastery as (
         mastery,
         retrieval_strength,
         is_due
-    from {{ ref('topic_mastery_current') }}
+    from {{ ref('fct_topic_schedule_current') }}
     where user_id = {{ bind_param('user_id') }}
 ),
 

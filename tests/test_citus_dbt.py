@@ -49,7 +49,12 @@ LATE = timedelta(days=7)
 SEED = 11
 ERASABLE_SCHEMAS = ["app", "staging", "intermediate", "marts", "ml"]
 # Views on a single server; on Citus tables rebuilt by each run (macros/citus.sql).
-VIEW_MARTS = ("marts.dim_learners", "marts.topic_mastery_current", "marts.topic_mastery_rollup")
+VIEW_MARTS = (
+    "marts.dim_learners",
+    "marts.fct_topic_schedule_current",
+    "marts.topic_mastery_current",
+    "marts.topic_mastery_rollup",
+)
 CLOSED_TO_BI = ("app", "staging", "intermediate", "ml")
 
 

@@ -128,7 +128,14 @@ def test_a_fixed_as_of_date_makes_is_current_false(warehouse, tmp_path):
     pinned = {"mastery_as_of_date": "2026-01-15"}
     try:
         run_dbt(
-            ["run", "--select", "topic_mastery_current", "--vars", json.dumps(pinned)],
+            [
+                "run",
+                "--select",
+                "fct_topic_schedule_current",
+                "topic_mastery_current",
+                "--vars",
+                json.dumps(pinned),
+            ],
             url=url,
             target_path=tmp_path,
         )
@@ -139,7 +146,7 @@ def test_a_fixed_as_of_date_makes_is_current_false(warehouse, tmp_path):
         assert values == [(date(2026, 1, 15), False)]
     finally:
         # replacing the view drops the view over it (dbt drops the old one with cascade)
-        views = ["topic_mastery_current", "topic_mastery_rollup"]
+        views = ["fct_topic_schedule_current", "topic_mastery_current", "topic_mastery_rollup"]
         run_dbt(["run", "--select", *views], url=url, target_path=tmp_path)
 
 

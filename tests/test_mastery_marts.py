@@ -320,7 +320,8 @@ def test_thirty_days_later_retrieval_falls_and_decaying_gaps_appear(delivered: D
     with psycopg.connect(delivered.url, autocommit=True) as conn:
         for as_of in (base, later):
             # the published formula's gaps (gap_basis mastery): decaying by the forgetting curve
-            run_dbt(["run", "-s", "topic_mastery_current", "topic_mastery_rollup", "knowledge_gaps",
+            run_dbt(["run", "-s", "fct_topic_schedule_current", "topic_mastery_current",
+                     "topic_mastery_rollup", "knowledge_gaps",
                      "--vars", f"{{mastery_as_of_date: '{as_of}', gap_basis: mastery}}"],
                     url=delivered.url, target_path=delivered.target)  # fmt: skip
             snapshots[as_of] = (current_rows(conn), gaps(conn))

@@ -147,13 +147,13 @@ def test_incremental_late_delivery_equals_full_rebuild(simulated: Simulated) -> 
 
 
 def test_mastery_correlates_with_latent_knowledge(simulated: Simulated) -> None:
-    run_dbt(["run", "-s", "topic_mastery_current",
+    run_dbt(["run", "-s", "fct_topic_schedule_current",
              "--vars", f"{{mastery_as_of_date: '{END.date()}'}}"],
             url=simulated.url, target_path=simulated.target)  # fmt: skip
     with psycopg.connect(simulated.url) as conn:
         pairs = np.array(
             conn.execute(
-                "select m.mastery::float8, k.knowledge from marts.topic_mastery_current as m"
+                "select m.mastery::float8, k.knowledge from marts.fct_topic_schedule_current as m"
                 " join sim.topic_knowledge as k"
                 " on k.user_id = m.user_id and k.topic_id = m.topic_id and k.is_final"
             ).fetchall(),

@@ -55,7 +55,8 @@ KEPT: dict[str, set[str]] = {
     "fct_model_naming_conventions": set(MART_NAMES_KEPT),
     # The python jobs and the study app run inside the pipeline and read the operational models
     # they need (the review log, staging); they are exposures for lineage, not BI consumers.
-    # topic_mastery_current is a view on purpose (mastery as of today moves without new events).
+    # fct_topic_schedule_current and topic_mastery_current are views on purpose (mastery as of today
+    # moves without new events).
     "fct_exposure_parents_materializations": {
         "exam_readiness_job <- stg_app__material_interactions",
         "exam_readiness_job <- stg_app__exam_results",
@@ -67,8 +68,8 @@ KEPT: dict[str, set[str]] = {
         "gap_recommendations_job <- stg_app__materials",
         "study_app <- stg_ml__exam_readiness_scores",
         "study_app <- stg_ml__gap_recommendations",
-        "topic_heatmap <- topic_mastery_current",
-        "due_reviews <- topic_mastery_current",
+        "topic_heatmap <- fct_topic_schedule_current",
+        "due_reviews <- fct_topic_schedule_current",
     },
     "fct_exposures_dependent_on_private_models": {
         "exam_readiness_job <- int_topic_reviews_scheduled",
@@ -86,6 +87,9 @@ KEPT: dict[str, set[str]] = {
     # model) and read the rows to recompute from an intermediate model over the same log.
     "fct_rejoining_of_upstream_concepts": {
         "stg_app__question_attempts -> int_user_hours_aggregated -> learning_patterns",
+        # a mart of its own (analysts and the gap recommendations read it) that the gaps grade by
+        "stg_app__users -> topic_mastery_current -> knowledge_gaps",
+        "stg_app__topics -> topic_mastery_current -> knowledge_gaps",
     },
     # Most of these parents are read by the touched-keys macros and the watermark post-hook (one
     # per event table), not joined into the rows.

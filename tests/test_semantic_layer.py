@@ -350,7 +350,7 @@ def test_cohort_comparison_pools_each_cohort(warehouse: Warehouse) -> None:
     mastery = _by(
         warehouse.sql(
             "select learners.cohort as learner__cohort, avg(topics.mastery) as mean_mastery"
-            " from marts.topic_mastery_current as topics"
+            " from marts.fct_topic_schedule_current as topics"
             " inner join marts.dim_learners as learners on topics.user_id = learners.user_id"
             " group by learners.cohort"
         ),
@@ -377,7 +377,7 @@ def test_cohort_comparison_pools_each_cohort(warehouse: Warehouse) -> None:
 
 def test_due_reviews_match_the_analysis(warehouse: Warehouse) -> None:
     learner = warehouse.sql(
-        "select user_id::text as learner from marts.topic_mastery_current where is_due"
+        "select user_id::text as learner from marts.fct_topic_schedule_current where is_due"
         " group by user_id order by count(*) desc, user_id limit 1"
     ).loc[0, "learner"]
     got = _numeric(
@@ -390,7 +390,7 @@ def test_due_reviews_match_the_analysis(warehouse: Warehouse) -> None:
         warehouse.sql(
             "select due.topic_id as topic, topics.topic_name, due.next_review_date,"
             " due.retrieval_strength, due.mastery, topics.board_exam_weight"
-            " from marts.topic_mastery_current as due"
+            " from marts.fct_topic_schedule_current as due"
             " inner join marts.topic_catalog as topics on due.topic_id = topics.topic_id"
             " where due.user_id = %s and due.is_due",
             (learner,),
@@ -407,7 +407,7 @@ def test_due_reviews_match_the_analysis(warehouse: Warehouse) -> None:
     _assert_close(got["mean_mastery"], expected["mastery"])
     _assert_close(got["topic__board_exam_weight"], expected["board_exam_weight"])
     everyone = warehouse.mf(saved_query="due_reviews")
-    total = warehouse.sql("select count(*) as n from marts.topic_mastery_current where is_due")
+    total = warehouse.sql("select count(*) as n from marts.fct_topic_schedule_current where is_due")
     assert len(everyone) == total.loc[0, "n"]
 
 
@@ -418,7 +418,7 @@ def test_topic_heatmap_matches_the_analysis(warehouse: Warehouse) -> None:
             "select mastery.user_id::text as learner, mastery.topic_id as topic,"
             " topics.system_name, topics.subject_name, topics.topic_name, mastery.mastery,"
             " mastery.retrieval_strength, mastery.is_due::integer as due"
-            " from marts.topic_mastery_current as mastery"
+            " from marts.fct_topic_schedule_current as mastery"
             " inner join marts.topic_catalog as topics on mastery.topic_id = topics.topic_id"
         ),
         "learner",

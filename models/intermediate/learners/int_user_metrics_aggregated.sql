@@ -34,7 +34,7 @@ topic_mastery as (
     select
         user_id,
         mastery
-    from {{ ref('topic_mastery_current') }}
+    from {{ ref('fct_topic_schedule_current') }}
 ),
 
 dated_users as (

@@ -1,5 +1,5 @@
 -- Grain: one row per learner and parent topic (subject or system) with at least one studied leaf
--- topic beneath it, as of the same date as topic_mastery_current. Parents roll up by the
+-- topic beneath it, as of the same date as fct_topic_schedule_current. Parents roll up by the
 -- board-exam-weighted mean of their studied leaves' current mastery;
 -- coverage says how much of the parent's leaf weight the learner has studied at all.
 {{ config(materialized='view') }}
@@ -17,7 +17,7 @@ current_mastery as (
         retrieval_strength,
         mastery_at_last_review,
         mastery
-    from {{ ref('topic_mastery_current') }}
+    from {{ ref('fct_topic_schedule_current') }}
 ),
 
 ancestors as (
