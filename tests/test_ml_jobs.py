@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -473,7 +474,9 @@ def test_a_chunks_knowledge_estimates_reach_the_view_by_learner(sim_url: str) ->
     assert len(want) > 10 and len({i for i, _, _ in want}) == 3
     assert list(got[["user_idx", "topic_id", "knowledge_estimate"]].itertuples(index=False)) == want
     lines = plan.splitlines()
-    scan = next(i for i, line in enumerate(lines) if "Scan on topic_mastery" in line)
+    # "Index Scan using <index> on topic_mastery" or "Bitmap Heap Scan on topic_mastery"
+    scan_line = re.compile(r"Scan (using \S+ )?on topic_mastery\b")
+    scan = next(i for i, line in enumerate(lines) if scan_line.search(line))
     assert "user_id = ANY" in lines[scan + 1], plan  # its Index (or Recheck) Cond
 
 
