@@ -188,3 +188,16 @@
     from {{ ref('int_session_days_aggregated') }} as session_days
     where session_days.session_id in ({{ touched_session_ids(since) }})
 {%- endmacro %}
+
+{#- Whole milliseconds from `earlier` to `later` (timestamptz), rounded half up: the same value as
+    extract(epoch from later - earlier)::numeric(14, 3) * 1000 for a gap that is not negative, in
+    bigint arithmetic. date_part's double holds a gap to well under a microsecond. Null when either
+    side is null. -#}
+{% macro milliseconds_between(later, earlier) -%}
+    ((round(date_part('epoch', {{ later }} - {{ earlier }}) * 1000000)::bigint + 500) / 1000)
+{%- endmacro %}
+
+{#- Milliseconds (bigint) as seconds, numeric(14, 3): exact. -#}
+{% macro milliseconds_to_seconds(milliseconds) -%}
+    ({{ milliseconds }} / 1000.0)::numeric(14, 3)
+{%- endmacro %}

@@ -33,8 +33,8 @@ activities as (
         gaps.occurred_at,
         gaps.activity_number,
         gaps.is_idle_gap,
-        gaps.active_seconds,
-        gaps.idle_seconds,
+        gaps.active_milliseconds,
+        gaps.idle_milliseconds,
         gaps.is_question_attempt,
         gaps.is_correct_attempt
     from {{ from_touched(
@@ -52,8 +52,8 @@ final as (
         min(occurred_at) as first_activity_at,
         max(occurred_at) as last_activity_at,
         count(*)::integer as activities,
-        sum(active_seconds)::numeric(14, 3) as active_seconds,
-        sum(idle_seconds)::numeric(14, 3) as idle_seconds,
+        {{ milliseconds_to_seconds('sum(active_milliseconds)') }} as active_seconds,
+        {{ milliseconds_to_seconds('sum(idle_milliseconds)') }} as idle_seconds,
         (count(*) filter (where is_idle_gap))::integer as idle_gaps,
         (count(*) filter (where is_question_attempt))::integer as questions_attempted,
         (count(*) filter (where is_correct_attempt))::integer as questions_correct
