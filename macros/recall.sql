@@ -17,6 +17,11 @@
     learner_logit,learner_log_attempts,recent_logit,parent_logit,pair_logit,pair_all_logit,last_logit,pair_log_attempts,log_reviews,log_elapsed,elapsed_per_review,is_first_review
 {%- endmacro %}
 
+{#- The names of the stored coefficients: the intercept, then one per feature (a list). -#}
+{% macro recall_coefficient_names() -%}
+    {{ return(['intercept'] + recall_feature_names().split(',')) }}
+{%- endmacro %}
+
 {#- logit of a share strictly inside (0, 1) -#}
 {% macro _logit(share) -%}
     ln(({{ share }}) / (1 - ({{ share }})))
@@ -67,19 +72,27 @@
     the newest fitted version with trained_until before the date (`strict`: the ledger, so a review
     is never scored by a model that saw it) or up to it (the current view), else the prior model
     (kind 'prior', shipped by the migration). A select of date_column, model_version, guess_floor
-    and coefficients, for a CTE. -#}
+    and one double column per coefficient (recall_coefficient_columns), for a CTE. The coefficients
+    are read out of their jsonb once per model here, inside the lateral that `limit 1` keeps from
+    being flattened: read in recall_probability, each row of a whole view or ledger re-parsed all
+    24 of them. -#}
 {% macro recall_models_in_force(relation, date_column, strict) -%}
     select
         model_dates.{{ date_column }},
         in_force.model_version,
         in_force.guess_floor,
-        in_force.coefficients
+        {%- for name in recall_coefficient_names() %}
+        in_force.coefficient_{{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from (select distinct {{ relation }}.{{ date_column }} from {{ relation }}) as model_dates
     cross join lateral (
         select
             recall_models.model_version,
             recall_models.guess_floor,
-            recall_models.coefficients
+            {%- for name in recall_coefficient_names() %}
+            coalesce((recall_models.coefficients ->> '{{ name }}')::double precision, 0)
+                as coefficient_{{ name }}{{ ',' if not loop.last }}
+            {%- endfor %}
         from {{ ref('stg_ml__recall_models') }} as recall_models
         where
             recall_models.model_kind = 'prior'
@@ -93,17 +106,17 @@
 {%- endmacro %}
 
 {#- P(correct) of a row carrying the feature columns (alias `features`), the model in force
-    (alias `model`: guess_floor, coefficients jsonb) and its topic offset (`topic_offset`, 0 when
+    (alias `model`: guess_floor and the coefficient_* columns of recall_models_in_force) and its topic offset (`topic_offset`, 0 when
     the model has none for the topic). `at_last_review` leaves out the terms of the time elapsed
     since the last review: the prediction as it stood on that day. The linear predictor is clipped
     to +-30 so exp() cannot overflow. -#}
 {% macro recall_probability(features='features', model='model', topic_offset='0', at_last_review=false) -%}
     {%- set elapsed_terms = ['log_elapsed', 'elapsed_per_review'] -%}
     {{ model }}.guess_floor + (1 - {{ model }}.guess_floor) / (1 + exp(-least(30, greatest(-30,
-        coalesce(({{ model }}.coefficients ->> 'intercept')::double precision, 0)
+        {{ model }}.coefficient_intercept
         + coalesce({{ topic_offset }}, 0)
         {%- for name in recall_feature_names().split(',') if not (at_last_review and name in elapsed_terms) %}
-        + coalesce(({{ model }}.coefficients ->> '{{ name }}')::double precision, 0) * {{ features }}.{{ name }}
+        + {{ model }}.coefficient_{{ name }} * {{ features }}.{{ name }}
         {%- endfor %}
     ))))
 {%- endmacro %}
