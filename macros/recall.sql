@@ -17,9 +17,9 @@
     learner_logit,learner_log_attempts,recent_logit,parent_logit,pair_logit,pair_all_logit,last_logit,pair_log_attempts,log_reviews,log_elapsed,elapsed_per_review,is_first_review
 {%- endmacro %}
 
-{#- The names of the stored coefficients: the intercept, then one per feature (a list). -#}
+{#- The names of the stored coefficients, comma-separated: the intercept, then one per feature. -#}
 {% macro recall_coefficient_names() -%}
-    {{ return(['intercept'] + recall_feature_names().split(',')) }}
+    intercept,{{ recall_feature_names() }}
 {%- endmacro %}
 
 {#- logit of a share strictly inside (0, 1) -#}
@@ -81,7 +81,7 @@
         model_dates.{{ date_column }},
         in_force.model_version,
         in_force.guess_floor,
-        {%- for name in recall_coefficient_names() %}
+        {%- for name in recall_coefficient_names().split(',') %}
         in_force.coefficient_{{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
     from (select distinct {{ relation }}.{{ date_column }} from {{ relation }}) as model_dates
@@ -89,7 +89,7 @@
         select
             recall_models.model_version,
             recall_models.guess_floor,
-            {%- for name in recall_coefficient_names() %}
+            {%- for name in recall_coefficient_names().split(',') %}
             coalesce((recall_models.coefficients ->> '{{ name }}')::double precision, 0)
                 as coefficient_{{ name }}{{ ',' if not loop.last }}
             {%- endfor %}
