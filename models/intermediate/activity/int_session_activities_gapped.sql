@@ -39,24 +39,10 @@ ordered as (
         local_date,
         attempt_is_correct,
         row_number() over session_order as activity_number,
-        lag(occurred_at) over session_order as previous_occurred_at
+        lag(occurred_at) over session_order as previous_occurred_at,
+        {{ milliseconds_between('occurred_at', 'lag(occurred_at) over session_order') }} as gap_milliseconds
     from session_events
     window session_order as (partition by session_id order by occurred_at, event_id)
-),
-
-measured as (
-    select
-        event_id,
-        user_id,
-        session_id,
-        event_type,
-        occurred_at,
-        local_date,
-        attempt_is_correct,
-        activity_number,
-        previous_occurred_at,
-        {{ milliseconds_between('occurred_at', 'previous_occurred_at') }} as gap_milliseconds
-    from ordered
 ),
 
 split as (
@@ -78,7 +64,7 @@ split as (
         case
             when gap_milliseconds > {{ var('idle_gap_seconds') }} * 1000 then gap_milliseconds else 0
         end as idle_milliseconds
-    from measured
+    from ordered
 ),
 
 final as (
