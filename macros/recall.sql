@@ -72,10 +72,10 @@
     the newest fitted version with trained_until before the date (`strict`: the ledger, so a review
     is never scored by a model that saw it) or up to it (the current view), else the prior model
     (kind 'prior', shipped by the migration). A select of date_column, model_version, guess_floor
-    and one double column per coefficient (recall_coefficient_columns), for a CTE. The coefficients
-    are read out of their jsonb once per model here, inside the lateral that `limit 1` keeps from
-    being flattened: read in recall_probability, each row of a whole view or ledger re-parsed all
-    24 of them. -#}
+    and one double column coefficient_<name> per name of recall_coefficient_names, for a CTE. The
+    coefficients are read out of their jsonb here, once per model and date, inside the lateral that
+    `limit 1` keeps from being flattened: read in recall_probability, they were parsed again for
+    every row scored (24 parses a row of topic_mastery_current, for its two probabilities). -#}
 {% macro recall_models_in_force(relation, date_column, strict) -%}
     select
         model_dates.{{ date_column }},
@@ -106,10 +106,10 @@
 {%- endmacro %}
 
 {#- P(correct) of a row carrying the feature columns (alias `features`), the model in force
-    (alias `model`: guess_floor and the coefficient_* columns of recall_models_in_force) and its topic offset (`topic_offset`, 0 when
-    the model has none for the topic). `at_last_review` leaves out the terms of the time elapsed
-    since the last review: the prediction as it stood on that day. The linear predictor is clipped
-    to +-30 so exp() cannot overflow. -#}
+    (alias `model`: guess_floor and the coefficient_* columns of recall_models_in_force) and its
+    topic offset (`topic_offset`, 0 when the model has none for the topic). `at_last_review` leaves
+    out the terms of the time elapsed since the last review: the prediction as it stood on that
+    day. The linear predictor is clipped to +-30 so exp() cannot overflow. -#}
 {% macro recall_probability(features='features', model='model', topic_offset='0', at_last_review=false) -%}
     {%- set elapsed_terms = ['log_elapsed', 'elapsed_per_review'] -%}
     {{ model }}.guess_floor + (1 - {{ model }}.guess_floor) / (1 + exp(-least(30, greatest(-30,
