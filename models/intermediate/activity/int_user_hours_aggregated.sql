@@ -27,33 +27,23 @@ with
 attempts as (
     select
         attempts.user_id,
-        attempts.answered_at,
-        attempts.timezone,
+        attempts.local_date,
+        attempts.local_hour,
+        attempts.local_iso_dow,
         attempts.is_correct
     from {{ from_touched_user_days(ref('int_question_attempts_localized'), 'attempts', 'answered_at') }}
-),
-
--- the local hour an attempt falls in, converted once per attempt: its local date, hour and day
--- of week are read off the group's key (a time zone conversion is the costliest step per row)
-local_hours as (
-    select
-        user_id,
-        date_trunc('hour', answered_at at time zone timezone) as local_hour_start,
-        count(*)::integer as attempts,
-        (count(*) filter (where is_correct))::integer as correct_attempts
-    from attempts
-    group by user_id, local_hour_start
 ),
 
 final as (
     select
         user_id,
-        local_hour_start::date as local_date,
-        date_part('hour', local_hour_start)::integer as local_hour,
-        date_part('isodow', local_hour_start)::integer as local_iso_dow,
-        attempts,
-        correct_attempts
-    from local_hours
+        local_date,
+        local_hour,
+        local_iso_dow,
+        count(*)::integer as attempts,
+        (count(*) filter (where is_correct))::integer as correct_attempts
+    from attempts
+    group by user_id, local_date, local_hour, local_iso_dow
 )
 
 select * from final
