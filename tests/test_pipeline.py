@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,6 +27,15 @@ from python_jobs.warehouse.pipeline import (
 pytestmark = pytest.mark.slow
 
 ERASABLE_SCHEMAS = ["app", "staging", "intermediate", "marts", "ml"]
+# "Today" pinned for every run of the module's database: unpinned, each learner's today is their
+# local date, and a learner's midnight between two runs (18:00 UTC in Asia/Dhaka) changes the
+# marts evaluated at it, so a rerun would legitimately differ.
+TODAY = datetime.now(UTC).date().isoformat()
+PINNED_TODAY = {"mastery_as_of_date": TODAY, "metrics_as_of_date": TODAY}
+
+
+def pinned_run(url: str, target: str | Path) -> dict[str, object]:
+    return run_pipeline(RunContext(url=url, target_path=Path(target), dbt_vars=PINNED_TODAY))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +44,7 @@ def pipeline_db(database_factory, tmp_path_factory) -> tuple[str, str]:
     with psycopg.connect(url) as conn:
         simulate(conn, users=60, days=30, seed=11, progress=False)
     target = tmp_path_factory.mktemp("dbt_target")
-    run_pipeline(RunContext(url=url, target_path=target))
+    pinned_run(url, target)
     return url, str(target)
 
 
@@ -62,7 +73,7 @@ def test_second_run_changes_no_mart_row_and_keeps_one_set_of_recommendations(pip
     url, target = pipeline_db
     before = mart_checksums(url)
     assert {"daily_user_stats", "topic_mastery", "user_learning_metrics"} <= set(before)
-    run_pipeline(RunContext(url=url, target_path=target))
+    pinned_run(url, target)
     assert mart_checksums(url) == before
     with psycopg.connect(url) as conn:
         days, duplicates = conn.execute(
@@ -113,7 +124,7 @@ def test_erased_learner_appears_in_no_relation(pipeline_db):
             "order by count(*) desc, user_id limit 1"
         ).fetchone()[0]
         request_deletion(conn, victim)
-    run_pipeline(RunContext(url=url, target_path=target))
+    pinned_run(url, target)
     with psycopg.connect(url) as conn:
         relations = relations_with_user_id(conn, ERASABLE_SCHEMAS)
         schemas = {schema for schema, _ in relations}

@@ -81,6 +81,9 @@ class RunContext:
     test_window_days: int = 7
     retrain: bool = False  # train the readiness model even if a recent stored one exists
     fail_on_stale: bool = False  # an event source past its error_after fails the run (else: warns)
+    # more dbt vars for every dbt call of the run, e.g. a pinned mastery_as_of_date and
+    # metrics_as_of_date, so a rerun evaluates the same "today" whenever it runs
+    dbt_vars: dict[str, object] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)
     dbt: DbtSession | None = None  # the run's dbt calls share one parse (see _dbt)
 
@@ -126,6 +129,7 @@ def _dbt(ctx: RunContext) -> DbtSession:
     (nightly runs window the tests of history-sized models; full ones test every row)."""
     if ctx.dbt is None:
         dbt_vars = {} if ctx.full_run else {"nightly_test_window_days": ctx.test_window_days}
+        dbt_vars |= ctx.dbt_vars
         ctx.dbt = DbtSession(ctx.url, ctx.target_path, ["--vars", json.dumps(dbt_vars)])
     return ctx.dbt
 
