@@ -26,8 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check python_jobs tests bench alembic
 	$(BIN)/sqlfluff lint models analyses tests/dbt
 
+# Test modules run on parallel workers (pytest-xdist, one per core up to 4), each module whole on
+# one worker, since its fixtures build one simulated warehouse that its tests share.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses auto --maxprocesses 4 --dist loadfile
 
 format: $(STAMP)
 	$(BIN)/ruff format python_jobs tests bench alembic

@@ -6,7 +6,7 @@ afterwards, so tests never see each other's rows and can run while a demo databa
 
 Tests that must also hold on a Citus cluster ask for ``cluster_database_factory``: a coordinator
 and two workers started from the embedded binaries (Citus built first when missing; see
-python_jobs/warehouse/cluster.py), stopped at the end of the session if the session started them.
+python_jobs/warehouse/cluster.py), stopped at the end of the test run if the run started them.
 They are skipped, with the reason, when STUDYIN_CLUSTER_TESTS=0 or when STUDYIN_DATABASE_URL names
 the server (the cluster is a local one).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -43,6 +44,23 @@ def _drop_database(server_url: str, url: str) -> None:
     name = db.parse_url(url).dbname
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_dbt_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """dbt calls that name no target folder (the command line's, run in a subprocess) write into
+    this process's own folder, not the project's target/ and logs/, which a parallel test worker
+    may be writing at the same time."""
+    folder = tmp_path_factory.mktemp("dbt_default_target")
+    saved = {name: os.environ.get(name) for name in ("DBT_TARGET_PATH", "DBT_LOG_PATH")}
+    os.environ["DBT_TARGET_PATH"] = str(folder)
+    os.environ["DBT_LOG_PATH"] = str(folder / "logs")
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -76,16 +94,44 @@ def conn(migrated_db: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
+def _is_controller(config: pytest.Config) -> bool:
+    """True in the process that runs the session: pytest itself, or xdist's controller (its
+    workers carry `workerinput`)."""
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One id per test run, inherited by xdist's workers, which are started after this hook.
+    if _is_controller(config):
+        os.environ["STUDYIN_TEST_RUN"] = uuid.uuid4().hex
+
+
+def _cluster_started_marker() -> Path:
+    """Written when this test run started the cluster: the controller stops it at the end, after
+    every worker is done with it."""
+    return db.STATE_DIR / f"test-cluster-started-{os.environ['STUDYIN_TEST_RUN']}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    marker = _cluster_started_marker()
+    if _is_controller(session.config) and marker.exists():
+        cluster.stop_cluster()
+        marker.unlink()
+
+
 @pytest.fixture(scope="session")
 def cluster_database_factory() -> Iterator[Callable[..., str]]:
     """Make fresh databases on a local 1-coordinator, 2-worker Citus cluster (migrated to head
-    unless migrated=False, so the learner tables are distributed); all dropped at the end."""
+    unless migrated=False, so the learner tables are distributed); all dropped at the end. The
+    cluster is stopped at the end of the test run if the run started it."""
     if os.environ.get("STUDYIN_CLUSTER_TESTS") == "0":
         pytest.skip("STUDYIN_CLUSTER_TESTS=0: the Citus cluster tests are turned off")
     if not db.uses_embedded():
         pytest.skip(f"{db.ENV_URL} is set: the cluster tests start a local cluster of their own")
     started_here = not any(running for _, running in cluster.status(CLUSTER_TEST_WORKERS))
     cluster.start_cluster(CLUSTER_TEST_WORKERS)
+    if started_here:
+        _cluster_started_marker().touch()
     made: list[str] = []
 
     def make(prefix: str = "studyin_cluster_test", migrated: bool = True) -> str:
@@ -96,11 +142,7 @@ def cluster_database_factory() -> Iterator[Callable[..., str]]:
             migrate.upgrade(url)
         return url
 
-    try:
-        yield make
-    finally:
-        if not os.environ.get("STUDYIN_KEEP_TEST_DBS"):
-            for name in made:
-                cluster.drop_database(name, CLUSTER_TEST_WORKERS)
-        if started_here:
-            cluster.stop_cluster()
+    yield make
+    if not os.environ.get("STUDYIN_KEEP_TEST_DBS"):
+        for name in made:
+            cluster.drop_database(name, CLUSTER_TEST_WORKERS)

@@ -132,12 +132,13 @@ def start_cluster(workers: int) -> str:
     """Make (first time) and start a coordinator and `workers` workers with Citus, prepare the
     warehouse database on them; return the coordinator's URL. Idempotent."""
     _check_shape(workers)
-    ensure_citus()
-    all_nodes = nodes(workers)
-    password = db.superuser_password(db.COORDINATOR_DATA) or secrets.token_urlsafe(32)
-    for node in all_nodes:
-        _start_node(node, password)
-    prepare_database(db.DEFAULT_DB, workers)
+    with db.start_lock():
+        ensure_citus()
+        all_nodes = nodes(workers)
+        password = db.superuser_password(db.COORDINATOR_DATA) or secrets.token_urlsafe(32)
+        for node in all_nodes:
+            _start_node(node, password)
+        prepare_database(db.DEFAULT_DB, workers)
     return all_nodes[0].url()
 
 

@@ -18,12 +18,15 @@ python_jobs/warehouse/cluster.py with the same password rules.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -467,17 +470,28 @@ def _pg_ctl_start(
         raise DatabaseError(f"could not start PostgreSQL:\n{result.stderr}\n{log}")
 
 
+@contextmanager
+def start_lock() -> Iterator[None]:
+    """Held while a process starts the embedded servers: two processes starting them at once
+    (two test workers, or cron and a shell) would both initdb, or both pg_ctl start, one folder."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "start.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def start_embedded() -> str:
     """Initialise (first time) and start the embedded server; return its URL. Idempotent."""
-    PGDATA.mkdir(parents=True, exist_ok=True)
-    _prepare_root_permissions()
-    if not (PGDATA / "PG_VERSION").exists():
-        _initdb()
-    running = server_running()
-    if _needs_password_setup():
-        _require_passwords(running)
-    if not running:
-        _pg_ctl_start()
+    with start_lock():
+        PGDATA.mkdir(parents=True, exist_ok=True)
+        _prepare_root_permissions()
+        if not (PGDATA / "PG_VERSION").exists():
+            _initdb()
+        running = server_running()
+        if _needs_password_setup():
+            _require_passwords(running)
+        if not running:
+            _pg_ctl_start()
     admin = single_url("postgres")
     _wait_ready(admin)
     ensure_database(admin, DEFAULT_DB)
