@@ -492,9 +492,9 @@ def start_embedded() -> str:
             _require_passwords(running)
         if not running:
             _pg_ctl_start()
-    admin = single_url("postgres")
-    _wait_ready(admin)
-    ensure_database(admin, DEFAULT_DB)
+        admin = single_url("postgres")
+        _wait_ready(admin)
+        ensure_database(admin, DEFAULT_DB)
     return single_url()
 
 
@@ -532,7 +532,10 @@ def ensure_database(admin_url: str, dbname: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
         if not exists:
-            conn.execute(f'create database "{dbname}"')
+            try:
+                conn.execute(f'create database "{dbname}"')
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                pass  # another process created it between the check and here
 
 
 def ensure_server() -> str:
