@@ -24,7 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check python_jobs tests bench alembic
 	$(BIN)/ruff format --check python_jobs tests bench alembic
-	$(BIN)/sqlfluff lint models analyses tests/dbt
+	$(BIN)/sqlfluff lint --processes 0 models analyses tests/dbt  # one process per core
 
 # Test modules run on parallel workers (pytest-xdist, one per core up to 4), each module whole on
 # one worker, since its fixtures build one simulated warehouse that its tests share.

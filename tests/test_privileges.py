@@ -205,6 +205,9 @@ def privilege_problems(conn: psycopg.Connection, rules: list[Rule]) -> list[str]
 # --------------------------------------------------------------------------- fixtures
 
 
+pytestmark = pytest.mark.slow  # a dbt build of the whole project
+
+
 @pytest.fixture(scope="module")
 def built_db(database_factory: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database on which dbt has built every seed and model (no rows of events)."""

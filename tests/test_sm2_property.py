@@ -384,6 +384,7 @@ def test_a_stored_interval_beyond_the_cap_comes_back_to_it(sm2_conn: psycopg.Con
     assert [(s.interval_days, s.repetitions) for s in ours] == [(SM2_MAX_INTERVAL_DAYS, 31), (1, 0)]
 
 
+@pytest.mark.slow  # six dbt run-operations
 def test_cap_is_the_var(database_factory: Callable[..., str], tmp_path: Path) -> None:
     url = database_factory(prefix="studyin_sm2_cap", migrated=False)
     install = ["run-operation", "install_sm2_functions", "--vars"]

@@ -310,6 +310,9 @@ class World:
         return value
 
 
+pytestmark = pytest.mark.slow  # hypothesis drives hundreds of batches through the tracker
+
+
 @pytest.fixture(scope="module")
 def world(migrated_db: str) -> World:
     with psycopg.connect(migrated_db) as conn:
