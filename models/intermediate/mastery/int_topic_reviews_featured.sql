@@ -94,7 +94,9 @@ topic_parents as (
 
     day_fresh_attempts as materialized (
         -- the learners' first attempts since the first recomputed day, through the attempts'
-        -- (user_id, UTC date) index (the bound is stated as an instant and as its UTC date)
+        -- (user_id, UTC date) index. The bound is stated as a UTC date only: stated also as an
+        -- instant, it let the planner AND that index with the BRIN on answered_at, a scan of
+        -- the whole BRIN per learner (4.4 ms each; 96 s of a 127 s night at 50,000 learners)
         select learner_attempts.*
         from recompute_learners
         cross join lateral (
@@ -104,8 +106,6 @@ topic_parents as (
                 fresh_attempts.user_id = recompute_learners.user_id
                 and fresh_attempts.local_date >= recompute_learners.recompute_from
                 -- a local day starts at most 14 hours before its UTC midnight
-                and fresh_attempts.answered_at
-                >= ((recompute_learners.recompute_from - 1)::timestamp at time zone 'UTC')
                 and (fresh_attempts.answered_at at time zone 'UTC')::date
                 >= recompute_learners.recompute_from - 1
             {{ lateral_fence() }}
