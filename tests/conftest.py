@@ -52,15 +52,10 @@ def own_dbt_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     this process's own folder, not the project's target/ and logs/, which a parallel test worker
     may be writing at the same time."""
     folder = tmp_path_factory.mktemp("dbt_default_target")
-    saved = {name: os.environ.get(name) for name in ("DBT_TARGET_PATH", "DBT_LOG_PATH")}
-    os.environ["DBT_TARGET_PATH"] = str(folder)
-    os.environ["DBT_LOG_PATH"] = str(folder / "logs")
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBT_TARGET_PATH", str(folder))
+        patch.setenv("DBT_LOG_PATH", str(folder / "logs"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,8 @@ from python_jobs.ingest.tracker import Tracker, ValidationError
 from python_jobs.paths import PROJECT_ROOT
 from python_jobs.warehouse.dbt import run_dbt
 
+pytestmark = pytest.mark.slow  # a dbt build of the whole project
+
 ROLES = ("loader", "transformer", "ml_writer", "reporter")
 GRANTEES = (*ROLES, "public")  # has_*_privilege takes "public" for PUBLIC
 OWNER_ONLY = "owner only"
@@ -203,9 +205,6 @@ def privilege_problems(conn: psycopg.Connection, rules: list[Rule]) -> list[str]
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-pytestmark = pytest.mark.slow  # a dbt build of the whole project
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,8 @@ from python_jobs.ingest.events import (
 )
 from python_jobs.ingest.tracker import BatchResult, Tracker, ValidationError
 
+pytestmark = pytest.mark.slow  # hypothesis drives hundreds of batches through the tracker
+
 FUZZ = settings(
     deadline=None,
     database=None,
@@ -308,9 +310,6 @@ class World:
         if type(value) is list:
             return [World._resolve(v, ids) for v in value]
         return value
-
-
-pytestmark = pytest.mark.slow  # hypothesis drives hundreds of batches through the tracker
 
 
 @pytest.fixture(scope="module")
