@@ -12,8 +12,8 @@ committed:
   2. touched keys: learner x local day (the day in the learner's time zone, from all three),
      learner x topic (attempts; interactions through their material's topic), topic x UTC day
      (attempts), session (events with a session);
-  3. rewrite, each from the key's whole history through the app's (user_id, time),
-     (user_id, topic_id, time), (topic_id, time) and (session_id, time) indexes:
+  3. rewrite, each from the key's whole history through whichever of the app's indexes the
+     planner picks (learner and UTC day, learner and topic, session, BRIN on the time):
        - `user_days` (daily_user_stats-like): events, sessions, attempts, correct, first attempts,
          hints, material seconds, completed materials per learner and local day;
        - `user_topics` (topic_mastery-like): attempts, correct, first and last answer, material

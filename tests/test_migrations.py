@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
 import psycopg
@@ -448,5 +448,49 @@ def test_0019_indexes_interactions_by_learner_day_and_drops_the_sessions_learner
     with psycopg.connect(url) as conn:
         restored = {name: _index_columns(conn, name) for name in before}
         dropped = _app_indexes(conn, "material_interactions_user_day_idx")
+    assert restored == before
+    assert dropped == []
+
+
+# the replay of a learner-topic's reviews (int_topic_reviews_scheduled, replayed_attempts) and a
+# gap's last answers (the gap recommendations' last_answers)
+LEARNER_TOPICS_SINCE = """
+select event_id from app.question_attempts as history
+where history.user_id = %(user_id)s
+    and history.topic_id = any(%(topic_ids)s)
+    and (history.answered_at at time zone 'UTC')::date >= %(day)s::date - 1
+"""
+LEARNER_TOPIC = """
+select question_id from app.question_attempts as attempts
+where attempts.user_id = %(user_id)s and attempts.topic_id = %(topic_id)s
+"""
+
+
+def test_0020_keys_the_learner_topic_index_by_utc_day_and_its_lookups_use_it(database_factory):
+    url = database_factory(migrated=False)
+    migrate.upgrade(url, "0019_interaction_indexes")
+    with psycopg.connect(url) as conn:
+        before = _index_columns(conn, "question_attempts_user_topic_time_idx")
+    assert before == "btree (user_id, topic_id, answered_at)"
+
+    migrate.upgrade(url, "0020_attempt_topic_day_index")
+    params = {"user_id": uuid4(), "topic_ids": [3, 5], "topic_id": 3, "day": date(2026, 11, 20)}
+    with psycopg.connect(url) as conn:
+        after = _index_columns(conn, "question_attempts_user_topic_day_idx")
+        gone = _app_indexes(conn, "question_attempts_user_topic_time_idx")
+        replay = _plan(conn, LEARNER_TOPICS_SINCE, params)
+        last_answers = _plan(conn, LEARNER_TOPIC, params)
+    assert after == ("btree (user_id, topic_id, (((answered_at AT TIME ZONE 'UTC'::text))::date))")
+    assert gone == []
+    # the replay's bound is part of the index condition, not a filter over the pair's history
+    assert "question_attempts_user_topic_day_idx" in replay, replay
+    conditions = [line for line in replay.splitlines() if "Index Cond" in line]
+    assert len(conditions) == 1 and "::date >=" in conditions[0], replay
+    assert "question_attempts_user_topic_day_idx" in last_answers, last_answers
+
+    migrate.downgrade(url, "0019_interaction_indexes")
+    with psycopg.connect(url) as conn:
+        restored = _index_columns(conn, "question_attempts_user_topic_time_idx")
+        dropped = _app_indexes(conn, "question_attempts_user_topic_day_idx")
     assert restored == before
     assert dropped == []

@@ -149,7 +149,7 @@ prerequisite_candidates as (
 
 last_answers as (
     -- each top gap's questions, the learner's last answer to each: looked up per gap through the
-    -- (user_id, topic_id, answered_at) index (then its rows in the table), in a
+    -- (user_id, topic_id, UTC date) index (then its rows in the table), in a
     -- lateral behind an offset-0 fence (joined whole, it became a scan and sort of every attempt
     -- in the history)
     select

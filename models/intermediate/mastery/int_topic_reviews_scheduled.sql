@@ -121,7 +121,7 @@ history_attempts as (
 
     replayed_attempts as materialized (
         -- each learner's attempts in their touched topics since the replay day, looked up once
-        -- per learner through the (user_id, topic_id, answered_at) index: a lateral behind an offset-0
+        -- per learner through the (user_id, topic_id, UTC date) index: a lateral behind an offset-0
         -- fence, materialized, as PostgreSQL would otherwise fold the lookups into one scan of
         -- the whole history
         select
@@ -146,8 +146,10 @@ history_attempts as (
                 history_attempts.user_id = replay_learners.user_id
                 and history_attempts.topic_id = any(replay_learners.topic_ids)
                 and history_attempts.local_date >= replay_learners.replay_from
-                -- a local day starts at most 14 hours before its UTC midnight
-                and history_attempts.answered_at >= ((replay_learners.replay_from - 1)::timestamp at time zone 'UTC')
+                -- a local day starts at most 14 hours before its UTC midnight; stated as the
+                -- UTC date the index keys (an instant bound would also draw in the BRIN index
+                -- on answered_at)
+                and (history_attempts.answered_at at time zone 'UTC')::date >= replay_learners.replay_from - 1
             {{ lateral_fence() }}
         ) as learner_history
     ),
