@@ -25,7 +25,15 @@ def run_migrations_online() -> None:
     url = config.attributes.get("url") or database_url()
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, version_table_schema="public")
+        citus = connection.exec_driver_sql(
+            "select exists (select from pg_extension where extname = 'citus')"
+        ).scalar()
+        connection.commit()
+        # On Citus each migration commits by itself: one that makes or drops a type (0021) must
+        # not follow another's parallel changes of distributed tables in its transaction
+        context.configure(
+            connection=connection, version_table_schema="public", transaction_per_migration=citus
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

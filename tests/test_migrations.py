@@ -494,3 +494,72 @@ def test_0020_keys_the_learner_topic_index_by_utc_day_and_its_lookups_use_it(dat
         dropped = _app_indexes(conn, "question_attempts_user_topic_day_idx")
     assert restored == before
     assert dropped == []
+
+
+def _log_types(conn: psycopg.Connection) -> dict[UUID, tuple[str, str]]:
+    """Each logged event's type, and the name of its column's type."""
+    rows = conn.execute(
+        "select event_id, event_type, pg_typeof(event_type)::text from app.study_events"
+    )
+    return {r[0]: (r[1], str(r[2])) for r in rows}
+
+
+def _check_0021(url: str) -> None:
+    migrate.upgrade(url, "0020_attempt_topic_day_index")
+    events = _sessions(sessions=2, events_per_session=3)
+    with psycopg.connect(url) as conn:
+        _add_learner(conn, events[0].user_id)
+        conn.execute("select app.ensure_study_event_partitions('2026-11-01', 1)")
+        conn.execute(
+            "create view public.log_types as select event_id, event_type from app.study_events"
+        )
+        conn.commit()
+        names = sorted(r[0] for r in conn.execute("select name from app.event_types"))
+        for e in events:
+            conn.execute("insert into app.event_receipts (event_id) values (%s)", (e.event_id,))
+            conn.execute(
+                "insert into app.study_events (event_id, user_id, session_id, event_type,"
+                " occurred_at, received_at) values (%s, %s, %s, %s, %s, %s)",
+                (e.event_id, e.user_id, e.session_id, e.event_type, e.occurred_at, e.received_at),
+            )
+        conn.commit()
+        before = _log_types(conn)
+    assert {t for t, _ in before.values()} == {"session_heartbeat"}
+
+    migrate.upgrade(url, "0021_event_type_enum")
+    with psycopg.connect(url) as conn:
+        after = _log_types(conn)
+        labels = conn.execute("select enum_range(null::app.event_type)::text[]").fetchone()[0]
+        catalogue = str(
+            conn.execute("select pg_typeof(name)::text from app.event_types").fetchone()[0]
+        )
+        view = conn.execute("select to_regclass('public.log_types')").fetchone()[0]
+        # the tracker stores through the enum, a repeat is still found and compared
+        more = _sessions(sessions=1, events_per_session=2)
+        _add_learner(conn, more[0].user_id)
+        stored = Tracker(conn, trust_received_at=True).track_batch([*more, more[0]])
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            conn.execute("select 'no_such_type'::app.event_type")
+    assert labels == names
+    assert catalogue == "app.event_type"
+    assert after == {k: (t, "app.event_type") for k, (t, _) in before.items()}
+    assert view is None  # dropped with a notice; dbt makes its views again
+    assert (stored.accepted, stored.duplicates) == (2, 1)
+
+    migrate.downgrade(url, "0020_attempt_topic_day_index")
+    with psycopg.connect(url) as conn:
+        restored = _log_types(conn)
+        gone = conn.execute("select to_regtype('app.event_type')").fetchone()[0]
+    assert restored == {
+        **{k: (t, "text") for k, (t, _) in before.items()},
+        **{e.event_id: ("session_heartbeat", "text") for e in more},
+    }
+    assert gone is None
+
+
+def test_0021_stores_the_event_type_as_an_enum_of_the_catalogue(database_factory):
+    _check_0021(database_factory(migrated=False))
+
+
+def test_0021_retypes_the_distributed_log_on_a_citus_cluster(cluster_database_factory):
+    _check_0021(cluster_database_factory(migrated=False))

@@ -54,6 +54,7 @@ Create Date: 2026-12-02
 """
 
 from alembic import op
+from python_jobs.warehouse.migrate import drop_views_reading
 
 revision = "0017_receipts_empty_properties"
 down_revision = "0016_event_log_storage"
@@ -104,41 +105,6 @@ $$
 """
 
 
-# Views reading a column this migration drops or rewrites (the dbt staging views of app, and
-# the views built on them) would make ALTER TABLE fail: they are dropped, with a notice, and the
-# next dbt build (``studyin run`` builds after migrating) makes them again from the models.
-DROP_VIEWS_READING = """
-do $$
-declare
-    v regclass;
-begin
-    for v in
-        select distinct r.ev_class::regclass
-        from pg_depend as d
-        inner join pg_rewrite as r on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
-        inner join pg_attribute as a
-            on d.refobjid = a.attrelid and d.refobjsubid = a.attnum
-        where d.refclassid = 'pg_class'::regclass
-            and d.refobjid = '{table}'::regclass
-            and a.attname = any('{{{columns}}}'::text[])
-            and r.ev_class <> d.refobjid
-    loop
-        -- a view dropped by the cascade of an earlier one is gone already
-        if to_regclass(v::text) is not null then
-            raise notice 'dropping view % (and the views on it): it reads %.{{{columns}}}, which '
-                'migration 0017 changes; the next dbt build makes it again', v, '{table}';
-            execute format('drop view %s cascade', v);
-        end if;
-    end loop;
-end;
-$$
-"""
-
-
-def _drop_views_reading(table: str, columns: str) -> None:
-    op.execute(DROP_VIEWS_READING.format(table=table, columns=columns))
-
-
 def _has_citus() -> bool:
     bind = op.get_bind()
     return bool(bind.exec_driver_sql("select 1 from pg_extension where extname = 'citus'").first())
@@ -147,8 +113,8 @@ def _has_citus() -> bool:
 def upgrade() -> None:
     if not _has_citus():  # on Citus 0015 dropped it (a distributed table has no triggers)
         op.execute("drop trigger event_receipts_references on app.event_receipts")
-    _drop_views_reading("app.event_receipts", "user_id,occurred_at")
-    _drop_views_reading("app.study_events", "properties")
+    op.execute(drop_views_reading("app.event_receipts", ["user_id", "occurred_at"], revision))
+    op.execute(drop_views_reading("app.study_events", ["properties"], revision))
     op.execute("alter table app.event_receipts drop column user_id, drop column occurred_at")
     op.execute("alter table app.study_events alter column properties drop default")
     op.execute("alter table app.study_events alter column properties drop not null")
@@ -176,7 +142,7 @@ def downgrade() -> None:
     op.execute("drop index app.study_events_user_day_idx")
     op.execute("comment on column app.study_events.properties is null")
     op.execute("alter table app.study_events drop constraint study_events_properties_not_empty")
-    _drop_views_reading("app.study_events", "properties")
+    op.execute(drop_views_reading("app.study_events", ["properties"], revision))
     op.execute(
         "alter table app.study_events alter column properties type jsonb"
         " using coalesce(properties, '{}'::jsonb)"

@@ -295,8 +295,8 @@ FIND_REPEATS = """
 with k as materialized (
     select event_id, user_id, occurred_at from pg_temp.tracker_batch where idx = any(%(idx)s)
 ), e as materialized (
-    select e.event_id, e.user_id, e.session_id, e.event_type, e.occurred_at, e.properties,
-        e.ip_prefix
+    select e.event_id, e.user_id, e.session_id, e.event_type::text as event_type, e.occurred_at,
+        e.properties, e.ip_prefix
     from app.study_events as e
     inner join k on e.user_id = k.user_id
         and (e.occurred_at at time zone 'UTC')::date = (k.occurred_at at time zone 'UTC')::date
@@ -347,7 +347,7 @@ DROP_REPEATS = "delete from pg_temp.tracker_batch where idx = any(%s)"
 INSERT_EVENTS = """
 insert into app.study_events
     (event_id, user_id, session_id, event_type, occurred_at, received_at, properties, ip_prefix)
-select event_id, user_id, session_id, event_type, occurred_at, received_at,
+select event_id, user_id, session_id, event_type::app.event_type, occurred_at, received_at,
     nullif(properties::jsonb, '{}'), ip_prefix::cidr
 from pg_temp.tracker_batch
 """

@@ -77,3 +77,39 @@ def summarize_brin_ranges(conn, lock_timeout: str = "2s") -> tuple[int, list[str
         except errors.LockNotAvailable:
             skipped.append(index)
     return summarized, skipped
+
+
+# Views reading a column a migration drops or rewrites (the dbt staging views of app, and the
+# views built on them) would make its ALTER TABLE fail: they are dropped, with a notice, and the
+# next dbt build (``studyin run`` builds after migrating) makes them again from the models.
+DROP_VIEWS_READING = """
+do $$
+declare
+    v regclass;
+begin
+    for v in
+        select distinct r.ev_class::regclass
+        from pg_depend as d
+        inner join pg_rewrite as r on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
+        inner join pg_attribute as a
+            on d.refobjid = a.attrelid and d.refobjsubid = a.attnum
+        where d.refclassid = 'pg_class'::regclass
+            and d.refobjid = '{table}'::regclass
+            and a.attname = any('{{{columns}}}'::text[])
+            and r.ev_class <> d.refobjid
+    loop
+        -- a view dropped by the cascade of an earlier one is gone already
+        if to_regclass(v::text) is not null then
+            raise notice 'dropping view % (and the views on it): it reads %.{{{columns}}}, which '
+                'migration {revision} changes; the next dbt build makes it again', v, '{table}';
+            execute format('drop view %s cascade', v);
+        end if;
+    end loop;
+end;
+$$
+"""
+
+
+def drop_views_reading(table: str, columns: list[str], revision: str) -> str:
+    """SQL dropping every view that reads one of `table`'s `columns` (see DROP_VIEWS_READING)."""
+    return DROP_VIEWS_READING.format(table=table, columns=",".join(columns), revision=revision)

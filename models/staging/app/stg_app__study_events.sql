@@ -5,7 +5,8 @@ select
     event_id,
     user_id,
     session_id,
-    event_type,
+    -- stored as the enum app.event_type (4 bytes); the warehouse reads the name
+    event_type::text as event_type,
     occurred_at,
     received_at,
     -- the log stores NULL for an event without properties; the warehouse reads an empty object
