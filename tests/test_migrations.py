@@ -480,7 +480,7 @@ def test_0020_keys_the_learner_topic_index_by_utc_day_and_its_lookups_use_it(dat
         gone = _app_indexes(conn, "question_attempts_user_topic_time_idx")
         replay = _plan(conn, LEARNER_TOPICS_SINCE, params)
         last_answers = _plan(conn, LEARNER_TOPIC, params)
-    assert after == ("btree (user_id, topic_id, (((answered_at AT TIME ZONE 'UTC'::text))::date))")
+    assert after == "btree (user_id, topic_id, (((answered_at AT TIME ZONE 'UTC'::text))::date))"
     assert gone == []
     # the replay's bound is part of the index condition, not a filter over the pair's history
     assert "question_attempts_user_topic_day_idx" in replay, replay
@@ -501,7 +501,7 @@ def _log_types(conn: psycopg.Connection) -> dict[UUID, tuple[str, str]]:
     rows = conn.execute(
         "select event_id, event_type, pg_typeof(event_type)::text from app.study_events"
     )
-    return {r[0]: (r[1], str(r[2])) for r in rows}
+    return {r[0]: (r[1], r[2]) for r in rows}
 
 
 def _check_0021(url: str) -> None:
@@ -530,9 +530,7 @@ def _check_0021(url: str) -> None:
     with psycopg.connect(url) as conn:
         after = _log_types(conn)
         labels = conn.execute("select enum_range(null::app.event_type)::text[]").fetchone()[0]
-        catalogue = str(
-            conn.execute("select pg_typeof(name)::text from app.event_types").fetchone()[0]
-        )
+        catalogue = conn.execute("select pg_typeof(name)::text from app.event_types").fetchone()[0]
         view = conn.execute("select to_regclass('public.log_types')").fetchone()[0]
         # the tracker stores through the enum, a repeat is still found and compared
         more = _sessions(sessions=1, events_per_session=2)

@@ -4,7 +4,7 @@
 (``session_heartbeat``, ``question_attempt``), and the timestamp after it starts on an 8-byte
 boundary, so the name took 24 bytes of every row of the log. ``app.event_type``, an enum whose
 labels are the catalogue's names (``app.event_types``, itself keyed by it now), is 4 bytes:
-every row of the log is 16 bytes narrower (131 -> 115 bytes per event of the log's heap).
+every row of the log is 16 bytes narrower (131 -> 116 bytes per event of the log's heap).
 
 The catalogue stays the reference data it was (the tracker and its reference checks read it,
 the docs site shows it): an event type is added by a migration that adds the label and the
