@@ -740,6 +740,47 @@ def test_data_test_fails_when_a_small_cohort_shows_a_percentile(built: Built):
     dbt_run(built.url, built.target, "--select", "cohort_benchmarks")
 
 
+def test_data_test_fails_when_an_attempt_disagrees_with_its_event(built: Built):
+    """int_session_activities_gapped takes attempts from their typed rows and every other event
+    from the log: matches_event_log fails on an attempt whose time differs from its event's and on
+    an attempt event without its typed row, and passes again once the row is back as it was."""
+
+    def test_attempts() -> None:
+        run_dbt(
+            ["test", "--select", "stg_app__question_attempts,test_name:matches_event_log"],
+            url=built.url,
+            target_path=built.target,
+        )
+
+    with psycopg.connect(built.url) as conn:
+        row = conn.execute(
+            "select * from app.question_attempts order by event_id limit 1"
+        ).fetchone()
+        columns = [
+            c.name for c in conn.execute("select * from app.question_attempts limit 0").description
+        ]
+        conn.execute(
+            "update app.question_attempts set answered_at = answered_at + interval '1 second'"
+            " where event_id = %s",
+            (row[0],),
+        )
+    with pytest.raises(DbtError, match="matches_event_log"):
+        test_attempts()
+    with psycopg.connect(built.url) as conn:
+        conn.execute("delete from app.question_attempts where event_id = %s", (row[0],))
+    with pytest.raises(DbtError, match="matches_event_log"):
+        test_attempts()
+    with psycopg.connect(built.url) as conn:
+        conn.execute(
+            sql.SQL("insert into app.question_attempts ({}) values ({})").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            ),
+            row,
+        )
+    test_attempts()
+
+
 def test_nightly_window_leaves_older_rows_to_the_full_checks(built: Built):
     """With nightly_test_window_days (what `studyin run` passes) a history-sized model's data tests
     read only its recent rows; without it (--full-checks, plain dbt) every row. The simulation

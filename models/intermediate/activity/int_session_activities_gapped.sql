@@ -6,27 +6,45 @@
 -- Gaps are whole milliseconds (bigint): integer sums are several times cheaper than numeric ones
 -- over the whole log, and the seconds columns are those milliseconds, exactly.
 -- A view: the window is partitioned by session_id, so a filter on session_id (one session looked
--- up by int_session_days_aggregated) is pushed below it to the event log's session index.
+-- up by int_session_days_aggregated) is pushed below it to the session indexes of the event log
+-- and of the question attempts.
 with
 
-session_events as (
+-- A question attempt's event and its typed row carry the same learner, session and time (the
+-- matches_event_log test of stg_app__question_attempts): the attempts come from their own table,
+-- with their correctness, and the log gives every other event. No join of the whole log to the
+-- attempts: a full build of int_session_days_aggregated takes 13.6 s instead of 18.2 s at 2,000
+-- learners x 90 days (one process).
+other_events as (
     select
-        events.event_id,
-        events.user_id,
-        events.session_id,
-        events.event_type,
-        events.occurred_at,
-        events.local_date,
-        attempts.is_correct as attempt_is_correct
-    from {{ ref('int_study_events_localized') }} as events
-    -- the tracker writes an attempt with its event's session: joining on it too lets a session's
-    -- lookup read its attempts once through the attempts' session index (one posting list per
-    -- session), as its events come through the log's, instead of one probe per event
-    left join {{ ref('stg_app__question_attempts') }} as attempts
-        on
-            events.session_id = attempts.session_id
-            and events.event_id = attempts.event_id
-    where events.session_id is not null
+        event_id,
+        user_id,
+        session_id,
+        event_type,
+        occurred_at,
+        local_date,
+        null::boolean as attempt_is_correct
+    from {{ ref('int_study_events_localized') }}
+    where session_id is not null and event_type <> 'question_attempt'
+),
+
+attempt_events as (
+    select
+        event_id,
+        user_id,
+        session_id,
+        'question_attempt' as event_type,
+        answered_at as occurred_at,
+        local_date,
+        is_correct as attempt_is_correct
+    from {{ ref('int_question_attempts_localized') }}
+    where session_id is not null
+),
+
+session_events as (
+    select * from other_events
+    union all
+    select * from attempt_events
 ),
 
 ordered as (
