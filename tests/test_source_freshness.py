@@ -3,14 +3,16 @@ freshness`); a late or stale one is logged as a warning, and fails the run with 
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from python_jobs.simulation.simulator import simulate
-from python_jobs.warehouse.dbt import DbtSession
+from python_jobs.warehouse.dbt import DbtSession, run_dbt
 from python_jobs.warehouse.pipeline import (
     PipelineError,
     RunContext,
@@ -95,3 +97,51 @@ def test_statuses_follow_the_newest_rows_and_fresh_data_passes(database_factory,
     checked = check_source_freshness(DbtSession(url, tmp_path))
     assert {c.source: (c.status, c.newest_at) for c in checked} == expected
     _freshness_step(RunContext(url=url, target_path=tmp_path, fail_on_stale=True))
+
+    # Ten days older, as a copy of older data or the benchmark's simulated days are: stale. With
+    # the warehouse's watermark at the newest arrival it has read, the newest rows are found among
+    # the arrivals just before it (and exam_results, with nothing that recent, in its whole table).
+    with psycopg.connect(url) as conn:
+        for table in ("study_events", "question_attempts", "material_interactions", "exam_results"):
+            conn.execute(f"alter table app.{table} disable trigger user")
+            conn.execute(f"update app.{table} set received_at = received_at - interval '10 days'")
+            conn.execute(f"alter table app.{table} enable trigger user")
+        conn.execute(
+            "insert into intermediate.incremental_watermarks (model_name, received_at)"
+            " select 'daily_user_stats', max(received_at) from app.study_events"
+        )
+    expected = _expected(url)
+    assert expected["app.study_events"][0] == "error"
+    checked = check_source_freshness(DbtSession(url, tmp_path))
+    assert {c.source: (c.status, c.newest_at) for c in checked} == expected
+
+
+def _recent_arrivals_since(url: str, target: Path) -> datetime:
+    result = run_dbt(
+        ["show", "--inline", "select {{ recent_arrivals_since() }} as since", "--output", "json"],
+        url=url,
+        target_path=target,
+    )
+    shown = json.loads(result.stdout[result.stdout.index("{") :])
+    return datetime.fromisoformat(shown["show"][0]["since"])
+
+
+def test_recent_arrivals_are_anchored_on_the_newest_model_watermark(database_factory, tmp_path):
+    """The freshness checks look first at the 2 days before the newest arrival a model has read
+    (not before now: a copy of older data would make every check read its whole table); the
+    `<model>__<clock>` rows, which keep other clocks, do not count; before any watermark, now."""
+    url = database_factory("studyin_freshness_anchor")
+    with psycopg.connect(url) as conn:
+        now = conn.execute("select now()").fetchone()[0]
+    check_source_freshness(DbtSession(url, tmp_path))  # its hooks create the watermark table
+    since = _recent_arrivals_since(url, tmp_path)
+    assert timedelta(days=2) - timedelta(minutes=5) < now - since <= timedelta(days=2)
+
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "insert into intermediate.incremental_watermarks (model_name, received_at) values"
+            " ('daily_user_stats', '2026-01-10 12:00+00'),"
+            " ('topic_mastery', '2026-01-09 08:00+00'),"
+            " ('fct_readiness_predictions__scores', now() - interval '1 hour')"
+        )
+    assert _recent_arrivals_since(url, tmp_path) == datetime(2026, 1, 8, 12, tzinfo=UTC)
