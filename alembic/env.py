@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, pool
 
 from alembic import context
 from python_jobs.warehouse.db import database_url, sqlalchemy_url
+from python_jobs.warehouse.migrate import has_citus
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -25,9 +26,7 @@ def run_migrations_online() -> None:
     url = config.attributes.get("url") or database_url()
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        citus = connection.exec_driver_sql(
-            "select exists (select from pg_extension where extname = 'citus')"
-        ).scalar()
+        citus = has_citus(connection)
         connection.commit()
         # On Citus each migration commits by itself: one that makes or drops a type (0021) must
         # not follow another's parallel changes of distributed tables in its transaction

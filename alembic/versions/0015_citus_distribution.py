@@ -48,6 +48,7 @@ Create Date: 2026-12-02
 """
 
 from alembic import op
+from python_jobs.warehouse.migrate import has_citus
 
 revision = "0015_citus_distribution"
 down_revision = "0014_citus_ready_keys"
@@ -169,13 +170,8 @@ TRIGGERS = {  # name: (table, definition) of the triggers replaced by foreign ke
 }
 
 
-def _has_citus() -> bool:
-    bind = op.get_bind()
-    return bool(bind.exec_driver_sql("select 1 from pg_extension where extname = 'citus'").first())
-
-
 def upgrade() -> None:
-    if not _has_citus():
+    if not has_citus(op.get_bind()):
         return
     for name, (table, _) in TRIGGERS.items():
         op.execute(f"drop trigger {name} on app.{table}")
@@ -208,7 +204,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if not _has_citus():
+    if not has_citus(op.get_bind()):
         return
     op.execute("alter function app.delete_user(uuid) reset citus.propagate_set_commands")
     op.execute(f"alter function {PARTITIONS} reset citus.multi_shard_modify_mode")

@@ -54,7 +54,7 @@ Create Date: 2026-12-02
 """
 
 from alembic import op
-from python_jobs.warehouse.migrate import drop_views_reading
+from python_jobs.warehouse.migrate import drop_views_reading, has_citus
 
 revision = "0017_receipts_empty_properties"
 down_revision = "0016_event_log_storage"
@@ -105,13 +105,9 @@ $$
 """
 
 
-def _has_citus() -> bool:
-    bind = op.get_bind()
-    return bool(bind.exec_driver_sql("select 1 from pg_extension where extname = 'citus'").first())
-
-
 def upgrade() -> None:
-    if not _has_citus():  # on Citus 0015 dropped it (a distributed table has no triggers)
+    # on Citus 0015 dropped it (a distributed table has no triggers)
+    if not has_citus(op.get_bind()):
         op.execute("drop trigger event_receipts_references on app.event_receipts")
     op.execute(drop_views_reading("app.event_receipts", ["user_id", "occurred_at"], revision))
     op.execute(drop_views_reading("app.study_events", ["properties"], revision))
@@ -157,5 +153,5 @@ def downgrade() -> None:
     op.execute(REFUSE_UNRESTORED)
     op.execute("alter table app.event_receipts alter column user_id set not null")
     op.execute("alter table app.event_receipts alter column occurred_at set not null")
-    if not _has_citus():
+    if not has_citus(op.get_bind()):
         op.execute(RECEIPT_TRIGGER)

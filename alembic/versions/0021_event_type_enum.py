@@ -26,7 +26,7 @@ Create Date: 2026-12-04
 from sqlalchemy import text
 
 from alembic import op
-from python_jobs.warehouse.migrate import drop_views_reading
+from python_jobs.warehouse.migrate import drop_views_reading, has_citus
 
 revision = "0021_event_type_enum"
 down_revision = "0020_attempt_topic_day_index"
@@ -51,10 +51,8 @@ def _retype(to_type: str) -> None:
     """Each column of TYPED_COLUMNS to `to_type`: the views reading them and the foreign keys
     between them are dropped first, the keys made again after. On Citus the shards are changed
     over one connection per node, as a type command in the same transaction needs."""
-    op.execute(
-        "select set_config('citus.multi_shard_modify_mode', 'sequential', true)"
-        " where exists (select from pg_extension where extname = 'citus')"
-    )
+    if has_citus(op.get_bind()):
+        op.execute("set local citus.multi_shard_modify_mode = 'sequential'")
     keys = op.get_bind().execute(text(REFERENCING_KEYS)).all()
     for table, column in TYPED_COLUMNS:
         op.execute(drop_views_reading(table, [column], revision))

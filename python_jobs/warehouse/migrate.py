@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alembic.config import Config
 from alembic.util import CommandError
 from psycopg import errors
 
 from alembic import command
 from python_jobs.paths import ALEMBIC_INI
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 class MigrationError(RuntimeError):
@@ -113,3 +118,9 @@ $$
 def drop_views_reading(table: str, columns: list[str], revision: str) -> str:
     """SQL dropping every view that reads one of `table`'s `columns` (see DROP_VIEWS_READING)."""
     return DROP_VIEWS_READING.format(table=table, columns=",".join(columns), revision=revision)
+
+
+def has_citus(bind: Connection) -> bool:
+    """Whether the database alembic migrates over `bind` has the citus extension (alembic/env.py
+    and the migrations that differ on a cluster)."""
+    return bool(bind.exec_driver_sql("select 1 from pg_extension where extname = 'citus'").first())
