@@ -136,6 +136,18 @@
     )) - interval '{{ var("freshness_recent_days") }} days')
 {%- endmacro %}
 
+{#- The loaded_at_query of an event table's source freshness: its newest `column` among the rows
+    received since recent_arrivals_since() (the BRIN index on the time finds them without reading
+    the history), else the whole table's newest, else 1970 for an empty table (dbt cannot compare
+    a null, and no data at all is stale). coalesce() reads the whole table only when needed. -#}
+{% macro newest_arrival(table, column) -%}
+    select coalesce(
+        (select max({{ column }}) from {{ table }} where {{ column }} > {{ recent_arrivals_since() }}),
+        (select max({{ column }}) from {{ table }}),
+        timestamptz '1970-01-01 00:00:00+00'
+    )
+{%- endmacro %}
+
 {#- The newest received_at and occurred time of an event table (warehouse_freshness): the rows
     received since recent_arrivals_since(), found through the received_at BRIN index; the whole
     table only when there are none. The newest event by occurred time is among them
