@@ -54,6 +54,15 @@ def _expected(url: str) -> dict[str, tuple[str, datetime]]:
     return expected
 
 
+def _received_earlier(conn: psycopg.Connection, tables: tuple[str, ...], by: str) -> None:
+    """Move every row of the app `tables` back in arrival time by the interval `by` (the log's
+    append-only trigger is set aside for it)."""
+    for table in tables:
+        conn.execute(f"alter table app.{table} disable trigger user")
+        conn.execute(f"update app.{table} set received_at = received_at - interval '{by}'")
+        conn.execute(f"alter table app.{table} enable trigger user")
+
+
 def test_empty_event_tables_are_stale_warned_by_default_and_fail_on_option(
     database_factory, tmp_path, caplog
 ):
@@ -88,10 +97,9 @@ def test_statuses_follow_the_newest_rows_and_fresh_data_passes(database_factory,
 
     # 30 hours later for the high-volume tables: late, not stale; the run passes even on the option
     with psycopg.connect(url) as conn:
-        for table in ("study_events", "question_attempts", "material_interactions"):
-            conn.execute(f"alter table app.{table} disable trigger user")
-            conn.execute(f"update app.{table} set received_at = received_at - interval '30 hours'")
-            conn.execute(f"alter table app.{table} enable trigger user")
+        _received_earlier(
+            conn, ("study_events", "question_attempts", "material_interactions"), "30 hours"
+        )
     expected = _expected(url)
     assert expected["app.study_events"][0] == "warn"
     checked = check_source_freshness(DbtSession(url, tmp_path))
@@ -102,10 +110,8 @@ def test_statuses_follow_the_newest_rows_and_fresh_data_passes(database_factory,
     # the warehouse's watermark at the newest arrival it has read, the newest rows are found among
     # the arrivals just before it (and exam_results, with nothing that recent, in its whole table).
     with psycopg.connect(url) as conn:
-        for table in ("study_events", "question_attempts", "material_interactions", "exam_results"):
-            conn.execute(f"alter table app.{table} disable trigger user")
-            conn.execute(f"update app.{table} set received_at = received_at - interval '10 days'")
-            conn.execute(f"alter table app.{table} enable trigger user")
+        tables = ("study_events", "question_attempts", "material_interactions", "exam_results")
+        _received_earlier(conn, tables, "10 days")
         conn.execute(
             "insert into intermediate.incremental_watermarks (model_name, received_at)"
             " select 'daily_user_stats', max(received_at) from app.study_events"
