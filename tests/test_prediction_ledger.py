@@ -453,6 +453,43 @@ def test_a_second_kind_is_one_more_input_entry(built: Built):
     assert np.allclose(by_kind.loc["recall"].log_loss, by_kind.loc["readiness"].log_loss)
 
 
+def fitted_with(built: Built, warm_start_steps: int, newton_steps: int) -> pd.DataFrame:
+    """The weekly and all-time calibration fits rebuilt with the given steps, then put back."""
+    select = ["--select", "fct_prediction_metrics_weekly", "fct_prediction_metrics"]
+    steps = {
+        "calibration_warm_start_steps": warm_start_steps,
+        "calibration_newton_steps": newton_steps,
+    }
+    columns = ["calibration_intercept", "calibration_slope", "calibration_converged"]
+    try:
+        run_dbt(
+            ["run", *select, "--full-refresh", "--vars", json.dumps(steps)],
+            url=built.url,
+            target_path=built.target,
+        )
+        fits = [table_rows(built.url, table)[columns] for table in select[1:]]
+    finally:
+        run_dbt(["run", *select, "--full-refresh"], url=built.url, target_path=built.target)
+    return pd.concat(fits, ignore_index=True)
+
+
+def test_the_binned_warm_start_gives_the_plain_fit_in_two_steps(built: Built):
+    """Two steps over the predictions from the binned fit land where eight from intercept 0 and
+    slope 1 do, with the same groups converged; two from intercept 0 and slope 1 do not."""
+    warm = pd.concat(
+        [built.incremental[t] for t in ("fct_prediction_metrics_weekly", "fct_prediction_metrics")],
+        ignore_index=True,
+    )
+    plain = fitted_with(built, warm_start_steps=0, newton_steps=8)
+    cold_two = fitted_with(built, warm_start_steps=0, newton_steps=2)
+    assert (warm.calibration_converged == plain.calibration_converged).all()
+    converged = warm.calibration_converged.to_numpy(dtype=bool)
+    assert converged.sum() >= 10
+    for column in ("calibration_intercept", "calibration_slope"):
+        assert np.allclose(warm[column][converged], plain[column][converged], rtol=0, atol=1e-9)
+    assert cold_two.calibration_converged.sum() < converged.sum()
+
+
 def test_reporter_reads_the_prediction_marts(built: Built):
     with psycopg.connect(built.url) as conn:
         for table in MODELS:
