@@ -236,15 +236,25 @@
 {% macro prediction_metrics(relation, group_columns) -%}
     {%- set keys = group_columns | join(', ') -%}
     with
-    ranked as (
+    prediction_groups as (
+        -- a number per group: the ranking sorts by it and the probability, where sorting by the
+        -- group's text columns compared long, equal model versions for every pair of rows
+        -- (about 1 s of the 9 s of fct_prediction_metrics at 10,000 learners x 90 days)
         select
             {{ keys }},
-            probability,
-            outcome,
-            predicted_for,
-            {{ average_rank('probability', group_columns) }} as probability_rank,
-            {{ calibration_bin('probability') }} as calibration_bin
+            row_number() over (order by {{ keys }}) as group_number
+        from (select distinct {{ keys }} from {{ relation }}) as distinct_groups
+    ),
+
+    ranked as (
+        select
+            {% for key in group_columns %}{{ relation }}.{{ key }}, {% endfor %}
+            {{ relation }}.probability,
+            {{ relation }}.outcome,
+            {{ relation }}.predicted_for,
+            {{ average_rank(relation ~ '.probability', ['prediction_groups.group_number']) }} as probability_rank
         from {{ relation }}
+        inner join prediction_groups using ({{ keys }})
     ),
 
     scored as (
@@ -264,14 +274,15 @@
     ),
 
     binned as (
+        -- from the predictions, not from ranked: read once, ranked streams into scored
         select
             {{ keys }},
-            calibration_bin,
+            {{ calibration_bin('probability') }} as calibration_bin,
             count(*) as bin_predictions,
             {{ exact_avg('probability') }}::numeric as bin_mean_probability,
             avg(case when outcome then 1.0 else 0.0 end) as bin_observed_rate
-        from ranked
-        group by {{ keys }}, calibration_bin
+        from {{ relation }}
+        group by {{ keys }}, {{ calibration_bin('probability') }}
     ),
 
     calibration_error as (
