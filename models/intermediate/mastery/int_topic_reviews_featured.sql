@@ -51,6 +51,10 @@ reviews as not materialized (
 ),
 
 fresh_attempts as (
+    -- every topic's (reviews are of leaf topics, and only those are joined): without the leaf
+    -- filter, a learner's lookup below reads their attempts of the days through the (user_id,
+    -- UTC date) index, where with it PostgreSQL probed the (user_id, topic_id, UTC date) index
+    -- once per leaf topic (2.3 s of 7.5 s at 10,000 learners x 90 days, nightly)
     select
         event_id,
         user_id,
@@ -58,7 +62,7 @@ fresh_attempts as (
         local_date,
         is_correct,
         answered_at
-    from {{ ref('int_question_attempts_scored') }}
+    from {{ ref('int_question_attempts_localized') }}
     where is_first_attempt
 ),
 
