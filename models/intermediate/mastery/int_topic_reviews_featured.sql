@@ -85,8 +85,11 @@ topic_parents as (
 
     learner_reviews as materialized (
         -- every review of each learner to recompute (the learner-wide counts need the history),
-        -- looked up per learner through the (user_id, topic_id, review_date) index
-        select learner_history.*
+        -- looked up per learner through the (user_id, topic_id, review_date) index, with the day
+        -- the windows start: recall_recent_days before the first recomputed day
+        select
+            learner_history.*,
+            recompute_learners.recompute_from - {{ var('recall_recent_days') }} as window_from
         from recompute_learners
         cross join lateral (
             select reviews.*
@@ -94,6 +97,75 @@ topic_parents as (
             where reviews.user_id = recompute_learners.user_id
             {{ lateral_fence() }}
         ) as learner_history
+    ),
+
+    folded_reviews as (
+        -- the reviews before the windows start: summed, not windowed (a learner's history
+        -- grows with every night, the recomputed days do not)
+        select
+            learner_reviews.user_id,
+            learner_reviews.topic_id,
+            topic_parents.parent_topic_id,
+            learner_reviews.review_date,
+            learner_reviews.first_attempts,
+            learner_reviews.first_attempts_correct,
+            learner_reviews.state_received_at
+        from learner_reviews
+        inner join topic_parents
+            on learner_reviews.topic_id = topic_parents.topic_id
+        where learner_reviews.review_date < learner_reviews.window_from
+    ),
+
+    folded_learners as materialized (
+        select
+            user_id,
+            sum(first_attempts) as first_attempts,
+            sum(first_attempts_correct) as first_attempts_correct,
+            max(state_received_at) as state_received_at
+        from folded_reviews
+        group by user_id
+    ),
+
+    folded_parents as materialized (
+        select
+            user_id,
+            parent_topic_id,
+            sum(first_attempts) as first_attempts,
+            sum(first_attempts_correct) as first_attempts_correct
+        from folded_reviews
+        group by user_id, parent_topic_id
+    ),
+
+    folded_pairs as materialized (
+        -- each pair's last review before the windows (what lag finds for its first one after)
+        select distinct on (user_id, topic_id)
+            user_id,
+            topic_id,
+            first_attempts,
+            first_attempts_correct
+        from folded_reviews
+        order by user_id asc, topic_id asc, review_date desc
+    ),
+
+    window_reviews as (
+        select
+            user_id,
+            topic_id,
+            review_date,
+            review_number,
+            attempts,
+            correct_attempts,
+            first_attempts,
+            first_attempts_correct,
+            previous_review_date,
+            days_since_previous_review,
+            cumulative_attempts,
+            cumulative_correct_attempts,
+            cumulative_first_attempts,
+            cumulative_first_attempts_correct,
+            state_received_at
+        from learner_reviews
+        where review_date >= window_from
     ),
 
     day_fresh_attempts as materialized (
@@ -116,8 +188,35 @@ topic_parents as (
         ) as learner_attempts
     ),
 {% else %}
-learner_reviews as (
+window_reviews as (
     select * from reviews
+),
+
+folded_learners as (
+    select
+        null::uuid as user_id,
+        null::bigint as first_attempts,
+        null::bigint as first_attempts_correct,
+        null::timestamptz as state_received_at
+    where false
+),
+
+folded_parents as (
+    select
+        null::uuid as user_id,
+        null::integer as parent_topic_id,
+        null::bigint as first_attempts,
+        null::bigint as first_attempts_correct
+    where false
+),
+
+folded_pairs as (
+    select
+        null::uuid as user_id,
+        null::integer as topic_id,
+        null::integer as first_attempts,
+        null::integer as first_attempts_correct
+    where false
 ),
 
 day_fresh_attempts as (
@@ -130,49 +229,66 @@ windowed_reviews as (
     -- can turn it into a nested loop over unanalyzed rows): the learner's first attempts on
     -- earlier days, on the last recall_recent_days of them and on the topic's siblings; the pair's
     -- previous review day; and the newest arrival among the learner's reviews up to that day (what
-    -- the row's values rest on)
+    -- the row's values rest on). An incremental run windows the reviews from recall_recent_days
+    -- before its first recomputed day and adds the folded sums of the reviews before them.
     select
-        learner_reviews.*,
-        coalesce(sum(learner_reviews.first_attempts) over learner_earlier, 0) as learner_first_attempts,
-        coalesce(sum(learner_reviews.first_attempts_correct) over learner_earlier, 0)
+        window_reviews.*,
+        coalesce(folded_learners.first_attempts, 0)
+        + coalesce(sum(window_reviews.first_attempts) over learner_earlier, 0) as learner_first_attempts,
+        coalesce(folded_learners.first_attempts_correct, 0)
+        + coalesce(sum(window_reviews.first_attempts_correct) over learner_earlier, 0)
             as learner_first_attempts_correct,
-        coalesce(sum(learner_reviews.first_attempts) over learner_recent, 0) as recent_first_attempts,
-        coalesce(sum(learner_reviews.first_attempts_correct) over learner_recent, 0)
+        coalesce(sum(window_reviews.first_attempts) over learner_recent, 0) as recent_first_attempts,
+        coalesce(sum(window_reviews.first_attempts_correct) over learner_recent, 0)
             as recent_first_attempts_correct,
-        coalesce(sum(learner_reviews.first_attempts) over parent_earlier, 0) as parent_first_attempts,
-        coalesce(sum(learner_reviews.first_attempts_correct) over parent_earlier, 0)
+        coalesce(folded_parents.first_attempts, 0)
+        + coalesce(sum(window_reviews.first_attempts) over parent_earlier, 0) as parent_first_attempts,
+        coalesce(folded_parents.first_attempts_correct, 0)
+        + coalesce(sum(window_reviews.first_attempts_correct) over parent_earlier, 0)
             as parent_first_attempts_correct,
-        coalesce(lag(learner_reviews.first_attempts) over pair_reviews, 0) as last_review_first_attempts,
-        coalesce(lag(learner_reviews.first_attempts_correct) over pair_reviews, 0)
+        coalesce(lag(window_reviews.first_attempts) over pair_reviews, folded_pairs.first_attempts, 0)
+            as last_review_first_attempts,
+        coalesce(lag(window_reviews.first_attempts_correct) over pair_reviews, folded_pairs.first_attempts_correct, 0)
             as last_review_first_attempts_correct,
-        max(learner_reviews.state_received_at) over learner_so_far as features_received_at
-    from learner_reviews
+        greatest(folded_learners.state_received_at, max(window_reviews.state_received_at) over learner_so_far)
+            as features_received_at
+    from window_reviews
     inner join topic_parents
-        on learner_reviews.topic_id = topic_parents.topic_id
+        on window_reviews.topic_id = topic_parents.topic_id
+    left join folded_learners
+        on window_reviews.user_id = folded_learners.user_id
+    left join folded_parents
+        on
+            window_reviews.user_id = folded_parents.user_id
+            and topic_parents.parent_topic_id = folded_parents.parent_topic_id
+    left join folded_pairs
+        on
+            window_reviews.user_id = folded_pairs.user_id
+            and window_reviews.topic_id = folded_pairs.topic_id
     window
         learner_earlier as (
-            partition by learner_reviews.user_id
-            order by learner_reviews.review_date
+            partition by window_reviews.user_id
+            order by window_reviews.review_date
             range between unbounded preceding and interval '1 day' preceding
         ),
         learner_recent as (
-            partition by learner_reviews.user_id
-            order by learner_reviews.review_date
+            partition by window_reviews.user_id
+            order by window_reviews.review_date
             range between interval '{{ var("recall_recent_days") }} days' preceding and interval '1 day' preceding
         ),
         parent_earlier as (
-            partition by learner_reviews.user_id, topic_parents.parent_topic_id
-            order by learner_reviews.review_date
+            partition by window_reviews.user_id, topic_parents.parent_topic_id
+            order by window_reviews.review_date
             range between unbounded preceding and interval '1 day' preceding
         ),
         learner_so_far as (
-            partition by learner_reviews.user_id
-            order by learner_reviews.review_date
+            partition by window_reviews.user_id
+            order by window_reviews.review_date
             range between unbounded preceding and current row
         ),
         pair_reviews as (
-            partition by learner_reviews.user_id, learner_reviews.topic_id
-            order by learner_reviews.review_date
+            partition by window_reviews.user_id, window_reviews.topic_id
+            order by window_reviews.review_date
         )
 ),
 
