@@ -7,7 +7,9 @@
 --
 -- Incremental by arrival: a learner with reviews changed since the watermark (the scheduled
 -- reviews' state_received_at) has every review from their earliest changed day on recomputed, in
--- every topic, since the learner-wide counts of later days include the changed ones. Equals a full
+-- every topic, since the learner-wide counts of later days include the changed ones. The windows
+-- then cover only the reviews from recall_recent_days before that day; the earlier ones enter as
+-- sums, so a night's cost follows the recomputed days, not the learner's history. Equals a full
 -- rebuild. features_received_at, the newest arrival among the learner's reviews up to the row's day,
 -- tells the ledger which rows changed.
 {{
