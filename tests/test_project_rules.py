@@ -87,6 +87,7 @@ KEPT: dict[str, set[str]] = {
     # model) and read the rows to recompute from an intermediate model over the same log.
     "fct_rejoining_of_upstream_concepts": {
         "stg_app__question_attempts -> int_user_hours_aggregated -> learning_patterns",
+        "stg_app__question_attempts -> int_question_attempts_scored -> int_topic_reviews_scheduled",
         # a mart of its own (analysts and the gap recommendations read it) that the gaps grade by
         "stg_app__users -> topic_mastery_current -> knowledge_gaps",
         "stg_app__topics -> topic_mastery_current -> knowledge_gaps",
