@@ -77,9 +77,11 @@ topic_parents as (
 
 {% if is_incremental() %}
     recompute_learners as (
+        -- the windows start recall_recent_days before a learner's first recomputed day
         select
             user_id,
-            min(review_date) as recompute_from
+            min(review_date) as recompute_from,
+            min(review_date) - {{ var('recall_recent_days') }} as window_from
         from reviews
         where {{ received_since_watermark('state_received_at') }}
         group by user_id
@@ -87,11 +89,8 @@ topic_parents as (
 
     learner_reviews as materialized (
         -- every review of each learner to recompute (the learner-wide counts need the history),
-        -- looked up per learner through the (user_id, topic_id, review_date) index, with the day
-        -- the windows start: recall_recent_days before the first recomputed day
-        select
-            learner_history.*,
-            recompute_learners.recompute_from - {{ var('recall_recent_days') }} as window_from
+        -- looked up per learner through the (user_id, topic_id, review_date) index
+        select learner_history.*
         from recompute_learners
         cross join lateral (
             select reviews.*
@@ -113,9 +112,11 @@ topic_parents as (
             learner_reviews.first_attempts_correct,
             learner_reviews.state_received_at
         from learner_reviews
+        inner join recompute_learners
+            on learner_reviews.user_id = recompute_learners.user_id
         inner join topic_parents
             on learner_reviews.topic_id = topic_parents.topic_id
-        where learner_reviews.review_date < learner_reviews.window_from
+        where learner_reviews.review_date < recompute_learners.window_from
     ),
 
     folded_learners as materialized (
@@ -150,24 +151,11 @@ topic_parents as (
     ),
 
     window_reviews as (
-        select
-            user_id,
-            topic_id,
-            review_date,
-            review_number,
-            attempts,
-            correct_attempts,
-            first_attempts,
-            first_attempts_correct,
-            previous_review_date,
-            days_since_previous_review,
-            cumulative_attempts,
-            cumulative_correct_attempts,
-            cumulative_first_attempts,
-            cumulative_first_attempts_correct,
-            state_received_at
+        select learner_reviews.*
         from learner_reviews
-        where review_date >= window_from
+        inner join recompute_learners
+            on learner_reviews.user_id = recompute_learners.user_id
+        where learner_reviews.review_date >= recompute_learners.window_from
     ),
 
     day_fresh_attempts as materialized (
