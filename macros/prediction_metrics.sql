@@ -220,8 +220,10 @@
     ),
 {%- endmacro %}
 
-{#- A sum of double precision terms in numeric: exact for a given set of terms, whatever their
-    order (the warm start's few bins, whose terms can pass what exact_sum holds). -#}
+{#- A sum of double precision terms in numeric: each term becomes a numeric of its 15 significant
+    digits (as PostgreSQL casts a double), and numerics add exactly, so the same terms give the
+    same sum whatever their order. For the calibration fit's few bins, whose terms can pass what
+    exact_sum's units hold. -#}
 {% macro _numeric_sum(expr) -%}
     sum(({{ expr }})::numeric)::double precision
 {%- endmacro %}
