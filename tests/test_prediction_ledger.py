@@ -453,24 +453,28 @@ def test_a_second_kind_is_one_more_input_entry(built: Built):
     assert np.allclose(by_kind.loc["recall"].log_loss, by_kind.loc["readiness"].log_loss)
 
 
-def fitted_with(built: Built, warm_start_steps: int, newton_steps: int) -> pd.DataFrame:
-    """The weekly and all-time calibration fits rebuilt with the given steps, then put back."""
+def fits_with(built: Built, *steps: tuple[int, int]) -> list[pd.DataFrame]:
+    """The weekly and all-time calibration fits rebuilt with each (warm-start steps, Newton steps)
+    in turn, then put back once."""
     select = ["--select", "fct_prediction_metrics_weekly", "fct_prediction_metrics"]
-    steps = {
-        "calibration_warm_start_steps": warm_start_steps,
-        "calibration_newton_steps": newton_steps,
-    }
     columns = ["calibration_intercept", "calibration_slope", "calibration_converged"]
+    fits = []
     try:
-        run_dbt(
-            ["run", *select, "--full-refresh", "--vars", json.dumps(steps)],
-            url=built.url,
-            target_path=built.target,
-        )
-        fits = [table_rows(built.url, table)[columns] for table in select[1:]]
+        for warm_start_steps, newton_steps in steps:
+            step_vars = {
+                "calibration_warm_start_steps": warm_start_steps,
+                "calibration_newton_steps": newton_steps,
+            }
+            run_dbt(
+                ["run", *select, "--full-refresh", "--vars", json.dumps(step_vars)],
+                url=built.url,
+                target_path=built.target,
+            )
+            tables = [table_rows(built.url, table)[columns] for table in select[1:]]
+            fits.append(pd.concat(tables, ignore_index=True))
     finally:
         run_dbt(["run", *select, "--full-refresh"], url=built.url, target_path=built.target)
-    return pd.concat(fits, ignore_index=True)
+    return fits
 
 
 def test_the_binned_warm_start_gives_the_plain_fit_in_two_steps(built: Built):
@@ -480,8 +484,7 @@ def test_the_binned_warm_start_gives_the_plain_fit_in_two_steps(built: Built):
         [built.incremental[t] for t in ("fct_prediction_metrics_weekly", "fct_prediction_metrics")],
         ignore_index=True,
     )
-    plain = fitted_with(built, warm_start_steps=0, newton_steps=8)
-    cold_two = fitted_with(built, warm_start_steps=0, newton_steps=2)
+    plain, cold_two = fits_with(built, (0, 8), (0, 2))
     assert (warm.calibration_converged == plain.calibration_converged).all()
     converged = warm.calibration_converged.to_numpy(dtype=bool)
     assert converged.sum() >= 10
