@@ -64,7 +64,7 @@
     insert into {{ watermark_relation() }} (model_name, received_at, updated_at)
     select '{{ name }}', max({{ column }}), now()
     from {{ relation }}
-    where {{ column }} > {{ watermark_lower_bound(name) }} and {{ condition }}
+    where {{ column }} > {{ watermark_literal(name) }} and {{ condition }}
     having max({{ column }}) is not null
     on conflict (model_name) do update
         set received_at = greatest(excluded.received_at, {{ watermark_relation() }}.received_at),

@@ -120,6 +120,10 @@ class Built:
     differences: dict[str, tuple[int, int]]
     compared_tables: list[str]
     probes: dict[str, uuid.UUID] = field(default_factory=dict)
+    # the incremental watermarks before the full refresh (after the two rewound below) and after it
+    watermarks_before: dict[str, datetime] = field(default_factory=dict)
+    watermarks_after: dict[str, datetime] = field(default_factory=dict)
+    newest_arrival: datetime | None = None
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -139,6 +143,33 @@ def dbt_build(url: str, target: Path, *extra: str) -> None:
 def dbt_run(url: str, target: Path, *extra: str) -> None:
     """`dbt run`: the same incremental model runs as a build, without the tests (faster)."""
     run_dbt(["run", "--vars", DBT_VARS, *(extra or SELECTION)], url=url, target_path=target)
+
+
+def watermarks(url: str) -> dict[str, datetime]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "select model_name, received_at from intermediate.incremental_watermarks"
+        )
+        return dict(rows.fetchall())
+
+
+# Before the full refresh, one watermark is set back a month and one removed: the refresh's
+# post-hooks read only the rows since the stored watermark and must still end at the newest
+# arrival (every typed row arrives with its event, so the log's newest is every source's).
+REWOUND_WATERMARK, REMOVED_WATERMARK = "daily_user_stats", "int_session_days_aggregated"
+
+
+def rewind_watermarks(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "update intermediate.incremental_watermarks"
+            " set received_at = received_at - interval '30 days' where model_name = %s",
+            (REWOUND_WATERMARK,),
+        )
+        conn.execute(
+            "delete from intermediate.incremental_watermarks where model_name = %s",
+            (REMOVED_WATERMARK,),
+        )
 
 
 def snapshot(url: str) -> list[tuple[str, str]]:
@@ -280,8 +311,12 @@ def built(database_factory, tmp_path_factory) -> Built:
     second = checksums(url)
 
     tables = snapshot(url)
+    rewind_watermarks(url)
+    before = watermarks(url)
     dbt_run(url, target, "--full-refresh", *SELECTION)
     diffs = differences(url, tables)
+    with psycopg.connect(url) as conn:
+        newest = conn.execute("select max(received_at) from app.study_events").fetchone()[0]
     return Built(
         url=url,
         target=target,
@@ -292,6 +327,9 @@ def built(database_factory, tmp_path_factory) -> Built:
         differences=diffs,
         compared_tables=[f"{s}.{t}" for s, t in tables],
         probes=ids,
+        watermarks_before=before,
+        watermarks_after=watermarks(url),
+        newest_arrival=newest,
     )
 
 
@@ -354,6 +392,20 @@ def test_incremental_tables_equal_a_full_refresh(built: Built):
             )
             assert rows.fetchone()[0] > 0, f"{mart} is empty: the comparison would prove nothing"
     assert {t: d for t, d in built.differences.items() if d != (0, 0)} == {}
+
+
+def test_a_full_refresh_leaves_every_watermark_at_the_newest_arrival(built: Built):
+    """A full refresh's post-hooks read only the rows received since the stored watermark: a
+    rewound or missing watermark still ends at the newest arrival, and the others stay as the
+    incremental runs left them (they already were at it)."""
+    after, before = built.watermarks_after, built.watermarks_before
+    assert REMOVED_WATERMARK not in before
+    assert before[REWOUND_WATERMARK] < built.newest_arrival
+    assert after[REWOUND_WATERMARK] == after[REMOVED_WATERMARK] == built.newest_arrival
+    unchanged = set(before) - {REWOUND_WATERMARK}
+    assert len(unchanged) >= 5
+    assert {name: after[name] for name in unchanged} == {name: before[name] for name in unchanged}
+    assert set(after) == set(before) | {REMOVED_WATERMARK}
 
 
 def test_second_run_without_new_events_changes_no_row(built: Built):
