@@ -25,7 +25,7 @@ other_events as (
         local_date,
         null::boolean as attempt_is_correct
     from {{ ref('int_study_events_localized') }}
-    where session_id is not null and event_type <> 'question_attempt'
+    where session_id is not null and not is_question_attempt
 ),
 
 attempt_events as (
@@ -56,11 +56,11 @@ ordered as (
         occurred_at,
         local_date,
         attempt_is_correct,
-        row_number() over session_order as activity_number,
         lag(occurred_at) over session_order as previous_occurred_at,
         {{ milliseconds_between('occurred_at', 'lag(occurred_at) over session_order') }} as gap_milliseconds
     from session_events
-    window session_order as (partition by session_id order by occurred_at, event_id)
+    -- by learner at one instant, not by event_id: see the model's description
+    window session_order as (partition by session_id order by occurred_at, user_id)
 ),
 
 split as (
@@ -72,7 +72,6 @@ split as (
         occurred_at,
         local_date,
         attempt_is_correct,
-        activity_number,
         previous_occurred_at,
         gap_milliseconds,
         coalesce(gap_milliseconds > {{ var('idle_gap_seconds') }} * 1000, false) as is_idle_gap,
@@ -95,7 +94,7 @@ final as (
         local_date,
         attempt_is_correct is not null as is_question_attempt,
         coalesce(attempt_is_correct, false) as is_correct_attempt,
-        activity_number::integer as activity_number,
+        previous_occurred_at is null as is_first_activity,
         previous_occurred_at,
         gap_milliseconds,
         {{ milliseconds_to_seconds('gap_milliseconds') }} as gap_seconds,

@@ -10,6 +10,7 @@ events as (
         user_id,
         session_id,
         event_type,
+        is_question_attempt,
         occurred_at,
         received_at
     from {{ ref('stg_app__study_events') }}
@@ -28,6 +29,7 @@ final as (
         events.user_id,
         events.session_id,
         events.event_type,
+        events.is_question_attempt,
         events.occurred_at,
         events.received_at,
         users.timezone,

@@ -7,6 +7,8 @@ select
     session_id,
     -- stored as the enum app.event_type (4 bytes); the warehouse reads the name
     event_type::text as event_type,
+    -- compared as the stored enum, so a filter on it does not turn every event's type into text
+    event_type = 'question_attempt' as is_question_attempt,
     occurred_at,
     received_at,
     -- the log stores NULL for an event without properties; the warehouse reads an empty object
