@@ -119,37 +119,6 @@ topic_parents as (
         where learner_reviews.review_date < recompute_learners.window_from
     ),
 
-    folded_learners as materialized (
-        select
-            user_id,
-            sum(first_attempts) as first_attempts,
-            sum(first_attempts_correct) as first_attempts_correct,
-            max(state_received_at) as state_received_at
-        from folded_reviews
-        group by user_id
-    ),
-
-    folded_parents as materialized (
-        select
-            user_id,
-            parent_topic_id,
-            sum(first_attempts) as first_attempts,
-            sum(first_attempts_correct) as first_attempts_correct
-        from folded_reviews
-        group by user_id, parent_topic_id
-    ),
-
-    folded_pairs as materialized (
-        -- each pair's last review before the windows (what lag finds for its first one after)
-        select distinct on (user_id, topic_id)
-            user_id,
-            topic_id,
-            first_attempts,
-            first_attempts_correct
-        from folded_reviews
-        order by user_id asc, topic_id asc, review_date desc
-    ),
-
     window_reviews as (
         select learner_reviews.*
         from learner_reviews
@@ -182,30 +151,19 @@ window_reviews as (
     select * from reviews
 ),
 
-folded_learners as (
+folded_reviews as (
+    -- a full rebuild windows every review: nothing is folded
     select
-        null::uuid as user_id,
-        null::bigint as first_attempts,
-        null::bigint as first_attempts_correct,
-        null::timestamptz as state_received_at
-    where false
-),
-
-folded_parents as (
-    select
-        null::uuid as user_id,
-        null::integer as parent_topic_id,
-        null::bigint as first_attempts,
-        null::bigint as first_attempts_correct
-    where false
-),
-
-folded_pairs as (
-    select
-        null::uuid as user_id,
-        null::integer as topic_id,
-        null::integer as first_attempts,
-        null::integer as first_attempts_correct
+        reviews.user_id,
+        reviews.topic_id,
+        topic_parents.parent_topic_id,
+        reviews.review_date,
+        reviews.first_attempts,
+        reviews.first_attempts_correct,
+        reviews.state_received_at
+    from reviews
+    inner join topic_parents
+        on reviews.topic_id = topic_parents.topic_id
     where false
 ),
 
@@ -213,6 +171,37 @@ day_fresh_attempts as (
     select * from fresh_attempts
 ),
 {% endif %}
+
+folded_learners as materialized (
+    select
+        user_id,
+        sum(first_attempts) as first_attempts,
+        sum(first_attempts_correct) as first_attempts_correct,
+        max(state_received_at) as state_received_at
+    from folded_reviews
+    group by user_id
+),
+
+folded_parents as materialized (
+    select
+        user_id,
+        parent_topic_id,
+        sum(first_attempts) as first_attempts,
+        sum(first_attempts_correct) as first_attempts_correct
+    from folded_reviews
+    group by user_id, parent_topic_id
+),
+
+folded_pairs as materialized (
+    -- each pair's last review before the windows (what lag finds for its first one after)
+    select distinct on (user_id, topic_id)
+        user_id,
+        topic_id,
+        first_attempts,
+        first_attempts_correct
+    from folded_reviews
+    order by user_id asc, topic_id asc, review_date desc
+),
 
 windowed_reviews as (
     -- every count a row needs, by window over the learner's reviews (no self-join, so no plan
