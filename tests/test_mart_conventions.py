@@ -209,7 +209,7 @@ def test_warehouse_freshness_reads_the_whole_table_when_nothing_is_recent(wareho
     assert got == want
 
 
-def test_every_mart_has_a_primary_key_test_and_the_rollups_wait_for_full_checks(warehouse):
+def test_every_mart_has_a_primary_key_test_and_learner_wide_views_wait_for_full_checks(warehouse):
     url, target, _ = warehouse
     manifest = json.loads((target / "manifest.json").read_text())
     nodes = manifest["nodes"].values()
@@ -227,12 +227,13 @@ def test_every_mart_has_a_primary_key_test_and_the_rollups_wait_for_full_checks(
             if (test.get("test_metadata") or {}).get("name") in PK_TESTS:
                 keyed.add(marts[model])
     assert sorted(set(marts.values()) - keyed) == []
-    # the nightly run excludes these: exactly the rollup's tests
+    # the nightly run excludes these: exactly the tests of the two views of every learner
     listed = run_dbt(
         ["ls", "--select", FULL_CHECKS_TESTS, "--output", "name", "--quiet"],
         url=url,
         target_path=target / "ls",
     ).stdout.split()
-    assert set(listed) == by_mart["topic_mastery_rollup"] and len(listed) >= 5
-    current = next(n for n in nodes if n.get("name") == "topic_mastery_current")
-    assert current["config"]["meta"]["test_window_column"] == "last_review_date"
+    views = by_mart["topic_mastery_rollup"] | by_mart["topic_mastery_current"]
+    assert set(listed) == views and len(by_mart["topic_mastery_current"]) >= 4
+    schedule = next(n for n in nodes if n.get("name") == "fct_topic_schedule_current")
+    assert schedule["config"]["meta"]["test_window_column"] == "last_review_date"

@@ -50,8 +50,8 @@ NIGHTLY_EXCLUDED_TYPES = ["--exclude-resource-type", "unit_test"]
 # Data tests of the event-sized models scan the whole history (and restate constraints PostgreSQL
 # enforces): a nightly run whose cost must follow new data leaves them to `--full-checks`.
 EVENT_LOG_TESTS = "tag:event_log,resource_type:test"
-# Data tests of views computed on read over every learner with no date to window them on
-# (topic_mastery_rollup): also left to `--full-checks`.
+# Data tests of views computed on read over every learner that a date window cannot narrow
+# (topic_mastery_rollup, topic_mastery_current): also left to `--full-checks`.
 FULL_CHECKS_TESTS = "tag:full_checks,resource_type:test"
 # Sources whose freshness the run checks before building: the app's event tables. The ml tables
 # are written by this very run (a failed job fails it), so their freshness is left to ad-hoc
