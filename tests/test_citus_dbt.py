@@ -214,6 +214,7 @@ def test_learner_tables_are_distributed_and_colocated(on_cluster: Delivered):
     for table in [
         "intermediate.int_session_days_aggregated",
         "intermediate.int_topic_reviews_scheduled",
+        "intermediate.int_question_answers_folded",
         "marts.daily_user_stats",
         "marts.session_efficiency",
         "marts.topic_mastery",

@@ -39,9 +39,15 @@ pytestmark = pytest.mark.slow  # a simulation, three deliveries, five dbt runs: 
 LEARNERS, DAYS, SEED, LATE_SHARE = 100, 60, 20261120, 0.2
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CUTS = (END - timedelta(days=30), END - timedelta(days=10), END)
-SELECT = ["-s", "+models/marts/mastery", "+int_recall_predictions_scored"]
+SELECT = [
+    "-s",
+    "+models/marts/mastery",
+    "+int_recall_predictions_scored",
+    "int_question_answers_folded",
+]
 INCREMENTAL_RELATIONS = (
     "intermediate.int_topic_reviews_scheduled",
+    "intermediate.int_question_answers_folded",
     "marts.topic_mastery",
     "intermediate.int_topic_reviews_featured",
     "intermediate.int_recall_predictions_scored",
@@ -72,7 +78,10 @@ class Simulated:
 
 
 def rows(conn: psycopg.Connection, relation: str) -> set[tuple]:
-    return set(conn.execute(f"select * from {relation}").fetchall())
+    return {
+        tuple(tuple(v) if isinstance(v, list) else v for v in row)  # arrays, hashable
+        for row in conn.execute(f"select * from {relation}")
+    }
 
 
 LATE_REPLAYS_SQL = """
@@ -144,6 +153,39 @@ def test_incremental_late_delivery_equals_full_rebuild(simulated: Simulated) -> 
         f" {simulated.late_before_last_review} attempts arrived dated before their topic's last"
         " stored review day"
     )
+
+
+def test_folded_answers_are_each_questions_latest_answer(simulated: Simulated) -> None:
+    """The incremental fold against the attempts table: per learner, topic and question, the
+    answer with the latest answered_at (a wrong one on an exact tie), computed here in Python."""
+    latest: dict[tuple, dict[int, tuple]] = {}
+    newest_arrival: dict[tuple, datetime] = {}
+    with psycopg.connect(simulated.url) as conn:
+        for user_id, topic_id, question_id, is_correct, answered_at, received_at in conn.execute(
+            "select user_id, topic_id, question_id, is_correct, answered_at, received_at"
+            " from app.question_attempts"
+        ):
+            pair = (user_id, topic_id)
+            answers = latest.setdefault(pair, {})
+            # later wins; on a tie the wrong answer (False sorts first, so negate it)
+            candidate = (answered_at, not is_correct)
+            if question_id not in answers or candidate > answers[question_id]:
+                answers[question_id] = candidate
+            newest_arrival[pair] = max(received_at, newest_arrival.get(pair, received_at))
+    expected = {
+        (
+            *pair,
+            tuple(sorted(answers)),
+            tuple(not answers[q][1] for q in sorted(answers)),
+            tuple(answers[q][0] for q in sorted(answers)),
+            newest_arrival[pair],
+        )
+        for pair, answers in latest.items()
+    }
+    folded = simulated.incremental["intermediate.int_question_answers_folded"]
+    # answers arrived late and out of order, so folding them forward had to keep the latest
+    assert simulated.late_before_last_review > 0 and len(expected) > 1000
+    assert folded == expected
 
 
 def test_mastery_correlates_with_latent_knowledge(simulated: Simulated) -> None:

@@ -82,6 +82,7 @@ def sim_url(database_factory: Callable[..., str], tmp_path_factory: pytest.TempP
             "+knowledge_gaps",
             "+daily_user_stats",
             "+topic_mastery_current",
+            "int_question_answers_folded",
             "--vars",
             f"{{mastery_as_of_date: '{TODAY.isoformat()}'}}",
         ],
@@ -660,6 +661,43 @@ def test_weaker_prerequisite_comes_first(recommendations: pd.DataFrame, sim_url:
         studied = [t for t, k in zip(order, kinds, strict=True) if k != "unstudied"]
         best = [t for _, t in sorted(studied_by_user.get(user_id, []))[: len(studied)]]
         assert studied == best
+
+
+def test_questions_to_review_follow_the_learners_last_answers(
+    recommendations: pd.DataFrame, sim_url: str
+) -> None:
+    """Each gap's review_questions, recomputed from app.question_attempts: the questions whose
+    latest answer was wrong (longest ago first), then, when the topic is due, those answered
+    right, at most max_questions_per_gap."""
+    latest: dict[tuple[str, int], dict[int, tuple[datetime, bool]]] = {}
+    with psycopg.connect(sim_url) as conn:
+        for user_id, topic_id, question_id, is_correct, answered_at in conn.execute(
+            "select user_id::text, topic_id, question_id, is_correct, answered_at"
+            " from app.question_attempts"
+        ):
+            answers = latest.setdefault((user_id, topic_id), {})
+            candidate = (answered_at, not is_correct)  # later wins; on a tie the wrong answer
+            if question_id not in answers or candidate > answers[question_id]:
+                answers[question_id] = candidate
+        due = {
+            (u, t): bool(d)
+            for u, t, d in conn.execute(
+                "select user_id::text, topic_id, coalesce(next_review_date <= as_of_date, false)"
+                " from marts.knowledge_gaps"
+            )
+        }
+    limit = RecommendationOptions().max_questions_per_gap
+    questions = recommendations[recommendations["action"] == "review_questions"]
+    gaps = recommendations.drop_duplicates(["user_id", "topic_id"])
+    wrong_seen = 0
+    for user_id, topic_id in zip(gaps["user_id"], gaps["topic_id"], strict=True):
+        answers = latest.get((user_id, topic_id), {})
+        order = sorted(answers, key=lambda q: (answers[q][1] is False, answers[q][0], q))
+        chosen = [q for q in order if answers[q][1] or due[(user_id, topic_id)]][:limit]
+        got = questions[(questions["user_id"] == user_id) & (questions["topic_id"] == topic_id)]
+        assert got.sort_values("rank")["target_id"].tolist() == chosen, (user_id, topic_id)
+        wrong_seen += sum(answers[q][1] for q in chosen)
+    assert wrong_seen > 50 and len(questions) > 100  # both kinds of question were recommended
 
 
 def test_a_few_learners_get_what_the_run_for_everyone_gave_them(

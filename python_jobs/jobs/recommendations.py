@@ -14,7 +14,9 @@ Per gap, in this order:
    knowledge_gaps), weakest first, at most ``max_prerequisites_per_gap``; target = its topic id.
 2. ``review_questions`` - questions of the gap topic last answered wrong (longest ago first), then,
    when the topic is due for review (SM-2 next review date reached), the ones last answered
-   correctly (longest ago first), at most ``max_questions_per_gap``; target = question id.
+   correctly (longest ago first), at most ``max_questions_per_gap``; target = question id. The
+   learner's last answers come from ``intermediate.int_question_answers_folded`` (on an exact tie
+   of answer times, the wrong answer counts as the last).
 3. ``read_material`` - materials of the topic not completed, started ones first (most progress
    first), then unopened ones, at most ``max_materials_per_gap``; target = material id.
 
@@ -148,10 +150,8 @@ prerequisite_candidates as (
 ),
 
 last_answers as (
-    -- each top gap's questions, the learner's last answer to each: looked up per gap through the
-    -- (user_id, topic_id, UTC date) index (then its rows in the table), in a
-    -- lateral behind an offset-0 fence (joined whole, it became a scan and sort of every attempt
-    -- in the history)
+    -- each top gap's questions with the learner's latest answer to each, from the folded answers
+    -- (one row per learner and topic: a key lookup, not the gap's attempts across the history)
     select
         top_gaps.user_id,
         top_gaps.topic_id,
@@ -159,20 +159,11 @@ last_answers as (
         answers.is_correct,
         answers.answered_at
     from top_gaps
-    cross join lateral (
-        -- user_id leads the distinct-on list (a constant here): Citus pushes a distinct on down
-        -- to the shards only when it holds the distribution column
-        select distinct on (attempts.user_id, attempts.question_id)
-            attempts.question_id,
-            attempts.is_correct,
-            attempts.answered_at
-        from app.question_attempts as attempts
-        where attempts.user_id = top_gaps.user_id and attempts.topic_id = top_gaps.topic_id
-        order by
-            attempts.user_id, attempts.question_id, attempts.answered_at desc,
-            attempts.event_id desc
-        offset 0
-    ) as answers
+    inner join intermediate.int_question_answers_folded as folded
+        on top_gaps.user_id = folded.user_id and top_gaps.topic_id = folded.topic_id
+    cross join lateral unnest(
+        folded.question_ids, folded.last_is_correct, folded.last_answered_at
+    ) as answers (question_id, is_correct, answered_at)
 ),
 
 question_candidates as (
@@ -352,8 +343,7 @@ JOINED_FOR_EVERY_LEARNER = frozenset({"prerequisite_state"})
 
 
 def recommendations_sql(citus: bool, all_learners: bool = False) -> str:
-    """RECOMMENDATIONS_SQL with its LOOKUPS for the server; on Citus also without the offset-0
-    fence of the remaining lateral (the learner's last answers), which it cannot plan there.
+    """RECOMMENDATIONS_SQL with its LOOKUPS for the server.
 
     For every learner (`all_learners`), the prerequisites' scores come from topic_mastery_current
     read once and joined (the Citus form) on plain PostgreSQL too: one lookup computes its
@@ -364,7 +354,7 @@ def recommendations_sql(citus: bool, all_learners: bool = False) -> str:
     for name, (plain, distributed) in LOOKUPS.items():
         joined = citus or (all_learners and name in JOINED_FOR_EVERY_LEARNER)
         sql = sql.replace(f"    /* {name} */\n", distributed if joined else plain)
-    return sql.replace("        offset 0\n", "") if citus else sql
+    return sql
 
 
 def run_gap_recommendations(
@@ -379,6 +369,7 @@ def run_gap_recommendations(
         {
             "marts.knowledge_gaps": DBT_FIRST,
             "marts.topic_mastery_current": DBT_FIRST,
+            "intermediate.int_question_answers_folded": DBT_FIRST,
             "ml.gap_recommendations": "run `studyin migrate` first (the ml schema is missing)",
         },
     )
