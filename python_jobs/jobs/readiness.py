@@ -205,16 +205,25 @@ order by exam_day, exam_id
 ACTIVE_SQL = """
 select u.id::text as user_id, u.exam_date - %(as_of)s::date as days_until_exam
 from app.users as u
-where exists (
-    select 1 from app.study_events as e
-    where e.user_id = u.id and e.occurred_at >= %(since)s and e.occurred_at < %(until)s
-        -- the same window as UTC dates (since and until are UTC midnights): the log's learner
-        -- index is on (user_id, UTC date of occurred_at)
-        and (e.occurred_at at time zone 'UTC')::date >= (%(since)s at time zone 'UTC')::date
-        and (e.occurred_at at time zone 'UTC')::date < (%(until)s at time zone 'UTC')::date
-)
+{probe}
 order by u.id
 """
+# A learner is active with one event in the window. The same window as UTC dates (since and until
+# are UTC midnights) reaches the log's learner index, on (user_id, UTC date of occurred_at).
+_ACTIVE_EVENT = """
+    select 1 from app.study_events as e
+    where e.user_id = u.id and e.occurred_at >= %(since)s and e.occurred_at < %(until)s
+        and (e.occurred_at at time zone 'UTC')::date >= (%(since)s at time zone 'UTC')::date
+        and (e.occurred_at at time zone 'UTC')::date < (%(until)s at time zone 'UTC')::date
+"""
+ACTIVE_PROBES = {
+    # one index probe per learner, stopped at the first event: as an EXISTS, PostgreSQL hashed
+    # every event of the window instead once the window held most of the log (13.8 s against
+    # 3.9 s at 50,000 learners x 30 days)
+    False: f"cross join lateral ({_ACTIVE_EVENT}    limit 1\n) as active_event",
+    # Citus cannot plan a limit in a lateral over a distributed table; each shard runs the EXISTS
+    True: f"where exists ({_ACTIVE_EVENT})",
+}
 
 
 def load_labels(conn: psycopg.Connection, options: ReadinessOptions, as_of: date) -> pd.DataFrame:
@@ -256,7 +265,8 @@ def active_learners(
         as_of - timedelta(days=options.active_days - 1), datetime.min.time(), UTC
     )
     until = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), UTC)
-    active = query_frame(conn, ACTIVE_SQL, {"since": since, "until": until, "as_of": as_of})
+    sql = ACTIVE_SQL.format(probe=ACTIVE_PROBES[db.is_citus(conn)])
+    active = query_frame(conn, sql, {"since": since, "until": until, "as_of": as_of})
     if active.empty:
         return _no_learners()
     horizon_max = max(options.horizons)
