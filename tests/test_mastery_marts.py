@@ -36,7 +36,7 @@ U2 = uuid.UUID("00000000-0000-0000-0000-0000000000a2")  # Asia/Tokyo: 15:00 UTC 
 VALVES, RHYTHM, VESSELS = 3, 4, 5  # leaf topics; VALVES has two materials, RHYTHM none
 BASE = datetime(2026, 10, 1, 15, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 11, 1, tzinfo=UTC)  # batch k is received at RECEIVED + k hours x 3
-SELECT = ["-s", "+models/marts/mastery", "+int_recall_predictions_scored"]
+SELECT = ["-s", "+models/marts/mastery", "+models/intermediate/mastery"]
 
 TAXONOMY = """
 insert into app.users (id, timezone, cohort, exam_target, exam_date) values

@@ -39,12 +39,7 @@ pytestmark = pytest.mark.slow  # a simulation, three deliveries, five dbt runs: 
 LEARNERS, DAYS, SEED, LATE_SHARE = 100, 60, 20261120, 0.2
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CUTS = (END - timedelta(days=30), END - timedelta(days=10), END)
-SELECT = [
-    "-s",
-    "+models/marts/mastery",
-    "+int_recall_predictions_scored",
-    "int_question_answers_folded",
-]
+SELECT = ["-s", "+models/marts/mastery", "+models/intermediate/mastery"]
 INCREMENTAL_RELATIONS = (
     "intermediate.int_topic_reviews_scheduled",
     "intermediate.int_question_answers_folded",

@@ -639,6 +639,9 @@ def test_weaker_prerequisite_comes_first(recommendations: pd.DataFrame, sim_url:
             # the gap's first action is its weakest prerequisite, before any question or reading
             assert actions.iloc[0]["action"] == "learn_prerequisite"
             assert actions.iloc[0]["target_id"] == weaker[0][1]
+            learn = actions[actions["action"] == "learn_prerequisite"]["target_id"].tolist()
+            limit = RecommendationOptions().max_prerequisites_per_gap
+            assert learn == [p for _, p in weaker][:limit]
             kinds = actions["action"].tolist()
             last_prerequisite = max(i for i, a in enumerate(kinds) if a == "learn_prerequisite")
             assert "learn_prerequisite" not in kinds[last_prerequisite + 1 :]
@@ -703,8 +706,7 @@ def test_questions_to_review_follow_the_learners_last_answers(
 def test_a_few_learners_get_what_the_run_for_everyone_gave_them(
     recommendations: pd.DataFrame, sim_url: str
 ) -> None:
-    """A run for named learners looks each prerequisite's score up; a run for every learner
-    joins topic_mastery_current whole (recommendations_sql): the same rows either way."""
+    """A run for named learners gives them the rows the run for every learner gave them."""
     prerequisites = recommendations[recommendations["action"] == "learn_prerequisite"]
     learners = tuple(sorted(prerequisites["user_id"].unique())[:3])
     assert learners, "no prerequisite recommended: the comparison would prove nothing"

@@ -62,7 +62,6 @@ KEPT: dict[str, set[str]] = {
         "exam_readiness_job <- stg_app__exam_results",
         "exam_readiness_job <- stg_app__users",
         "exam_readiness_job <- stg_app__topics",
-        "gap_recommendations_job <- topic_mastery_current",
         "gap_recommendations_job <- stg_app__topic_relationships",
         "gap_recommendations_job <- stg_app__questions",
         "gap_recommendations_job <- stg_app__materials",
@@ -77,6 +76,7 @@ KEPT: dict[str, set[str]] = {
         "exam_readiness_job <- stg_app__exam_results",
         "exam_readiness_job <- stg_app__users",
         "exam_readiness_job <- stg_app__topics",
+        "gap_recommendations_job <- int_question_answers_folded",
         "gap_recommendations_job <- stg_app__topic_relationships",
         "gap_recommendations_job <- stg_app__questions",
         "gap_recommendations_job <- stg_app__materials",
@@ -88,7 +88,7 @@ KEPT: dict[str, set[str]] = {
     "fct_rejoining_of_upstream_concepts": {
         "stg_app__question_attempts -> int_user_hours_aggregated -> learning_patterns",
         "stg_app__question_attempts -> int_question_attempts_scored -> int_topic_reviews_scheduled",
-        # a mart of its own (analysts and the gap recommendations read it) that the gaps grade by
+        # a mart of its own (analysts read it) that the gaps grade by
         "stg_app__users -> topic_mastery_current -> knowledge_gaps",
         "stg_app__topics -> topic_mastery_current -> knowledge_gaps",
     },

@@ -9,9 +9,10 @@ the list.
 Per gap, in this order:
 
 1. ``learn_prerequisite`` - each prerequisite of the gap topic whose score is lower than the gap
-   topic's (the score knowledge_gaps grades by, its ``gap_basis``: the knowledge estimate or mastery
-   from ``marts.topic_mastery_current``; a never-answered prerequisite counts 0, as in
-   knowledge_gaps), weakest first, at most ``max_prerequisites_per_gap``; target = its topic id.
+   topic's (the score knowledge_gaps grades by, its ``gap_basis``: the knowledge estimate or
+   mastery; a never-answered prerequisite counts 0), weakest first, at most
+   ``max_prerequisites_per_gap``; target = its topic id. knowledge_gaps lists them
+   (``prerequisites_below_ids``), so the job does not evaluate topic_mastery_current again.
 2. ``review_questions`` - questions of the gap topic last answered wrong (longest ago first), then,
    when the topic is due for review (SM-2 next review date reached), the ones last answered
    correctly (longest ago first), at most ``max_questions_per_gap``; target = question id. The
@@ -74,6 +75,8 @@ gaps as (
         replace(gap_basis, '_', ' ') as score_name,
         next_review_date <= as_of_date as is_due,
         next_review_date,
+        prerequisites_below_ids,
+        prerequisites_below_scores,
         row_number() over (
             partition by user_id, gap_type = 'unstudied' order by priority desc, topic_id asc
         ) as rank_within_kind
@@ -91,6 +94,8 @@ eligible_gaps as (
         score_name,
         is_due,
         next_review_date,
+        prerequisites_below_ids,
+        prerequisites_below_scores,
         row_number() over (partition by user_id order by priority desc, topic_id asc) as gap_rank
     from gaps
     where
@@ -109,44 +114,40 @@ top_gaps as (
         gaps.score_name,
         topics.name as topic_name,
         gaps.is_due,
-        gaps.next_review_date
+        gaps.next_review_date,
+        gaps.prerequisites_below_ids,
+        gaps.prerequisites_below_scores
     from eligible_gaps as gaps
     inner join app.topics as topics on gaps.topic_id = topics.id
     where gaps.gap_rank <= %(top_n)s
 ),
 
 prerequisite_candidates as (
+    -- the gap's prerequisites that score below it, weakest first, as knowledge_gaps found them
     select
         top_gaps.user_id,
         top_gaps.topic_id,
         top_gaps.gap_rank,
         1 as action_order,
         'learn_prerequisite' as action,
-        relationships.from_topic_id as target_id,
-        row_number() over (
-            partition by top_gaps.user_id, top_gaps.topic_id
-            order by coalesce(prerequisite_state.score, 0) asc, relationships.from_topic_id asc
-        ) as action_rank,
+        below.prerequisite_id as target_id,
+        below.position as action_rank,
         format(
             'prerequisite "%%s" (%%s %%s) is weaker than "%%s" (%%s gap, %%s %%s):'
             || ' learn it first',
             prerequisite_topics.name,
             top_gaps.score_name,
-            to_char(coalesce(prerequisite_state.score, 0), 'FM0.00'),
+            to_char(below.score, 'FM0.00'),
             top_gaps.topic_name,
             top_gaps.gap_type,
             top_gaps.score_name,
             to_char(top_gaps.score, 'FM0.00')
         ) as reason
     from top_gaps
-    inner join app.topic_relationships as relationships
-        on top_gaps.topic_id = relationships.to_topic_id and relationships.kind = 'prerequisite'
-    inner join app.topics as prerequisite_topics
-        on relationships.from_topic_id = prerequisite_topics.id
-    -- the prerequisite's score from topic_mastery_current: looked up per prerequisite for a few
-    -- learners, joined whole for all of them (LOOKUPS and recommendations_sql, below)
-    /* prerequisite_state */
-    where coalesce(prerequisite_state.score, 0) < top_gaps.score
+    cross join lateral unnest(
+        top_gaps.prerequisites_below_ids, top_gaps.prerequisites_below_scores
+    ) with ordinality as below (prerequisite_id, score, position)
+    inner join app.topics as prerequisite_topics on below.prerequisite_id = prerequisite_topics.id
 ),
 
 last_answers as (
@@ -197,7 +198,7 @@ question_candidates as (
 
 material_progress as (
     -- each top gap's materials with the learner's progress on each (interactions = 0: not
-    -- started), looked up per material through the (user_id, material_id) index (LOOKUPS, below)
+    -- started), looked up per material through the (user_id, material_id) index (MATERIAL_PROGRESS)
     select
         top_gaps.user_id,
         top_gaps.topic_id,
@@ -267,46 +268,11 @@ from candidates
 COLUMNS = "user_id, topic_id, rank, action, target_id, reason"
 
 
-# On Citus, the lateral lookups that join a learner's rows to reference tables (the taxonomy,
-# the materials) become plain joins on the learner, which it runs on each learner's shard: it
-# cannot plan an outer lateral join beside a reference table, nor an offset-0 fence in a lateral.
-LOOKUPS = {  # name: (plain PostgreSQL, Citus)
-    "prerequisite_state": (
-        """    left join lateral (
-        select
-            case top_gaps.score_name
-                when 'knowledge estimate' then current_state.knowledge_estimate
-                else current_state.mastery
-            end as score
-        from marts.topic_mastery_current as current_state
-        where
-            current_state.user_id = top_gaps.user_id
-            and current_state.topic_id = relationships.from_topic_id
-        offset 0
-    ) as prerequisite_state on true
-""",
-        """    left join (
-        select
-            current_state.user_id,
-            current_state.topic_id,
-            current_state.knowledge_estimate,
-            current_state.mastery
-        from marts.topic_mastery_current as current_state
-    ) as prerequisite_levels
-        on
-            top_gaps.user_id = prerequisite_levels.user_id
-            and relationships.from_topic_id = prerequisite_levels.topic_id
-    cross join lateral (
-        select
-            case top_gaps.score_name
-                when 'knowledge estimate' then prerequisite_levels.knowledge_estimate
-                else prerequisite_levels.mastery
-            end as score
-    ) as prerequisite_state
-""",
-    ),
-    "material_progress": (
-        """    cross join lateral (
+# The learner's progress on each material of a top gap (plain PostgreSQL, Citus). On Citus the
+# lateral lookup becomes a plain join on the learner, which it runs on each learner's shard: it
+# cannot plan a lateral beside a reference table (the materials), nor an offset-0 fence in one.
+MATERIAL_PROGRESS = (
+    """    cross join lateral (
         select
             count(*) as interactions,
             max(interactions.progress) as progress,
@@ -316,7 +282,7 @@ LOOKUPS = {  # name: (plain PostgreSQL, Citus)
         offset 0
     ) as progress
 """,
-        """    left join (
+    """    left join (
         select
             interactions.user_id,
             interactions.material_id,
@@ -334,27 +300,13 @@ LOOKUPS = {  # name: (plain PostgreSQL, Citus)
             coalesce(opened.is_completed, false) as is_completed
     ) as progress
 """,
-    ),
-}
+)
 
 
-# Lookups joined whole on plain PostgreSQL too when every learner is scored (recommendations_sql).
-JOINED_FOR_EVERY_LEARNER = frozenset({"prerequisite_state"})
-
-
-def recommendations_sql(citus: bool, all_learners: bool = False) -> str:
-    """RECOMMENDATIONS_SQL with its LOOKUPS for the server.
-
-    For every learner (`all_learners`), the prerequisites' scores come from topic_mastery_current
-    read once and joined (the Citus form) on plain PostgreSQL too: one lookup computes its
-    learner's whole view (the recall model's learner-wide features), so a lookup per prerequisite
-    computed each learner's view once per prerequisite of every top gap.
-    """
-    sql = RECOMMENDATIONS_SQL
-    for name, (plain, distributed) in LOOKUPS.items():
-        joined = citus or (all_learners and name in JOINED_FOR_EVERY_LEARNER)
-        sql = sql.replace(f"    /* {name} */\n", distributed if joined else plain)
-    return sql
+def recommendations_sql(citus: bool) -> str:
+    """RECOMMENDATIONS_SQL with the material-progress lookup for the server."""
+    lookup = MATERIAL_PROGRESS[1] if citus else MATERIAL_PROGRESS[0]
+    return RECOMMENDATIONS_SQL.replace("    /* material_progress */\n", lookup)
 
 
 def run_gap_recommendations(
@@ -368,7 +320,6 @@ def run_gap_recommendations(
         conn,
         {
             "marts.knowledge_gaps": DBT_FIRST,
-            "marts.topic_mastery_current": DBT_FIRST,
             "intermediate.int_question_answers_folded": DBT_FIRST,
             "ml.gap_recommendations": "run `studyin migrate` first (the ml schema is missing)",
         },
@@ -398,7 +349,7 @@ def run_gap_recommendations(
         conn.commit()  # the job's write is its own transaction (see module docstring)
     with conn.transaction():
         conn.execute("drop table if exists gap_recommendations_new")
-        conn.execute(recommendations_sql(db.is_citus(conn), all_users), params)
+        conn.execute(recommendations_sql(db.is_citus(conn)), params)
         new_rows = conn.execute("select count(*) from gap_recommendations_new").fetchone()[0]
         stored = f"""
             select {COLUMNS} from ml.gap_recommendations

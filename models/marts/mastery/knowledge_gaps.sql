@@ -141,7 +141,8 @@ prerequisite_mastery as (
         current_mastery.topic_id,
         prerequisites.prerequisite_topic_id,
         coalesce(prerequisite_leaf.gap_score, prerequisite_parent.mastery_including_unstudied, 0)
-            as prerequisite_mastery
+            as prerequisite_mastery,
+        current_mastery.gap_score as topic_gap_score
     from current_mastery
     inner join prerequisites
         on current_mastery.topic_id = prerequisites.topic_id
@@ -165,11 +166,28 @@ weakest_prerequisites as (
     order by user_id asc, topic_id asc, prerequisite_mastery asc, prerequisite_topic_id asc
 ),
 
+prerequisites_below as (
+    -- every prerequisite scoring below its topic, weakest first: what the gap recommendations
+    -- suggest learning first, whatever the gap's type
+    select
+        user_id,
+        topic_id,
+        array_agg(prerequisite_topic_id order by prerequisite_mastery asc, prerequisite_topic_id asc)
+            as prerequisite_ids,
+        array_agg(prerequisite_mastery order by prerequisite_mastery asc, prerequisite_topic_id asc)
+            as prerequisite_scores
+    from prerequisite_mastery
+    where prerequisite_mastery < topic_gap_score
+    group by user_id, topic_id
+),
+
 studied_flags as (
     select
         current_mastery.*,
         weakest_prerequisites.prerequisite_topic_id as weakest_prerequisite_topic_id,
         weakest_prerequisites.prerequisite_mastery as weakest_prerequisite_mastery,
+        coalesce(prerequisites_below.prerequisite_ids, '{}') as prerequisites_below_ids,
+        coalesce(prerequisites_below.prerequisite_scores, '{}') as prerequisites_below_scores,
         current_mastery.attempts >= {{ var('gap_weak_min_attempts') }}
         and {{ gap_severity('current_mastery.gap_score') }} is not null as is_weak,
         current_mastery.gap_score_at_last_review >= {{ gap_decaying_threshold() }}
@@ -179,6 +197,10 @@ studied_flags as (
         on
             current_mastery.user_id = weakest_prerequisites.user_id
             and current_mastery.topic_id = weakest_prerequisites.topic_id
+    left join prerequisites_below
+        on
+            current_mastery.user_id = prerequisites_below.user_id
+            and current_mastery.topic_id = prerequisites_below.topic_id
 ),
 
 studied_gaps as (
@@ -205,7 +227,9 @@ studied_gaps as (
         case when is_weak and weakest_prerequisite_mastery < gap_score then weakest_prerequisite_topic_id end
             as weaker_prerequisite_topic_id,
         case when is_weak and weakest_prerequisite_mastery < gap_score then weakest_prerequisite_mastery end
-            as weaker_prerequisite_mastery
+            as weaker_prerequisite_mastery,
+        prerequisites_below_ids,
+        prerequisites_below_scores
     from studied_flags
     where is_weak or is_decaying
 ),
@@ -232,7 +256,9 @@ unstudied_gaps as (
         false as is_prerequisite_gap,
         true as is_unstudied,
         null::integer as weaker_prerequisite_topic_id,
-        null::numeric(14, 10) as weaker_prerequisite_mastery
+        null::numeric(14, 10) as weaker_prerequisite_mastery,
+        '{}'::integer array as prerequisites_below_ids,  -- a score of 0: nothing scores below it
+        '{}'::numeric array as prerequisites_below_scores
     from unstudied
 ),
 
@@ -319,6 +345,8 @@ final as (
         is_unstudied::boolean as is_unstudied,
         weaker_prerequisite_topic_id::integer as weaker_prerequisite_topic_id,
         weaker_prerequisite_mastery::numeric(14, 10) as weaker_prerequisite_mastery,
+        prerequisites_below_ids::integer array as prerequisites_below_ids,
+        prerequisites_below_scores::numeric(14, 10) array as prerequisites_below_scores,
         days_until_exam::integer as days_until_exam,
         is_exam_near::boolean as is_exam_near,
         (
