@@ -61,24 +61,11 @@ arrived_answers as (
 {% endif %}
 
 candidate_answers as (
-    select
-        user_id,
-        topic_id,
-        question_id,
-        is_correct,
-        answered_at,
-        received_at
-    from arrived_answers
+    -- both hold user_id, topic_id, question_id, is_correct, answered_at, received_at, in that order
+    select * from arrived_answers
     {% if is_incremental() %}
         union all
-        select
-            user_id,
-            topic_id,
-            question_id,
-            is_correct,
-            answered_at,
-            received_at
-        from stored_answers
+        select * from stored_answers
     {% endif %}
 ),
 
