@@ -8,7 +8,7 @@
 Figures (issue 6):
   ingest       tracker batch path, events/s (median of --ingest-runs) target >= 50,000
                and over a plain binary COPY of the same rows, same run  target >= 1/3
-  nightly      `studyin run` after one new day of events, s        target < 60
+  nightly      `studyin run` after one new day of events, s        target < 60 (xlarge: < 120)
                and over the plain-SQL floor of the same day (issue 18) target <= 5
   cost_ratio   the same increments on `days` vs `short_days` history target <= 1.3
   full_rebuild `dbt run --full-refresh` of every model, s           target < 900 (and events/s)
@@ -92,6 +92,7 @@ class Profile:
     # built in place one day at a time, held-back days kept one file per day (bench/in_place.py)
     by_day: bool = False
     base: str | None = None  # a reduced run (--users, --days): the name of its full profile
+    nightly_limit_s: float = 60  # the nightly run's target, s
 
 
 PROFILES = {
@@ -124,6 +125,7 @@ PROFILES = {
         dashboard_calls=200,
         held_back_days=3,
         by_day=True,
+        nightly_limit_s=120,  # issue 18 at 50,000 learners
     ),
 }
 
@@ -137,7 +139,13 @@ TARGETS = {
     "nightly_floor_multiple": ("<=", 5),
     "dashboard_p95_ms": ("<", 20),
     "job_peak_rss_mb": ("<", 2048),
+    "storage_bytes_per_event": ("<=", 250),
 }
+
+
+def targets(profile: Profile) -> dict[str, tuple[str, float]]:
+    """TARGETS with the profile's own nightly limit."""
+    return {**TARGETS, "nightly_run_s": ("<", profile.nightly_limit_s)}
 
 
 def _admin() -> str:
@@ -621,8 +629,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def verdict(key: str, value: float) -> str:
-    op, limit = TARGETS[key]
+def verdict(op: str, limit: float, value: float) -> str:
     ok = {"<": value < limit, "<=": value <= limit, ">=": value >= limit}[op]
     return "met" if ok else "MISSED"
 
@@ -630,10 +637,12 @@ def verdict(key: str, value: float) -> str:
 def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> str:
     rows = ["| figure | target | measured | verdict |", "| --- | --- | --- | --- |"]
 
+    limits = targets(profile)
+
     def add(label: str, key: str, value: float, fmt: str) -> None:
-        op, limit = TARGETS[key]
-        shown = f"{limit:,}" if isinstance(limit, int) else f"{limit:.3f}"
-        rows.append(f"| {label} | {op} {shown} | {value:{fmt}} | {verdict(key, value)} |")
+        op, limit = limits[key]
+        shown = f"{limit:,.0f}" if float(limit).is_integer() else f"{limit:.3f}"
+        rows.append(f"| {label} | {op} {shown} | {value:{fmt}} | {verdict(op, limit, value)} |")
 
     if "ingest" in figures:
         ingest = figures["ingest"]
@@ -695,6 +704,14 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
             "job_peak_rss_mb",
             job["peak_rss_mb"],
             ",.0f",
+        )
+    if "storage" in figures:
+        storage = figures["storage"]
+        add(
+            f"bytes per stored event, whole database ({storage['events']:,} events)",
+            "storage_bytes_per_event",
+            storage["bytes_per_event"],
+            ".1f",
         )
     head = (
         f"Profile `{profile.name}` ({profile.users:,} learners x {profile.days} days), "

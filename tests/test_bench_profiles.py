@@ -41,3 +41,25 @@ def test_a_measurement_cut_short_resumes_only_with_its_nights_and_day_files(
     assert not _reusable(profile, [{"delivered": 1}, {"delivered": 0}], 2)
     (tmp_path / f"bench_{profile.name}.day2.pickle").unlink()
     assert not _reusable(profile, states, 2)
+
+
+def test_the_verdict_table_judges_each_profile_by_its_own_targets() -> None:
+    info = {"cpus": 2, "memory_gib": 24, "postgres": "18", "python": "3.11"}
+    info["postgres_settings"] = {}
+    night = {"median_s": 110.0, "floor_median_s": 100.0, "floor_multiple": 1.1}
+    figures = {"nightly": night, "storage": {"events": 1000, "bytes_per_event": 412.5}}
+
+    def rows(profile: run.Profile) -> dict[str, str]:
+        lines = run.table(profile, figures, info).splitlines()
+        return {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+
+    large, xlarge = rows(PROFILES["large"]), rows(PROFILES["xlarge"])
+    # 110 s misses the large profile's 60 s and meets the 120 s set at 50,000 learners
+    assert large["| nightly run after 1 day, 90 d history, s"].endswith("| < 60 | 110.0 | MISSED |")
+    assert xlarge["| nightly run after 1 day, 30 d history, s"].endswith("| < 120 | 110.0 | met |")
+    # a reduced run of xlarge keeps its limit
+    reduced = rows(_sized(PROFILES["xlarge"], 300, 6))
+    assert reduced["| nightly run after 1 day, 6 d history, s"].endswith("| < 120 | 110.0 | met |")
+    storage = "| bytes per stored event, whole database (1,000 events)"
+    assert large[storage].endswith("| <= 250 | 412.5 | MISSED |")
+    assert run.verdict("<=", 250, 250.0) == "met"
