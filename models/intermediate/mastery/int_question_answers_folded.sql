@@ -9,6 +9,11 @@
 -- pair with its arrived attempts gives what a rebuild from history gives, whatever order they
 -- arrived in. A night reads its new attempts and the stored rows of the pairs they touch, not the
 -- pairs' history.
+--
+-- A full refresh reads every attempt sequentially, then sorts them (the pre-hook): PostgreSQL would
+-- otherwise read them through the (user_id, topic_id, UTC day) index, in the order it needs but one
+-- heap page per row, 74 s against 24 s at 10,000 learners x 90 days, where the attempts no longer
+-- fit in shared_buffers. A night reads few rows and keeps its index lookups.
 {{
     config(
         materialized='incremental',
@@ -16,6 +21,7 @@
         unique_key=['user_id', 'topic_id'],
         on_schema_change='fail',
         indexes=[{'columns': ['user_id', 'topic_id'], 'unique': True}],
+        pre_hook=["{% if not is_incremental() %}set local enable_indexscan = off{% endif %}"],
         post_hook=["{{ advance_watermark(['stg_app__question_attempts']) }}"],
         grants={'select': ['ml_writer']},
     )
@@ -77,7 +83,12 @@ latest_answers as (
         is_correct,
         answered_at,
         -- every answer folded in counts, not only the latest: a late attempt is folded too
-        max(received_at) over (partition by user_id, topic_id, question_id) as received_at
+        -- (ordered as the distinct on is, so that one sort serves both)
+        max(received_at) over (
+            partition by user_id, topic_id, question_id
+            order by answered_at desc, is_correct asc
+            rows between unbounded preceding and unbounded following
+        ) as received_at
     from candidate_answers
     order by user_id asc, topic_id asc, question_id asc, answered_at desc, is_correct asc
 ),
