@@ -1111,7 +1111,8 @@ class Tracker:
 
     def _prepare(self, idx: int, ev: Any, now: datetime) -> tuple | list[FieldError]:
         """The batch-table row of one event, or every problem it has (or ``_MISS`` when a
-        reference is not in the caches yet and ``_defer_misses`` is set)."""
+        reference is not in the caches yet and ``_defer_misses`` is set): the envelope every
+        event has, then the typed columns of its kind (``_TYPED_COLUMNS``)."""
         kind = _KIND.get(type(ev))
         if kind is None:
             return [
@@ -1122,25 +1123,7 @@ class Tracker:
                 )
             ]
         errors: list[FieldError] = []
-        event_type = ev.event_type
-        if kind == K_GENERIC:
-            if type(event_type) is not str or event_type not in self._generic_types:
-                if isinstance(event_type, str) and event_type in _TYPED_EVENT_TYPES:
-                    cls_name = EVENT_CLASSES[event_type].__name__
-                    errors.append(
-                        FieldError("event_type", f"{event_type!r} must be sent as a {cls_name}")
-                    )
-                else:
-                    errors.append(
-                        FieldError(
-                            "event_type",
-                            f"unknown event type {show(event_type)} "
-                            f"(known: {', '.join(sorted(self.event_types))})",
-                        )
-                    )
-        elif event_type not in self.event_types:
-            errors.append(FieldError("event_type", f"{event_type!r} is not in app.event_types"))
-
+        self._check_event_type(kind, ev.event_type, errors)
         event_id = ev.event_id
         if type(event_id) is not UUID:
             errors.append(FieldError("event_id", f"must be a UUID, got {show(event_id)}"))
@@ -1158,16 +1141,48 @@ class Tracker:
         session_id = ev.session_id
         if session_id is None:
             if K_START <= kind <= K_END:
-                errors.append(FieldError("session_id", f"required for {event_type}"))
+                errors.append(FieldError("session_id", f"required for {ev.event_type}"))
         elif type(session_id) is not UUID:
             errors.append(
                 FieldError("session_id", f"must be a UUID or null, got {show(session_id)}")
             )
-
         occurred, received = self._times(ev, now, errors)
+        props_json = self._event_properties(kind, ev, idx, errors)
+        network = _network(ev.ip, errors)
+        typed = _TYPED_COLUMNS[kind](self, ev, errors)
+        if typed is _MISS:
+            return _MISS
+        if errors:
+            return errors
+        return (
+            idx, event_id, user_id, session_id, ev.event_type, occurred, received, props_json,
+            network, *typed,
+        )  # fmt: skip
 
+    def _check_event_type(self, kind: int, event_type: Any, errors: list[FieldError]) -> None:
+        if kind != K_GENERIC:
+            if event_type not in self.event_types:
+                errors.append(FieldError("event_type", f"{event_type!r} is not in app.event_types"))
+        elif type(event_type) is not str or event_type not in self._generic_types:
+            if isinstance(event_type, str) and event_type in _TYPED_EVENT_TYPES:
+                cls_name = EVENT_CLASSES[event_type].__name__
+                errors.append(
+                    FieldError("event_type", f"{event_type!r} must be sent as a {cls_name}")
+                )
+            else:
+                errors.append(
+                    FieldError(
+                        "event_type",
+                        f"unknown event type {show(event_type)} "
+                        f"(known: {', '.join(sorted(self.event_types))})",
+                    )
+                )
+
+    def _event_properties(
+        self, kind: int, ev: Any, idx: int, errors: list[FieldError]
+    ) -> str | None:
+        """The stored properties as JSON text; a session end's reason is one of them."""
         props = ev.properties
-        end_reason = None
         if kind == K_END:
             end_reason = ev.end_reason
             if type(end_reason) is not str or end_reason not in CLIENT_END_REASONS:
@@ -1179,130 +1194,100 @@ class Tracker:
                 )
             elif type(props) is dict:
                 props = {**props, "end_reason": end_reason}
-        props_json = (
-            "{}"
-            if type(props) is dict and not props
-            else self._properties_json(props, errors, event_type, idx)
-        )
+        if type(props) is dict and not props:
+            return "{}"
+        return self._properties_json(props, errors, ev.event_type, idx)
 
-        ip = ev.ip
-        network = None
-        if ip is not None:
-            network = ip_prefix(ip) if type(ip) is str else None
-            if network is None:
-                errors.append(FieldError("ip", "not a valid IPv4 or IPv6 address"))
-
-        if kind == K_QUESTION:
-            q = ev.question_id
-            info = None
-            if type(q) is not int:
-                errors.append(FieldError("question_id", f"must be an integer, got {show(q)}"))
-            else:
-                info = self._questions.get(q)
-                if info is None:
-                    if self._defer_misses:
-                        self._want_questions.add(q)
-                        return _MISS
-                    errors.append(FieldError("question_id", f"unknown question {show(q)}"))
-            sel = ev.selected_answer
-            if sel is not None and (type(sel) is not str or sel not in ANSWERS):
-                errors.append(
-                    FieldError("selected_answer", f"must be one of A-E or null, got {show(sel)}")
-                )
-            attempt = ev.attempt_number
-            if type(attempt) is not int or not 1 <= attempt <= INT4_MAX:
-                errors.append(
-                    FieldError("attempt_number", f"must be a positive integer, got {show(attempt)}")
-                )
-            ms = ev.time_to_answer_ms
-            if type(ms) is not int or not 0 <= ms <= INT4_MAX:
-                errors.append(
-                    FieldError(
-                        "time_to_answer_ms", f"must be a non-negative integer, got {show(ms)}"
-                    )
-                )
-            conf = ev.confidence_level
-            if conf is not None and (type(conf) is not int or not 1 <= conf <= 5):
-                errors.append(
-                    FieldError("confidence_level", f"must be 1-5 or null, got {show(conf)}")
-                )
-            hint = ev.hint_used
-            if type(hint) is not bool:
-                errors.append(FieldError("hint_used", f"must be true or false, got {show(hint)}"))
-            if errors:
-                return errors
-            topic_id, correct = info  # type: ignore[misc]
-            return (
-                idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-                network, q, topic_id, attempt, sel, sel == correct, ms, conf, hint,
-                None, None, None, None, None, None, None, None,
-            )  # fmt: skip
-        if kind == K_MATERIAL:
-            m = ev.material_id
-            if type(m) is not int:
-                errors.append(FieldError("material_id", f"must be an integer, got {show(m)}"))
-            elif m not in self._materials:
+    def _question_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
+        """The typed columns of a question attempt; topic and correctness from the question bank."""
+        q = ev.question_id
+        info = None
+        if type(q) is not int:
+            errors.append(FieldError("question_id", f"must be an integer, got {show(q)}"))
+        else:
+            info = self._questions.get(q)
+            if info is None:
                 if self._defer_misses:
-                    self._want_materials.add(m)
+                    self._want_questions.add(q)
                     return _MISS
-                errors.append(FieldError("material_id", f"unknown material {show(m)}"))
-            itype = ev.interaction_type
-            if type(itype) is not str or itype not in INTERACTION_TYPES:
-                errors.append(
-                    FieldError(
-                        "interaction_type",
-                        f"must be one of {', '.join(sorted(INTERACTION_TYPES))}, got {show(itype)}",
-                    )
+                errors.append(FieldError("question_id", f"unknown question {show(q)}"))
+        sel = ev.selected_answer
+        if sel is not None and (type(sel) is not str or sel not in ANSWERS):
+            errors.append(
+                FieldError("selected_answer", f"must be one of A-E or null, got {show(sel)}")
+            )
+        attempt = ev.attempt_number
+        if type(attempt) is not int or not 1 <= attempt <= INT4_MAX:
+            errors.append(
+                FieldError("attempt_number", f"must be a positive integer, got {show(attempt)}")
+            )
+        ms = ev.time_to_answer_ms
+        if type(ms) is not int or not 0 <= ms <= INT4_MAX:
+            errors.append(
+                FieldError("time_to_answer_ms", f"must be a non-negative integer, got {show(ms)}")
+            )
+        conf = ev.confidence_level
+        if conf is not None and (type(conf) is not int or not 1 <= conf <= 5):
+            errors.append(FieldError("confidence_level", f"must be 1-5 or null, got {show(conf)}"))
+        hint = ev.hint_used
+        if type(hint) is not bool:
+            errors.append(FieldError("hint_used", f"must be true or false, got {show(hint)}"))
+        if info is None:
+            return ()
+        topic_id, correct = info
+        question = (q, topic_id, attempt, sel, sel == correct, ms, conf, hint)
+        return question + _NO_MATERIAL + _NO_EXAM + _NO_END
+
+    def _material_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
+        m = ev.material_id
+        if type(m) is not int:
+            errors.append(FieldError("material_id", f"must be an integer, got {show(m)}"))
+        elif m not in self._materials:
+            if self._defer_misses:
+                self._want_materials.add(m)
+                return _MISS
+            errors.append(FieldError("material_id", f"unknown material {show(m)}"))
+        itype = ev.interaction_type
+        if type(itype) is not str or itype not in INTERACTION_TYPES:
+            errors.append(
+                FieldError(
+                    "interaction_type",
+                    f"must be one of {', '.join(sorted(INTERACTION_TYPES))}, got {show(itype)}",
                 )
-            prog = ev.progress
-            if prog is not None and (
-                type(prog) not in (int, float) or not 0 <= prog <= 1 or math.isnan(prog)
-            ):
-                errors.append(
-                    FieldError("progress", f"must be between 0 and 1 or null, got {show(prog)}")
-                )
-            secs = ev.active_seconds
-            if type(secs) is not int or not 0 <= secs <= INT4_MAX:
-                errors.append(
-                    FieldError(
-                        "active_seconds", f"must be a non-negative integer, got {show(secs)}"
-                    )
-                )
-            if errors:
-                return errors
-            return (
-                idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-                network, None, None, None, None, None, None, None, None,
-                m, itype, None if prog is None else float(prog), secs, None, None, None, None,
-            )  # fmt: skip
-        if kind == K_EXAM:
-            ek = ev.exam_kind
-            if type(ek) is not str or ek not in EXAM_KINDS:
-                errors.append(
-                    FieldError("exam_kind", f"must be 'practice' or 'board', got {show(ek)}")
-                )
-            score = ev.scaled_score
-            if type(score) is not int or not 1 <= score <= 300:
-                errors.append(
-                    FieldError("scaled_score", f"must be an integer 1-300, got {show(score)}")
-                )
-            passed = ev.passed
-            if type(passed) is not bool:
-                errors.append(FieldError("passed", f"must be true or false, got {show(passed)}"))
-            if errors:
-                return errors
-            return (
-                idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-                network, None, None, None, None, None, None, None, None,
-                None, None, None, None, ek, score, passed, None,
-            )  # fmt: skip
-        if errors:
-            return errors
-        return (
-            idx, event_id, user_id, session_id, event_type, occurred, received, props_json,
-            network, None, None, None, None, None, None, None, None,
-            None, None, None, None, None, None, None, end_reason,
-        )  # fmt: skip
+            )
+        prog = ev.progress
+        if prog is not None and (
+            type(prog) not in (int, float) or not 0 <= prog <= 1 or math.isnan(prog)
+        ):
+            errors.append(
+                FieldError("progress", f"must be between 0 and 1 or null, got {show(prog)}")
+            )
+        secs = ev.active_seconds
+        if type(secs) is not int or not 0 <= secs <= INT4_MAX:
+            errors.append(
+                FieldError("active_seconds", f"must be a non-negative integer, got {show(secs)}")
+            )
+        material = (m, itype, None if prog is None else float(prog), secs)
+        return _NO_QUESTION + material + _NO_EXAM + _NO_END
+
+    def _exam_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
+        ek = ev.exam_kind
+        if type(ek) is not str or ek not in EXAM_KINDS:
+            errors.append(FieldError("exam_kind", f"must be 'practice' or 'board', got {show(ek)}"))
+        score = ev.scaled_score
+        if type(score) is not int or not 1 <= score <= 300:
+            errors.append(
+                FieldError("scaled_score", f"must be an integer 1-300, got {show(score)}")
+            )
+        passed = ev.passed
+        if type(passed) is not bool:
+            errors.append(FieldError("passed", f"must be true or false, got {show(passed)}"))
+        return _NO_QUESTION + _NO_MATERIAL + (ek, score, passed) + _NO_END
+
+    def _untyped_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
+        """A session end keeps its reason (checked with the properties); other events none."""
+        end_reason = ev.end_reason if type(ev) is SessionEnd else None
+        return _NO_QUESTION + _NO_MATERIAL + _NO_EXAM + (end_reason,)
 
     def _note_references(self, kind: int, ev: Any) -> None:
         """Note the question or material of an event set aside for its learner (``_prepare``),
@@ -1693,6 +1678,33 @@ def _input_fault(err: Exception) -> bool:
 
 
 _MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
+
+# The typed columns of a batch-table row (Tracker._prepare), after the envelope: a question
+# attempt's 8, a material interaction's 4, an exam result's 3 and a session end's reason; an
+# event fills its kind's and leaves the others null.
+_NO_QUESTION = (None,) * 8
+_NO_MATERIAL = (None,) * 4
+_NO_EXAM = (None,) * 3
+_NO_END = (None,)
+_TYPED_COLUMNS = {
+    K_GENERIC: Tracker._untyped_columns,
+    K_START: Tracker._untyped_columns,
+    K_HEARTBEAT: Tracker._untyped_columns,
+    K_END: Tracker._untyped_columns,
+    K_QUESTION: Tracker._question_columns,
+    K_MATERIAL: Tracker._material_columns,
+    K_EXAM: Tracker._exam_columns,
+}
+
+
+def _network(ip: Any, errors: list[FieldError]) -> str | None:
+    """The anonymised network of a client address (None without one); an error if invalid."""
+    if ip is None:
+        return None
+    network = ip_prefix(ip) if type(ip) is str else None
+    if network is None:
+        errors.append(FieldError("ip", "not a valid IPv4 or IPv6 address"))
+    return network
 
 
 def _first(row: tuple) -> int:
