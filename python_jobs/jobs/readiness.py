@@ -1140,6 +1140,70 @@ def run_exam_readiness(
 
 def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
     started = time.monotonic()
+    _check_inputs(conn, options)
+    as_of = options.as_of or datetime.now(UTC).date()
+    key = _model_key(options)
+    stored = _stored_model(conn, key, as_of, options.retrain_every_days)
+    if stored is not None:
+        return _score_with_stored(conn, options, as_of, stored, started)
+
+    labels = load_labels(conn, options, as_of)
+    log.info("readiness: %d labelled exams up to %s", len(labels), as_of)
+    rows, scoring = labelled_and_scoring_features(
+        conn, labels, active_learners(conn, options, as_of), options
+    )
+    log.info("readiness: %d active learners to score", len(scoring))
+    model, rejected, fallback_reason = _choose_model(labels, rows, options)
+    # the version depends on the data and on what shapes the model, not on speed/memory knobs
+    fingerprint = _fingerprint(rows, _shaping_options(options))
+    params: dict[str, Any] = {
+        "options": _options_record(options),
+        "features": list(model_columns(options)),
+        "n_labels": int(len(labels)),
+    }
+    if rejected is not None:
+        params["trained_evaluation"] = rejected
+    if model is None:
+        log.warning("readiness: heuristic fallback (%s)", fallback_reason)
+        params["fallback_reason"] = fallback_reason
+        version = f"{HEURISTIC_VERSION}-{as_of.isoformat()}-{fingerprint}"
+        run, scores, (plot_y, plot_p) = _heuristic_run(conn, rows, scoring, options, params)
+    else:
+        version = f"readiness-{model.kind}-{as_of.isoformat()}-{fingerprint}"
+        run, scores, (plot_y, plot_p) = _trained_run(conn, model, rows, scoring, options, params)
+    run["model_version"] = version
+    plot_path = _calibration_plot(options, version, run, plot_y, plot_p)
+    window = (
+        (labels["exam_day"].min(), labels["exam_day"].max()) if not labels.empty else (None, None)
+    )
+    run.update(
+        {
+            "trained_as_of": as_of,
+            "model_key": key,
+            "data_window_start": window[0],
+            "data_window_end": window[1],
+            "params": params,
+            "plot_path": plot_path,
+            "auc": _none_if_nan(run["auc"]),
+            "brier": _none_if_nan(run["brier"]),
+        }
+    )
+    details = {
+        "n_labels": int(len(labels)),
+        "auc": run["auc"],
+        "brier": run["brier"],
+        "plot_path": plot_path,
+        "fallback_reason": fallback_reason,
+        "baseline_auc": (model.evaluation["baseline_accuracy_only"]["auc"] if model else None),
+        "comparison": params.get("comparison"),
+        "n_train": run["n_train"],
+        "n_test": run["n_test"],
+    }
+    return _write_and_report(conn, options, run, version, as_of, scores, started, details)
+
+
+def _check_inputs(conn: psycopg.Connection, options: ReadinessOptions) -> None:
+    """What a run needs before it reads anything: the tables, valid options, the taxonomy."""
     require_relations(
         conn,
         {
@@ -1154,149 +1218,104 @@ def _run(conn: psycopg.Connection, options: ReadinessOptions) -> RunReport:
         raise JobError(
             f"calibration_method must be sigmoid or isotonic, not {options.calibration_method!r}"
         )
-    as_of = options.as_of or datetime.now(UTC).date()
     try:
         load_taxonomy(conn, options.mastery)
     except ValueError as err:
         raise JobError(str(err)) from err
 
-    key = _model_key(options)
-    stored = _stored_model(conn, key, as_of, options.retrain_every_days)
-    if stored is not None:
-        return _score_with_stored(conn, options, as_of, stored, started)
 
-    labels = load_labels(conn, options, as_of)
-    log.info("readiness: %d labelled exams up to %s", len(labels), as_of)
-    rows, scoring = labelled_and_scoring_features(
-        conn, labels, active_learners(conn, options, as_of), options
-    )
-    log.info("readiness: %d active learners to score", len(scoring))
-
-    model: TrainedModel | None = None
-    rejected: dict[str, Any] | None = None  # a trained model's evaluation, the heuristic won
-    fallback_reason = None
+def _choose_model(
+    labels: pd.DataFrame, rows: pd.DataFrame, options: ReadinessOptions
+) -> tuple[TrainedModel | None, dict[str, Any] | None, str | None]:
+    """(the trained model, or None for the heuristic; the evaluation of a trained model the
+    heuristic beat; why the heuristic scores)."""
     if len(labels) < options.min_labels:
-        fallback_reason = f"{len(labels)} labelled exams < min_labels {options.min_labels}"
-    else:
-        try:
-            model = train(rows, options)
-        except ValueError as err:
-            fallback_reason = f"time split unusable: {err}"
-    if model is not None and model.evaluation["heuristic"]["chosen"]:
-        fallback_reason = (
-            "the heuristic ranked the validation exams better than the trained "
-            f"{model.kind} (AUC {model.evaluation['heuristic']['validation']['auc']:.3f} vs "
-            f"{model.evaluation['candidates'][model.kind]['validation']['auc']:.3f})"
-        )
-        rejected = model.evaluation
-        model = None
-    window = (
-        (labels["exam_day"].min(), labels["exam_day"].max()) if not labels.empty else (None, None)
+        return None, None, f"{len(labels)} labelled exams < min_labels {options.min_labels}"
+    try:
+        model = train(rows, options)
+    except ValueError as err:
+        return None, None, f"time split unusable: {err}"
+    if not model.evaluation["heuristic"]["chosen"]:
+        return model, None, None
+    reason = (
+        "the heuristic ranked the validation exams better than the trained "
+        f"{model.kind} (AUC {model.evaluation['heuristic']['validation']['auc']:.3f} vs "
+        f"{model.evaluation['candidates'][model.kind]['validation']['auc']:.3f})"
     )
-    # the version depends on the data and on what shapes the model, not on speed/memory knobs
-    fingerprint = _fingerprint(rows, _shaping_options(options))
-    params: dict[str, Any] = {
-        "options": _options_record(options),
-        "features": list(model_columns(options)),
-        "n_labels": int(len(labels)),
+    return None, model.evaluation, reason
+
+
+def _heuristic_run(
+    conn: psycopg.Connection,
+    rows: pd.DataFrame,
+    scoring: pd.DataFrame,
+    options: ReadinessOptions,
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
+    """The heuristic's model run (its calibration added to ``params``), scores and held-out
+    (outcomes, probabilities): every labelled exam is out of sample for the heuristic, each
+    scored with the calibration of the exams of earlier days only."""
+    day_before = _day_before(rows) if not rows.empty else rows
+    y = day_before["passed"].to_numpy(dtype=int) if not rows.empty else np.array([], int)
+    p = heuristic_point_in_time(day_before, options) if not rows.empty else np.array([])
+    metrics = _metrics(y, p)
+    calibration = heuristic_calibration(day_before, options)
+    params["heuristic_calibration"] = asdict(calibration)
+    if len(y):
+        params["comparison"] = readiness_metrics.compare(conn, day_before, p, None)
+    run = {
+        "model_kind": "heuristic",
+        "n_train": 0,
+        "n_test": int(len(y)),
+        "auc": metrics["auc"],
+        "brier": metrics["brier"],
+        "calibration": calibration_table(y, p, options.calibration_bins),
+        "model": None,
+        "model_format": None,
     }
-    if rejected is not None:
-        params["trained_evaluation"] = rejected
+    return run, heuristic_scores(scoring, options, calibration), (y, p)
 
-    if model is None:
-        log.warning("readiness: heuristic fallback (%s)", fallback_reason)
-        version = f"{HEURISTIC_VERSION}-{as_of.isoformat()}-{fingerprint}"
-        params["fallback_reason"] = fallback_reason
-        day_before = _day_before(rows) if not rows.empty else rows
-        y = day_before["passed"].to_numpy(dtype=int) if not rows.empty else np.array([], int)
-        # every labelled exam is out of sample for the heuristic: each is scored with the
-        # calibration of the exams of earlier days only
-        p = heuristic_point_in_time(day_before, options) if not rows.empty else np.array([])
-        metrics = _metrics(y, p)
-        calibration = heuristic_calibration(day_before, options)
-        params["heuristic_calibration"] = asdict(calibration)
-        if len(y):
-            params["comparison"] = readiness_metrics.compare(conn, day_before, p, None)
-        scores = heuristic_scores(scoring, options, calibration)
-        run = {
-            "model_version": version,
-            "model_kind": "heuristic",
-            "n_train": 0,
-            "n_test": int(len(y)),
-            "auc": metrics["auc"],
-            "brier": metrics["brier"],
-            "calibration": calibration_table(y, p, options.calibration_bins),
-            "trained_as_of": as_of,
-            "model_key": key,
-            "model": None,
-            "model_format": None,
-        }
-        plot_y, plot_p = y, p
-    else:
-        version = f"readiness-{model.kind}-{as_of.isoformat()}-{fingerprint}"
-        params["evaluation"] = model.evaluation
-        split = time_split(rows, options)
-        params["comparison"] = readiness_metrics.compare(
-            conn,
-            _day_before(split.test),
-            model.test_p,
-            _day_before(pd.concat([split.fit, split.calibrate])),
-        )
-        scores = model_scores(model, scoring, options)
-        run = {
-            "model_version": version,
-            "model_kind": model.kind,
-            "n_train": model.n_train,
-            "n_test": model.n_test,
-            "auc": model.evaluation["auc"],
-            "brier": model.evaluation["brier"],
-            "calibration": model.calibration,
-            "trained_as_of": as_of,
-            "model_key": key,
-            "model": model_store.dump_model(_model_fields(model)),
-            "model_format": model_store.FORMAT,
-        }
-        plot_y, plot_p = model.test_y, model.test_p
 
-    plot_path = None
-    if options.write and len(plot_y):
-        title = (
-            f"{version}: n={len(plot_y)} held-out exams, AUC "
-            f"{run['auc'] if run['auc'] is None else round(run['auc'], 3)}, "
-            f"Brier {round(run['brier'], 3)}"
-        )
-        plot_path = str(
-            save_calibration_plot(
-                Path(options.plot_dir) / f"{version}.png",
-                plot_y,
-                plot_p,
-                title,
-                options.calibration_bins,
-            )
-        )
-    run.update(
-        {
-            "data_window_start": window[0],
-            "data_window_end": window[1],
-            "params": params,
-            "plot_path": plot_path,
-            "auc": _none_if_nan(run["auc"]),
-            "brier": _none_if_nan(run["brier"]),
-        }
+def _trained_run(
+    conn: psycopg.Connection,
+    model: TrainedModel,
+    rows: pd.DataFrame,
+    scoring: pd.DataFrame,
+    options: ReadinessOptions,
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
+    """The trained model's run (its evaluation added to ``params``), scores and test exams."""
+    params["evaluation"] = model.evaluation
+    split = time_split(rows, options)
+    params["comparison"] = readiness_metrics.compare(
+        conn,
+        _day_before(split.test),
+        model.test_p,
+        _day_before(pd.concat([split.fit, split.calibrate])),
     )
-
-    details = {
-        "n_labels": int(len(labels)),
-        "auc": run["auc"],
-        "brier": run["brier"],
-        "plot_path": plot_path,
-        "fallback_reason": fallback_reason,
-        "baseline_auc": (model.evaluation["baseline_accuracy_only"]["auc"] if model else None),
-        "comparison": params.get("comparison"),
-        "n_train": run["n_train"],
-        "n_test": run["n_test"],
+    run = {
+        "model_kind": model.kind,
+        "n_train": model.n_train,
+        "n_test": model.n_test,
+        "auc": model.evaluation["auc"],
+        "brier": model.evaluation["brier"],
+        "calibration": model.calibration,
+        "model": model_store.dump_model(_model_fields(model)),
+        "model_format": model_store.FORMAT,
     }
-    return _write_and_report(conn, options, run, version, as_of, scores, started, details)
+    return run, model_scores(model, scoring, options), (model.test_y, model.test_p)
+
+
+def _calibration_plot(
+    options: ReadinessOptions, version: str, run: dict[str, Any], y: np.ndarray, p: np.ndarray
+) -> str | None:
+    """The held-out calibration plot's path, when the run writes and has held-out exams."""
+    if not options.write or not len(y):
+        return None
+    auc = run["auc"] if run["auc"] is None else round(run["auc"], 3)
+    title = f"{version}: n={len(y)} held-out exams, AUC {auc}, Brier {round(run['brier'], 3)}"
+    path = Path(options.plot_dir) / f"{version}.png"
+    return str(save_calibration_plot(path, y, p, title, options.calibration_bins))
 
 
 def replace_options(options: ReadinessOptions, **changes: Any) -> ReadinessOptions:
