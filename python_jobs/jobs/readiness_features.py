@@ -533,12 +533,46 @@ def chunk_features(
     knowledge: KnowledgeInputs | None = None,
 ) -> pd.DataFrame:
     """Features of each cutoff (columns user_idx, as_of) of one chunk; index = cutoffs' index."""
-    n_cut = len(cutoffs)
     cut_user = cutoffs["user_idx"].to_numpy(dtype=np.int64)
     cut_day = cutoffs["as_of"].to_numpy(dtype=np.int64)
-    out: dict[str, np.ndarray] = {}
+    pairs = _cutoff_pairs(reviews, completions, cut_user, cut_day, mastery)
+    out = _topic_features(
+        pairs, cut_day, taxonomy, mastery, features, knowledge or KnowledgeInputs()
+    )
+    out.update(_activity_features(daily, cut_user, cut_day, mastery, features))
+    out.update(_exam_features(exams, cut_user, cut_day, features))
+    out["days_to_exam"] = cutoffs["days_to_exam"].to_numpy(dtype=float)
+    out["is_board"] = cutoffs["is_board"].to_numpy(dtype=float)
+    return pd.DataFrame({c: out[c] for c in ALL_COLUMNS}, index=cutoffs.index)
 
-    # ---- per (learner, topic) pairs that have reviews or completed materials -------------------
+
+@dataclass(frozen=True)
+class _CutoffPairs:
+    """Each cutoff against each (learner, topic) pair of its learner that has reviews or completed
+    materials: one element per (cutoff, pair) query, with the pair's counts as of the cutoff's day
+    (from its last review on or before it; ``last`` < 0 when there is none)."""
+
+    n_cut: int
+    pair_codes: np.ndarray  # user_idx * 2^31 + topic_id, sorted
+    q_cut: np.ndarray
+    q_pair: np.ndarray
+    q_day: np.ndarray
+    last: np.ndarray
+    attempts: np.ndarray
+    correct: np.ndarray
+    first_attempts: np.ndarray
+    first_correct: np.ndarray
+    retrieval: np.ndarray
+    materials_done: np.ndarray
+
+
+def _cutoff_pairs(
+    reviews: pd.DataFrame,
+    completions: pd.DataFrame,
+    cut_user: np.ndarray,
+    cut_day: np.ndarray,
+    mastery: MasteryParams,
+) -> _CutoffPairs:
     rv_user = reviews["user_idx"].to_numpy(dtype=np.int64)
     rv_topic = reviews["topic_id"].to_numpy(dtype=np.int64)
     cp_user = completions["user_idx"].to_numpy(dtype=np.int64)
@@ -547,70 +581,88 @@ def chunk_features(
         np.concatenate([rv_user * (1 << 31) + rv_topic, cp_user * (1 << 31) + cp_topic])
     )
     pair_user = pair_codes // (1 << 31)
-    pair_topic = pair_codes % (1 << 31)
     rv_pair = np.searchsorted(pair_codes, rv_user * (1 << 31) + rv_topic)
     cp_pair = np.searchsorted(pair_codes, cp_user * (1 << 31) + cp_topic)
 
     # reviews are sorted by (user, topic, day) = by (pair, day); counts are cumulative
     rv_day = reviews["local_day"].to_numpy(dtype=np.int64)
     rv_key = rv_pair * KEY_SPAN + rv_day
-    interval = reviews["interval_days"].to_numpy(dtype=np.int64)
-    cum = {
-        c: reviews[c].to_numpy(dtype=np.int64)
-        for c in ("attempts", "correct", "first_attempts", "first_correct")
-    }
+    cp_key = np.sort(cp_pair * KEY_SPAN + completions["local_day"].to_numpy(dtype=np.int64))
 
-    cp_key = cp_pair * KEY_SPAN + completions["local_day"].to_numpy(dtype=np.int64)
-    order = np.argsort(cp_key, kind="stable")
-    cp_key, cp_pair = cp_key[order], cp_pair[order]
-
-    # ---- cutoff x pair queries (each cutoff against its learner's pairs) -----------------------
+    # each cutoff against its learner's pairs
     pair_first = np.searchsorted(pair_user, cut_user, side="left")
-    pair_last = np.searchsorted(pair_user, cut_user, side="right")
-    counts = pair_last - pair_first
-    q_cut = np.repeat(np.arange(n_cut), counts)
+    counts = np.searchsorted(pair_user, cut_user, side="right") - pair_first
+    q_cut = np.repeat(np.arange(len(cut_user)), counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     q_pair = np.repeat(pair_first, counts) + offsets
     q_day = cut_day[q_cut]
 
     last = _last_at_or_before(rv_key, rv_pair, q_pair, q_pair * KEY_SPAN + q_day)
-    attempts = _take(cum["attempts"], last)
-    correct = _take(cum["correct"], last)
-    first_attempts = _take(cum["first_attempts"], last)
-    first_correct = _take(cum["first_correct"], last)
     last_day = _take(rv_day, last, default=np.nan)
-    ivl = _take(interval, last, default=1.0)
+    ivl = _take(reviews["interval_days"].to_numpy(dtype=np.int64), last, default=1.0)
     retrieval = np.where(
         last >= 0, mastery.retrieval_base ** ((q_day - np.nan_to_num(last_day)) / ivl), 0.0
     )
-
-    topic_idx = taxonomy.index(pair_topic[q_pair])
-    n_mat = taxonomy.n_materials[topic_idx]
     done = np.searchsorted(cp_key, q_pair * KEY_SPAN + q_day, side="right") - np.searchsorted(
         cp_key, q_pair * KEY_SPAN, side="left"
     )
-    completion = np.where(n_mat > 0, done / np.maximum(n_mat, 1), 0.0)
+    return _CutoffPairs(
+        n_cut=len(cut_user),
+        pair_codes=pair_codes,
+        q_cut=q_cut,
+        q_pair=q_pair,
+        q_day=q_day,
+        last=last,
+        retrieval=retrieval,
+        materials_done=done,
+        **{
+            name: _take(reviews[column].to_numpy(dtype=np.int64), last)
+            for name, column in (
+                ("attempts", "attempts"),
+                ("correct", "correct"),
+                ("first_attempts", "first_attempts"),
+                ("first_correct", "first_correct"),
+            )
+        },
+    )
+
+
+def _topic_features(
+    pairs: _CutoffPairs,
+    cut_day: np.ndarray,
+    taxonomy: Taxonomy,
+    mastery: MasteryParams,
+    features: FeatureParams,
+    knowledge: KnowledgeInputs,
+) -> dict[str, np.ndarray]:
+    """The features summed over each cutoff's topics (board-exam weighted where they say so)."""
+    out: dict[str, np.ndarray] = {}
+    attempts, correct = pairs.attempts, pairs.correct
+    first_attempts, first_correct = pairs.first_attempts, pairs.first_correct
+    topic_idx = taxonomy.index(pairs.pair_codes[pairs.q_pair] % (1 << 31))
+    n_mat = taxonomy.n_materials[topic_idx]
+    completion = np.where(n_mat > 0, pairs.materials_done / np.maximum(n_mat, 1), 0.0)
     m = topic_mastery(
         _smooth(first_correct, first_attempts, mastery),
         _smooth(correct, attempts, mastery),
-        retrieval,
+        pairs.retrieval,
         completion,
         n_mat > 0,
         mastery,
     )
-    studied = last >= 0
+    studied = pairs.last >= 0
     m = np.where(studied, m, 0.0)  # an unanswered topic counts 0, as in the marts' roll-up
     w = taxonomy.weight[topic_idx]
 
     def per_cutoff(values: np.ndarray) -> np.ndarray:
-        return np.bincount(q_cut, weights=values, minlength=n_cut)
+        return np.bincount(pairs.q_cut, weights=values, minlength=pairs.n_cut)
 
     out["weighted_mastery"] = per_cutoff(w * m) / taxonomy.total_weight
     mastered = (m >= features.mastered_threshold).astype(float)
     out["mastered_share"] = per_cutoff(w * mastered) / taxonomy.total_weight
     covered = taxonomy.high_weight[topic_idx] & (attempts >= features.coverage_min_attempts)
     out["coverage_high_weight"] = per_cutoff(np.where(covered, w, 0.0)) / taxonomy.total_high_weight
-    out["retrieval_strength"] = per_cutoff(w * retrieval) / taxonomy.total_weight
+    out["retrieval_strength"] = per_cutoff(w * pairs.retrieval) / taxonomy.total_weight
     tot_attempts = per_cutoff(attempts)
     out["accuracy_overall"] = _smooth(per_cutoff(correct), tot_attempts, mastery)
     out["first_attempt_accuracy"] = _smooth(
@@ -633,22 +685,32 @@ def chunk_features(
             neutral,
         )
     pair_inputs = _PairInputs(
-        q_cut=q_cut,
-        q_pair=q_pair,
-        q_day=q_day,
+        q_cut=pairs.q_cut,
+        q_pair=pairs.q_pair,
+        q_day=pairs.q_day,
         studied=studied,
         weight=w,
         first_attempts=first_attempts,
         first_correct=first_correct,
     )
-    knowledge = knowledge or KnowledgeInputs()
     out["expected_share"], out["unstudied_prior"] = expected_share(
-        pair_inputs, pair_codes, cut_day, n_cut, knowledge, taxonomy, features
+        pair_inputs, pairs.pair_codes, cut_day, pairs.n_cut, knowledge, taxonomy, features
     )
     out["log_attempts_total"] = np.log1p(tot_attempts)
-    out["materials_completed"] = per_cutoff(done.astype(float))
+    out["materials_completed"] = per_cutoff(pairs.materials_done.astype(float))
+    return out
 
-    # ---- per learner-day activity ------------------------------------------------------------
+
+def _activity_features(
+    daily: pd.DataFrame,
+    cut_user: np.ndarray,
+    cut_day: np.ndarray,
+    mastery: MasteryParams,
+    features: FeatureParams,
+) -> dict[str, np.ndarray]:
+    """The features of each cutoff's learner-days of activity (daily: sorted by learner, day)."""
+    out: dict[str, np.ndarray] = {}
+    n_cut = len(cut_user)
     d_user = daily["user_idx"].to_numpy(dtype=np.int64)
     d_day = daily["local_day"].to_numpy(dtype=np.int64)
     d_key = d_user * KEY_SPAN + d_day
@@ -706,8 +768,13 @@ def chunk_features(
     out["current_streak"] = np.where(
         (last_active >= 0) & (gap <= 1), _take(streak, last_active), 0.0
     )
+    return out
 
-    # ---- earlier exam results (strictly before the cutoff's exam: local day <= as-of day) ------
+
+def _exam_features(
+    exams: pd.DataFrame | None, cut_user: np.ndarray, cut_day: np.ndarray, features: FeatureParams
+) -> dict[str, np.ndarray]:
+    """Earlier exam results: strictly before the cutoff's exam (local day <= as-of day)."""
     if exams is None:
         exams = pd.DataFrame({"user_idx": [], "local_day": [], "scaled_score": [], "is_board": []})
     e_user = exams["user_idx"].to_numpy(dtype=np.int64)
@@ -721,22 +788,20 @@ def chunk_features(
     score_sum = np.where(
         has_exam, _take(e_cum, last_exam) - _take(e_cum, np.where(has_exam, first_exam - 1, -1)), 0
     )
-    out["prior_exams"] = n_exams.astype(float)
-    out["last_exam_score"] = _take(e_score, last_exam)
-    out["mean_exam_score"] = np.where(has_exam, score_sum / np.maximum(n_exams, 1), 0.0)
-    out["last_exam_is_board"] = _take(exams["is_board"].to_numpy(dtype=float), last_exam)
-    out["days_since_last_exam"] = np.where(
-        has_exam,
-        np.minimum(
-            cut_day - _take(exams["local_day"].to_numpy(dtype=float), last_exam),
+    return {
+        "prior_exams": n_exams.astype(float),
+        "last_exam_score": _take(e_score, last_exam),
+        "mean_exam_score": np.where(has_exam, score_sum / np.maximum(n_exams, 1), 0.0),
+        "last_exam_is_board": _take(exams["is_board"].to_numpy(dtype=float), last_exam),
+        "days_since_last_exam": np.where(
+            has_exam,
+            np.minimum(
+                cut_day - _take(exams["local_day"].to_numpy(dtype=float), last_exam),
+                features.inactivity_cap_days,
+            ),
             features.inactivity_cap_days,
         ),
-        features.inactivity_cap_days,
-    )
-
-    out["days_to_exam"] = cutoffs["days_to_exam"].to_numpy(dtype=float)
-    out["is_board"] = cutoffs["is_board"].to_numpy(dtype=float)
-    return pd.DataFrame({c: out[c] for c in ALL_COLUMNS}, index=cutoffs.index)
+    }
 
 
 def _chunks(
