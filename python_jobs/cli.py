@@ -344,6 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _add_server_commands(sub)
+    _add_data_commands(sub)
+    _add_pipeline_commands(sub)
+    _add_tool_commands(sub)
+    _add_bi_commands(sub)
+    return parser
+
+
+def _add_server_commands(sub: argparse._SubParsersAction) -> None:
+    """db, migrate, partitions: the server and its schema."""
     p = sub.add_parser("db", help="embedded PostgreSQL lifecycle (or report the external one)")
     p.add_argument("action", choices=["start", "stop", "status", "url"])
     p.add_argument(
@@ -366,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--months-ahead", type=_non_negative_int, default=3)
     p.set_defaults(func=_cmd_partitions)
 
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """simulate, demo: simulated learners."""
     p = sub.add_parser("simulate", help="load simulated learners through the tracker")
     p.add_argument("--users", type=_positive_int, default=200)
     p.add_argument("--days", type=_positive_int, default=30)
@@ -384,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_non_negative_int, default=42)
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
+    """run and its steps alone: recall, readiness, calibration-plot."""
     p = sub.add_parser("run", help="the nightly pipeline: migrate, erase, dbt build, jobs, docs")
     p.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model")
     p.add_argument(
@@ -462,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_calibration_plot)
 
+
+def _add_tool_commands(sub: argparse._SubParsersAction) -> None:
+    """delete-user, and dbt and MetricFlow with the project's connection."""
     p = sub.add_parser("delete-user", help="request erasure of a learner (done by the next run)")
     p.add_argument("user_id", type=_learner_id)
     p.set_defaults(func=_cmd_delete_user)
@@ -476,9 +495,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("mf_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_mf)
-
-    _add_bi_commands(sub)
-    return parser
 
 
 def _one_line(text: str) -> str:
