@@ -581,6 +581,40 @@ def test_properties_are_measured_as_the_database_stores_them(conn, ref):
     assert _count(conn, "study_events", fine.event_id) == 1
 
 
+class _Letter(str):
+    """A string subclass, as a client library might hand over."""
+
+
+class _Liar(str):
+    """A string that claims to equal anything."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
+def test_typed_fields_are_stored_as_their_schema_read_them(conn, tracker, ref):
+    """Each kind's typed fields pass its pydantic schema, and what is stored is the schema's
+    value: a str subclass spelling "C" is stored and graded as the plain answer C; one claiming to
+    equal every answer is refused on its spelling, and so is a bool given as a count."""
+    user = ref.new_user()
+    plain = question(user, question_id=102, selected_answer=_Letter("C"))
+    liar = question(user, selected_answer=_Liar("Z"))
+    counted = question(user, attempt_number=True)
+    result = tracker.track_batch([plain, liar, counted])
+    assert (result.accepted, result.rejected) == (1, 2)
+    assert result.rejections == [
+        (1, "selected_answer: must be one of A-E or null, got 'Z'"),
+        (2, "attempt_number: must be a positive integer, got True"),
+    ]
+    assert conn.execute(
+        "select selected_answer, is_correct, attempt_number from app.question_attempts"
+        " where event_id = %s",
+        (plain.event_id,),
+    ).fetchone() == ("C", True, 1)
+
+
 def test_every_problem_of_an_event_is_reported_at_once(conn, tracker, ref):
     user = ref.new_user()
     event = question(user, confidence_level=0, time_to_answer_ms=-5, selected_answer="a")

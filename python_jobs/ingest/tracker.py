@@ -7,10 +7,13 @@ set-based inserts). Every path runs the same steps:
 1. Validate in Python (``_prepare``), reporting every problem of an event at once, each naming
    its field: the event type against ``app.event_types``; the learner against ``app.users``;
    question and material ids against the bank; ``occurred_at`` tz-aware, at most ``max_future``
-   after and at most ``max_past`` before the receive time; ranges (durations >= 0, confidence
-   1-5, progress 0-1, exam score 1-300, ...); ``properties`` a JSON object, of which only the
-   keys declared for the event type with values of their type are kept (the rest is dropped and
-   counted, strings have e-mail and IP addresses masked: ``python_jobs.ingest.properties``), of
+   after and at most ``max_past`` before the receive time; each kind's typed fields against its
+   pydantic schema in ``python_jobs.ingest.validation`` (``QuestionFields`` and the like: strict
+   types, durations >= 0, confidence 1-5, progress 0-1, exam score 1-300, ...), whose failures
+   read as the field's ``EXPECTED`` text and the value given; ``properties`` a JSON object, of
+   which only the keys declared for the event type with values of their type are kept (the rest
+   is dropped and counted, strings have e-mail and IP addresses masked:
+   ``python_jobs.ingest.properties``), of
    at most ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
    schema's check measures; asked of the server only for large ones) and nested at most
    ``max_properties_depth`` levels (measured only for texts long enough to nest that deep);
@@ -124,8 +127,13 @@ from python_jobs.ingest.events import (
 )
 from python_jobs.ingest.properties import DeclaredProperties
 from python_jobs.ingest.validation import (
+    INT4_MAX,
+    ExamFields,
     FieldError,
+    MaterialFields,
     PropertiesFilter,
+    QuestionFields,
+    SessionEndFields,
     ValidationError,
     event_from_payload,
     ip_prefix,
@@ -135,6 +143,7 @@ from python_jobs.ingest.validation import (
     redact_ids,
     rejected_payload,
     show,
+    typed_fields,
 )
 
 __all__ = [
@@ -169,11 +178,6 @@ EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 """A trusted ``received_at`` may not be earlier (nor later than ``max_future`` after the
 tracker's clock): keeps back-filled times, and the monthly partitions made for them, sane."""
 
-INT4_MAX = 2**31 - 1
-ANSWERS = frozenset("ABCDE")
-INTERACTION_TYPES = frozenset({"open", "progress", "complete", "highlight", "note"})
-EXAM_KINDS = frozenset({"practice", "board"})
-CLIENT_END_REASONS = frozenset({"user_ended", "app_closed"})
 
 # Kinds of event, by class (an int keeps the per-event dispatch cheap).
 K_GENERIC, K_START, K_HEARTBEAT, K_END, K_QUESTION, K_MATERIAL, K_EXAM = range(7)
@@ -1147,7 +1151,10 @@ class Tracker:
                 FieldError("session_id", f"must be a UUID or null, got {show(session_id)}")
             )
         occurred, received = self._times(ev, now, errors)
-        props_json = self._event_properties(kind, ev, idx, errors)
+        # a session end's reason is stored among its properties and in its own batch column
+        end = typed_fields(SessionEndFields, ev, errors) if kind == K_END else None
+        end_reason = None if end is None else end.end_reason
+        props_json = self._event_properties(ev, idx, end_reason, errors)
         network = _network(ev.ip, errors)
         typed = _TYPED_COLUMNS[kind](self, ev, errors)
         if typed is _MISS:
@@ -1156,7 +1163,7 @@ class Tracker:
             return errors
         return (
             idx, event_id, user_id, session_id, ev.event_type, occurred, received, props_json,
-            network, *typed,
+            network, *typed, end_reason,
         )  # fmt: skip
 
     def _check_event_type(self, kind: int, event_type: Any, errors: list[FieldError]) -> None:
@@ -1179,21 +1186,12 @@ class Tracker:
                 )
 
     def _event_properties(
-        self, kind: int, ev: Any, idx: int, errors: list[FieldError]
+        self, ev: Any, idx: int, end_reason: str | None, errors: list[FieldError]
     ) -> str | None:
-        """The stored properties as JSON text; a session end's reason is one of them."""
+        """The stored properties as JSON text (a session end's with its reason)."""
         props = ev.properties
-        if kind == K_END:
-            end_reason = ev.end_reason
-            if type(end_reason) is not str or end_reason not in CLIENT_END_REASONS:
-                errors.append(
-                    FieldError(
-                        "end_reason",
-                        f"must be 'user_ended' or 'app_closed', got {show(end_reason)}",
-                    )
-                )
-            elif type(props) is dict:
-                props = {**props, "end_reason": end_reason}
+        if end_reason is not None and type(props) is dict:
+            props = {**props, "end_reason": end_reason}
         if type(props) is dict and not props:
             return "{}"
         return self._properties_json(props, errors, ev.event_type, idx)
@@ -1201,93 +1199,45 @@ class Tracker:
     def _question_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
         """The typed columns of a question attempt; topic and correctness from the question bank."""
         q = ev.question_id
-        info = None
-        if type(q) is not int:
-            errors.append(FieldError("question_id", f"must be an integer, got {show(q)}"))
-        else:
-            info = self._questions.get(q)
-            if info is None:
-                if self._defer_misses:
-                    self._want_questions.add(q)
-                    return _MISS
-                errors.append(FieldError("question_id", f"unknown question {show(q)}"))
-        sel = ev.selected_answer
-        if sel is not None and (type(sel) is not str or sel not in ANSWERS):
-            errors.append(
-                FieldError("selected_answer", f"must be one of A-E or null, got {show(sel)}")
-            )
-        attempt = ev.attempt_number
-        if type(attempt) is not int or not 1 <= attempt <= INT4_MAX:
-            errors.append(
-                FieldError("attempt_number", f"must be a positive integer, got {show(attempt)}")
-            )
-        ms = ev.time_to_answer_ms
-        if type(ms) is not int or not 0 <= ms <= INT4_MAX:
-            errors.append(
-                FieldError("time_to_answer_ms", f"must be a non-negative integer, got {show(ms)}")
-            )
-        conf = ev.confidence_level
-        if conf is not None and (type(conf) is not int or not 1 <= conf <= 5):
-            errors.append(FieldError("confidence_level", f"must be 1-5 or null, got {show(conf)}"))
-        hint = ev.hint_used
-        if type(hint) is not bool:
-            errors.append(FieldError("hint_used", f"must be true or false, got {show(hint)}"))
-        if info is None:
+        info = self._questions.get(q) if type(q) is int else None
+        if info is None and type(q) is int:
+            if self._defer_misses:
+                self._want_questions.add(q)
+                return _MISS
+            errors.append(FieldError("question_id", f"unknown question {show(q)}"))
+        f = typed_fields(QuestionFields, ev, errors)
+        if f is None or info is None:
             return ()
         topic_id, correct = info
-        question = (q, topic_id, attempt, sel, sel == correct, ms, conf, hint)
-        return question + _NO_MATERIAL + _NO_EXAM + _NO_END
+        question = (
+            f.question_id, topic_id, f.attempt_number, f.selected_answer,
+            f.selected_answer == correct, f.time_to_answer_ms, f.confidence_level, f.hint_used,
+        )  # fmt: skip
+        return question + _NO_MATERIAL + _NO_EXAM
 
     def _material_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
         m = ev.material_id
-        if type(m) is not int:
-            errors.append(FieldError("material_id", f"must be an integer, got {show(m)}"))
-        elif m not in self._materials:
+        known = type(m) is int and m in self._materials
+        if type(m) is int and not known:
             if self._defer_misses:
                 self._want_materials.add(m)
                 return _MISS
             errors.append(FieldError("material_id", f"unknown material {show(m)}"))
-        itype = ev.interaction_type
-        if type(itype) is not str or itype not in INTERACTION_TYPES:
-            errors.append(
-                FieldError(
-                    "interaction_type",
-                    f"must be one of {', '.join(sorted(INTERACTION_TYPES))}, got {show(itype)}",
-                )
-            )
-        prog = ev.progress
-        if prog is not None and (
-            type(prog) not in (int, float) or not 0 <= prog <= 1 or math.isnan(prog)
-        ):
-            errors.append(
-                FieldError("progress", f"must be between 0 and 1 or null, got {show(prog)}")
-            )
-        secs = ev.active_seconds
-        if type(secs) is not int or not 0 <= secs <= INT4_MAX:
-            errors.append(
-                FieldError("active_seconds", f"must be a non-negative integer, got {show(secs)}")
-            )
-        material = (m, itype, None if prog is None else float(prog), secs)
-        return _NO_QUESTION + material + _NO_EXAM + _NO_END
+        f = typed_fields(MaterialFields, ev, errors)
+        if f is None or not known:
+            return ()
+        progress = None if f.progress is None else float(f.progress)
+        material = (f.material_id, f.interaction_type, progress, f.active_seconds)
+        return _NO_QUESTION + material + _NO_EXAM
 
     def _exam_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
-        ek = ev.exam_kind
-        if type(ek) is not str or ek not in EXAM_KINDS:
-            errors.append(FieldError("exam_kind", f"must be 'practice' or 'board', got {show(ek)}"))
-        score = ev.scaled_score
-        if type(score) is not int or not 1 <= score <= 300:
-            errors.append(
-                FieldError("scaled_score", f"must be an integer 1-300, got {show(score)}")
-            )
-        passed = ev.passed
-        if type(passed) is not bool:
-            errors.append(FieldError("passed", f"must be true or false, got {show(passed)}"))
-        return _NO_QUESTION + _NO_MATERIAL + (ek, score, passed) + _NO_END
+        f = typed_fields(ExamFields, ev, errors)
+        if f is None:
+            return ()
+        return _NO_QUESTION + _NO_MATERIAL + (f.exam_kind, f.scaled_score, f.passed)
 
     def _untyped_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
-        """A session end keeps its reason (checked with the properties); other events none."""
-        end_reason = ev.end_reason if type(ev) is SessionEnd else None
-        return _NO_QUESTION + _NO_MATERIAL + _NO_EXAM + (end_reason,)
+        return _UNTYPED
 
     def _note_references(self, kind: int, ev: Any) -> None:
         """Note the question or material of an event set aside for its learner (``_prepare``),
@@ -1679,13 +1629,13 @@ def _input_fault(err: Exception) -> bool:
 
 _MISS: list[FieldError] = []  # sentinel: a reference was not in the caches
 
-# The typed columns of a batch-table row (Tracker._prepare), after the envelope: a question
-# attempt's 8, a material interaction's 4, an exam result's 3 and a session end's reason; an
-# event fills its kind's and leaves the others null.
+# The typed columns of a batch-table row (Tracker._prepare), between the envelope and the
+# session end's reason: a question attempt's 8, a material interaction's 4 and an exam result's
+# 3; an event fills its kind's and leaves the others null.
 _NO_QUESTION = (None,) * 8
 _NO_MATERIAL = (None,) * 4
 _NO_EXAM = (None,) * 3
-_NO_END = (None,)
+_UNTYPED = _NO_QUESTION + _NO_MATERIAL + _NO_EXAM
 _TYPED_COLUMNS = {
     K_GENERIC: Tracker._untyped_columns,
     K_START: Tracker._untyped_columns,

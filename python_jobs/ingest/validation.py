@@ -5,6 +5,9 @@ caches (event catalogue, learners, question bank, materials); this module holds
 what those checks share:
 
 - ``FieldError`` / ``ValidationError``: every problem of one event, each naming its field.
+- ``QuestionFields``, ``MaterialFields``, ``ExamFields``, ``SessionEndFields``: the typed fields of
+  each kind of event as pydantic schemas (strict: no coercion, a bool is not an integer), and
+  ``typed_fields``, which checks an event against one and says, per field, what was expected.
 - ``parse_json``: raw JSON from a client -> its object, or a ValidationError (text over
   ``MAX_PAYLOAD_BYTES`` is refused unparsed, an object repeating a key is refused).
 - ``event_from_payload``: that object -> a typed ``Event`` (or a ValidationError).
@@ -33,8 +36,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from uuid import UUID
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from python_jobs.ingest.events import EVENT_CLASSES, Event, GenericEvent
 
@@ -71,6 +77,86 @@ class ValidationError(ValueError):
 
     def __str__(self) -> str:
         return "; ".join(str(e) for e in self.errors)
+
+
+INT4_MAX = 2**31 - 1
+Answer = Literal["A", "B", "C", "D", "E"]
+InteractionType = Literal["open", "progress", "complete", "highlight", "note"]
+ExamKind = Literal["practice", "board"]
+ClientEndReason = Literal["user_ended", "app_closed"]  # the server's own: idle_timeout
+
+
+class _TypedFields(BaseModel):
+    """The checked typed fields of one kind of event, read from the event's attributes."""
+
+    model_config = ConfigDict(strict=True, from_attributes=True, frozen=True)
+
+
+class QuestionFields(_TypedFields):
+    question_id: StrictInt  # known to the question bank: the tracker's cache says
+    selected_answer: Answer | None
+    attempt_number: Annotated[StrictInt, Field(ge=1, le=INT4_MAX)]
+    time_to_answer_ms: Annotated[StrictInt, Field(ge=0, le=INT4_MAX)]
+    confidence_level: Annotated[StrictInt, Field(ge=1, le=5)] | None
+    hint_used: StrictBool
+
+
+class MaterialFields(_TypedFields):
+    material_id: StrictInt  # known to the catalogue: the tracker's cache says
+    interaction_type: InteractionType
+    # strict floats take ints too, never bools; NaN and infinities are refused
+    progress: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None
+    active_seconds: Annotated[StrictInt, Field(ge=0, le=INT4_MAX)]
+
+
+class ExamFields(_TypedFields):
+    exam_kind: ExamKind
+    scaled_score: Annotated[StrictInt, Field(ge=1, le=300)]
+    passed: StrictBool
+
+
+class SessionEndFields(_TypedFields):
+    end_reason: ClientEndReason
+
+
+def _one_of(kind: Any) -> str:
+    return f"must be one of {', '.join(sorted(get_args(kind)))}"
+
+
+EXPECTED = {
+    "question_id": "must be an integer",
+    "selected_answer": "must be one of A-E or null",
+    "attempt_number": "must be a positive integer",
+    "time_to_answer_ms": "must be a non-negative integer",
+    "confidence_level": "must be 1-5 or null",
+    "hint_used": "must be true or false",
+    "material_id": "must be an integer",
+    "interaction_type": _one_of(InteractionType),
+    "progress": "must be between 0 and 1 or null",
+    "active_seconds": "must be a non-negative integer",
+    "exam_kind": "must be 'practice' or 'board'",
+    "scaled_score": "must be an integer 1-300",
+    "passed": "must be true or false",
+    "end_reason": "must be 'user_ended' or 'app_closed'",
+}
+"""What each typed field must be, as an error message says it (followed by ", got <value>")."""
+
+
+_Fields = TypeVar("_Fields", bound=_TypedFields)
+
+
+def typed_fields(schema: type[_Fields], event: Any, errors: list[FieldError]) -> _Fields | None:
+    """``event``'s typed fields checked against ``schema``: the validated fields, or None with a
+    FieldError per bad field appended to ``errors`` (in the schema's field order)."""
+    try:
+        return schema.model_validate(event)
+    except pydantic.ValidationError as err:
+        bad = dict.fromkeys(e["loc"][0] for e in err.errors(include_url=False))
+        errors.extend(
+            FieldError(str(name), f"{EXPECTED[name]}, got {show(getattr(event, name))}")
+            for name in bad
+        )
+        return None
 
 
 def show(value: Any, limit: int = 60) -> str:
