@@ -521,9 +521,57 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
         if part.empty or not _both_classes(_day_before(part)):
             raise ValueError(f"the {name} slice of the time split lacks passes or fails")
 
-    x_val, y_val = _xy(_day_before(split.calibrate), options)
     x_test, y_test = _xy(_day_before(split.test), options)
-    candidates: dict[str, Any] = {}
+    candidates = _fit_candidates(split, options, x_test, y_test)
+    chosen = max(candidates, key=lambda n: (candidates[n]["validation"]["auc"], n == "logistic"))
+    test_p = candidates[chosen]["test_p"]
+    calibrated_chosen = candidates[chosen]["calibrated"]
+    heuristic = heuristic_candidate(rows, split, candidates[chosen]["validation"]["auc"], options)
+    # all horizons, for the record
+    by_horizon = {}
+    for h in _horizons(split.test):
+        xh, yh = _xy(split.test[split.test["days_to_exam"] == h], options)
+        by_horizon[str(int(h))] = _metrics(yh, calibrated_chosen.predict_proba(xh)[:, 1])
+    eval_score, score_eval = _evaluate_score_model(split, options)
+    classifier, score_model, prod_calibrate_from = _scoring_refit(rows, chosen, options)
+    evaluation = {
+        "chosen": chosen,
+        "candidates": {
+            n: {"validation": c["validation"], "test": c["test"]} for n, c in candidates.items()
+        },
+        "baseline_accuracy_only": _accuracy_only_baseline(split, options, x_test, y_test),
+        "heuristic": heuristic,
+        "test_by_horizon": by_horizon,
+        "predicted_score": score_eval,
+        "split": {
+            "calibrate_from": split.calibrate_from.isoformat(),
+            "test_from": split.test_from.isoformat(),
+            "scoring_calibrate_from": prod_calibrate_from.isoformat(),
+        },
+        "auc": candidates[chosen]["test"]["auc"],
+        "brier": candidates[chosen]["test"]["brier"],
+    }
+    return TrainedModel(
+        kind=chosen,
+        classifier=calibrated_chosen if classifier is None else classifier,
+        score_model=eval_score if score_model is None else score_model,
+        reference=np.median(_x(_day_before(rows), options), axis=0),
+        evaluation=evaluation,
+        calibration=calibration_table(y_test, test_p, options.calibration_bins),
+        test_y=y_test,
+        test_p=test_p,
+        n_train=int(pd.concat([split.fit, split.calibrate])["exam_id"].nunique()),
+        n_test=int(split.test["exam_id"].nunique()),
+    )
+
+
+def _fit_candidates(
+    split: TimeSplit, options: ReadinessOptions, x_test: np.ndarray, y_test: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Each candidate recipe fitted on the fit slice: its validation metrics (uncalibrated, on
+    the validation slice), its calibrated model and that model's test probabilities and metrics."""
+    x_val, y_val = _xy(_day_before(split.calibrate), options)
+    candidates: dict[str, dict[str, Any]] = {}
     for name in options.candidates:
         model, calibrated = fit_recipe(name, split.fit, split.calibrate, options)
         val = _metrics(y_val, model.predict_proba(x_val)[:, 1])
@@ -541,83 +589,54 @@ def train(rows: pd.DataFrame, options: ReadinessOptions) -> TrainedModel:
             candidates[name]["test"]["auc"],
             candidates[name]["test"]["brier"],
         )
-    chosen = max(candidates, key=lambda n: (candidates[n]["validation"]["auc"], n == "logistic"))
-    test_p = candidates[chosen]["test_p"]
-    heuristic = heuristic_candidate(rows, split, candidates[chosen]["validation"]["auc"], options)
+    return candidates
 
-    # baseline: overall accuracy alone (its AUC ranks by the raw value; Brier via a 1-feature
-    # logistic fit on the training rows)
+
+def _accuracy_only_baseline(
+    split: TimeSplit, options: ReadinessOptions, x_test: np.ndarray, y_test: np.ndarray
+) -> dict[str, float]:
+    """Overall accuracy alone: its AUC ranks by the raw value; its Brier score comes from a
+    one-feature logistic fit on the fit and validation slices."""
     base_col = model_columns(options).index("accuracy_overall")
-    fit_day_before = _day_before(pd.concat([split.fit, split.calibrate]))
-    xb, yb = _xy(fit_day_before, options)
+    xb, yb = _xy(_day_before(pd.concat([split.fit, split.calibrate])), options)
     baseline = LogisticRegression().fit(xb[:, [base_col]], yb)
     baseline_p = baseline.predict_proba(x_test[:, [base_col]])[:, 1]
-    baseline_metrics = {
+    return {
         "auc": float(roc_auc_score(y_test, x_test[:, base_col])),
         "brier": float(brier_score_loss(y_test, baseline_p)),
     }
 
-    # all horizons, for the record
-    by_horizon = {}
-    calibrated_chosen = candidates[chosen]["calibrated"]
-    for h in _horizons(split.test):
-        part = split.test[split.test["days_to_exam"] == h]
-        xh, yh = _xy(part, options)
-        by_horizon[str(int(h))] = _metrics(yh, calibrated_chosen.predict_proba(xh)[:, 1])
 
-    # predicted score on the held-out exams (fit and interval from the training part)
-    train_rows = pd.concat([split.fit, split.calibrate])
+def _evaluate_score_model(
+    split: TimeSplit, options: ReadinessOptions
+) -> tuple[ScoreModel, dict[str, float]]:
+    """The predicted score fitted on the fit and validation slices, and its error and interval
+    coverage on the held-out exams."""
     eval_score = fit_score_model(split.fit, split.calibrate, options)
     test_rows = _day_before(split.test)
     bounds = eval_score.predict(_x(test_rows, options), options.score_range)
     actual = test_rows["scaled_score"].to_numpy(dtype=float)
-    score_eval = {
+    return eval_score, {
         "mae": float(np.mean(np.abs(bounds[:, 1] - actual))),
         "interval_coverage": float(np.mean((actual >= bounds[:, 0]) & (actual <= bounds[:, 2]))),
         "interval_mean_width": float(np.mean(bounds[:, 2] - bounds[:, 0])),
     }
 
-    # scoring refit: the same recipe on all labelled exams
-    exams = rows.drop_duplicates("exam_id")
-    prod_calibrate_from = _day_quantile(exams["exam_day"], options.calibration_fraction)
-    prod_fit = rows[rows["exam_day"] < prod_calibrate_from]
-    prod_cal = rows[rows["exam_day"] >= prod_calibrate_from]
-    if _both_classes(prod_fit) and _both_classes(prod_cal):
-        _, classifier = fit_recipe(chosen, prod_fit, prod_cal, options)
-        score_model = fit_score_model(prod_fit, prod_cal, options)
-    else:
-        classifier = calibrated_chosen
-        score_model = eval_score
 
-    evaluation = {
-        "chosen": chosen,
-        "candidates": {
-            n: {"validation": c["validation"], "test": c["test"]} for n, c in candidates.items()
-        },
-        "baseline_accuracy_only": baseline_metrics,
-        "heuristic": heuristic,
-        "test_by_horizon": by_horizon,
-        "predicted_score": score_eval,
-        "split": {
-            "calibrate_from": split.calibrate_from.isoformat(),
-            "test_from": split.test_from.isoformat(),
-            "scoring_calibrate_from": prod_calibrate_from.isoformat(),
-        },
-        "auc": candidates[chosen]["test"]["auc"],
-        "brier": candidates[chosen]["test"]["brier"],
-    }
-    return TrainedModel(
-        kind=chosen,
-        classifier=classifier,
-        score_model=score_model,
-        reference=np.median(_x(_day_before(rows), options), axis=0),
-        evaluation=evaluation,
-        calibration=calibration_table(y_test, test_p, options.calibration_bins),
-        test_y=y_test,
-        test_p=test_p,
-        n_train=int(train_rows["exam_id"].nunique()),
-        n_test=int(split.test["exam_id"].nunique()),
-    )
+def _scoring_refit(
+    rows: pd.DataFrame, chosen: str, options: ReadinessOptions
+) -> tuple[Any | None, ScoreModel | None, date]:
+    """The chosen recipe and the score model refit on all labelled exams (the later ones
+    calibrate), with the day calibration starts; (None, None, day) when a slice of that split
+    lacks passes or fails, and the evaluation's models score instead."""
+    exams = rows.drop_duplicates("exam_id")
+    calibrate_from = _day_quantile(exams["exam_day"], options.calibration_fraction)
+    fit = rows[rows["exam_day"] < calibrate_from]
+    calibrate = rows[rows["exam_day"] >= calibrate_from]
+    if not (_both_classes(fit) and _both_classes(calibrate)):
+        return None, None, calibrate_from
+    _, classifier = fit_recipe(chosen, fit, calibrate, options)
+    return classifier, fit_score_model(fit, calibrate, options), calibrate_from
 
 
 # --------------------------------------------------------------------------- scoring
