@@ -35,6 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import psycopg
 
@@ -316,26 +317,10 @@ def run_gap_recommendations(
     options = options or RecommendationOptions()
     started = time.monotonic()
     db.one_connection_per_node(conn)  # it writes ml tables Citus keeps as reference tables
-    require_relations(
-        conn,
-        {
-            "marts.knowledge_gaps": DBT_FIRST,
-            "intermediate.int_question_answers_folded": DBT_FIRST,
-            "ml.gap_recommendations": "run `studyin migrate` first (the ml schema is missing)",
-        },
-    )
-    for name in (
-        "top_n",
-        "max_prerequisites_per_gap",
-        "max_questions_per_gap",
-        "max_materials_per_gap",
-    ):
-        if getattr(options, name) < 0:
-            raise JobError(f"option {name} must be >= 0, got {getattr(options, name)}")
+    _check_inputs(conn, options)
     as_of = options.as_of or datetime.now(UTC).date()
-    all_users = options.user_ids is None
     params = {
-        "all_users": all_users,
+        "all_users": options.user_ids is None,
         "user_ids": list(options.user_ids or []),
         "top_n": options.top_n,
         "max_unstudied": options.max_unstudied_gaps,
@@ -343,42 +328,14 @@ def run_gap_recommendations(
         "max_questions": options.max_questions_per_gap,
         "max_materials": options.max_materials_per_gap,
     }
-    scope = "true" if all_users else "user_id = any(%(user_ids)s::uuid[])"
-    today = {**params, "generated_on": as_of}
     if not conn.autocommit:
         conn.commit()  # the job's write is its own transaction (see module docstring)
     with conn.transaction():
         conn.execute("drop table if exists gap_recommendations_new")
         conn.execute(recommendations_sql(db.is_citus(conn)), params)
+        today = {**params, "generated_on": as_of}
+        differing, deleted, written = _replace_the_days_rows(conn, today)
         new_rows = conn.execute("select count(*) from gap_recommendations_new").fetchone()[0]
-        stored = f"""
-            select {COLUMNS} from ml.gap_recommendations
-            where generated_on = %(generated_on)s and {scope}
-        """
-        differing = conn.execute(
-            f"""
-            select count(*) from (
-                (select {COLUMNS} from gap_recommendations_new except all {stored})
-                union all
-                ({stored} except all select {COLUMNS} from gap_recommendations_new)
-            ) as changed
-            """,
-            today,
-        ).fetchone()[0]
-        deleted = written = 0
-        if differing:
-            deleted = conn.execute(
-                f"delete from ml.gap_recommendations where generated_on = %(generated_on)s"
-                f" and {scope}",
-                today,
-            ).rowcount
-            written = conn.execute(
-                f"""
-                insert into ml.gap_recommendations ({COLUMNS}, generated_at, generated_on)
-                select {COLUMNS}, now(), %(generated_on)s from gap_recommendations_new
-                """,
-                today,
-            ).rowcount
         counts = dict(
             conn.execute(
                 "select action, count(*) from gap_recommendations_new group by action"
@@ -408,3 +365,56 @@ def run_gap_recommendations(
         else f"{new_rows} rows for {learners} learners",
     )
     return report
+
+
+def _check_inputs(conn: psycopg.Connection, options: RecommendationOptions) -> None:
+    require_relations(
+        conn,
+        {
+            "marts.knowledge_gaps": DBT_FIRST,
+            "intermediate.int_question_answers_folded": DBT_FIRST,
+            "ml.gap_recommendations": "run `studyin migrate` first (the ml schema is missing)",
+        },
+    )
+    for name in (
+        "top_n",
+        "max_prerequisites_per_gap",
+        "max_questions_per_gap",
+        "max_materials_per_gap",
+    ):
+        if getattr(options, name) < 0:
+            raise JobError(f"option {name} must be >= 0, got {getattr(options, name)}")
+
+
+def _replace_the_days_rows(conn: psycopg.Connection, today: dict[str, Any]) -> tuple[int, int, int]:
+    """Replace the day's stored rows of the learners covered by gap_recommendations_new, unless
+    they are the same rows: (rows that differ, rows deleted, rows written)."""
+    scope = "true" if today["all_users"] else "user_id = any(%(user_ids)s::uuid[])"
+    stored = f"""
+        select {COLUMNS} from ml.gap_recommendations
+        where generated_on = %(generated_on)s and {scope}
+    """
+    differing = conn.execute(
+        f"""
+        select count(*) from (
+            (select {COLUMNS} from gap_recommendations_new except all {stored})
+            union all
+            ({stored} except all select {COLUMNS} from gap_recommendations_new)
+        ) as changed
+        """,
+        today,
+    ).fetchone()[0]
+    if not differing:
+        return 0, 0, 0
+    deleted = conn.execute(
+        f"delete from ml.gap_recommendations where generated_on = %(generated_on)s and {scope}",
+        today,
+    ).rowcount
+    written = conn.execute(
+        f"""
+        insert into ml.gap_recommendations ({COLUMNS}, generated_at, generated_on)
+        select {COLUMNS}, now(), %(generated_on)s from gap_recommendations_new
+        """,
+        today,
+    ).rowcount
+    return differing, deleted, written
