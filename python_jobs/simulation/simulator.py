@@ -85,7 +85,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -103,6 +103,9 @@ from python_jobs.ingest.events import (
 )
 from python_jobs.simulation.reference import Reference, load_reference, reference
 from python_jobs.warehouse import db
+
+if TYPE_CHECKING:
+    from python_jobs.ingest.tracker import BatchResult
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -1879,36 +1882,10 @@ def simulate(
     Events received after ``end`` (late uploads still in flight) are counted, not delivered. The
     latent truth goes to schema ``sim``. Deterministic for a seed given the same ``end``.
     """
-    from tqdm import tqdm
-
-    from python_jobs.ingest.tracker import Tracker
-
     started = time.perf_counter()
     sim = generate(users, days, seed, late_share=late_share, end=end)
     prepare(conn, sim)
-    end_at = sim.end
-    counts = {"delivered": 0, "in_flight": 0, "late_delivered": 0}
-    delivered_types: Counter = Counter()
-    bar = tqdm(desc="simulate: events written", unit="ev", unit_scale=True, disable=not progress)
-    late_after = timedelta(seconds=LATE_MIN_SECONDS)
-
-    def deliver() -> Iterator[Event]:
-        stream = sim.events()
-        for event in stream:
-            if event.received_at > end_at:
-                counts["in_flight"] += 1 + sum(1 for _ in stream)
-                break
-            counts["delivered"] += 1
-            delivered_types[event.event_type] += 1
-            if event.received_at - event.occurred_at > late_after:
-                counts["late_delivered"] += 1
-            yield event
-
-    tracker = Tracker(conn, trust_received_at=True)
-    try:
-        result = tracker.track_batch(deliver(), chunk_size=chunk_size, progress=bar.update)
-    finally:
-        bar.close()
+    result, counts = _deliver(conn, sim, chunk_size, progress)
     stats = sim.stats
     practice_n, practice_rate = _exam_pass_rate(sim.truth.exams, "practice")
     board_n, board_rate = _exam_pass_rate(sim.truth.exams, "board")
@@ -1962,3 +1939,38 @@ def simulate(
         seconds=seconds,
         rejections=result.rejections[:20],
     )
+
+
+def _deliver(
+    conn: psycopg.Connection, sim: Simulation, chunk_size: int, progress: bool
+) -> tuple[BatchResult, dict[str, int]]:
+    """Everything received by the simulation's end through the tracker's batch path: the batch
+    result and the counts delivered, still in flight (received after the end) and delivered
+    late."""
+    from tqdm import tqdm
+
+    from python_jobs.ingest.tracker import Tracker
+
+    end_at = sim.end
+    counts = {"delivered": 0, "in_flight": 0, "late_delivered": 0}
+    late_after = timedelta(seconds=LATE_MIN_SECONDS)
+
+    def deliver() -> Iterator[Event]:
+        stream = sim.events()
+        for event in stream:
+            if event.received_at > end_at:
+                counts["in_flight"] += 1 + sum(1 for _ in stream)
+                break
+            counts["delivered"] += 1
+            if event.received_at - event.occurred_at > late_after:
+                counts["late_delivered"] += 1
+            yield event
+
+    bar = tqdm(desc="simulate: events written", unit="ev", unit_scale=True, disable=not progress)
+    try:
+        result = Tracker(conn, trust_received_at=True).track_batch(
+            deliver(), chunk_size=chunk_size, progress=bar.update
+        )
+    finally:
+        bar.close()
+    return result, counts
