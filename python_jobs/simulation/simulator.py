@@ -1094,95 +1094,125 @@ class Simulation:
         (also when the simulated present cuts the block short)."""
         p = st.p
         rng = st.rng
-        c = self.content
-        topic_id = c.leaf_ids[j]
         t_days = w.t / DAY
         r0 = st.retrievability(j, t_days) if st.T[j] > _NEVER else 0.0
-        k = st.level[j] * r0  # the learned level still retained
         if j not in st.touch:
             st.touch[j] = [st.knowledge(j, st.day_start / DAY), 0, 0, 0]
-        touch = st.touch[j]
-        pre = c.prereqs[j]
+        pre = self.content.prereqs[j]
         mult = PREREQ_BASE + sum(st.knowledge(i, t_days) for i in pre) / len(pre) if pre else 1.0
-        rate = p.learn_rate * mult * st.learnability[j]
-        asked = 0
-        right = 0
+        block = _Block(
+            k=st.level[j] * r0,  # the learned level still retained
+            rate=p.learn_rate * mult * st.learnability[j],
+        )
         try:
             if rng.random() < 0.08:
                 w.event(
                     w.t + rng.uniform(2, 20),
                     GenericEvent,
-                    {"event_type": "search", "properties": {"topic_id": topic_id}},
+                    {"event_type": "search", "properties": {"topic_id": self.content.leaf_ids[j]}},
                 )
-            # ---- reading
-            mats = c.leaf_materials[j]
+            mats = self.content.leaf_materials[j]
             if mats and rng.random() < p.read_propensity * (0.4 if review else 1.0):
-                undone = [m for m in mats if not st.mat_done[m]]
-                m = undone[0] if undone else rng.choice(mats)
-                mid = c.m_ids[m]
-                total = c.m_minutes[m] * MINUTE * rng.lognormvariate(0.0, 0.25)
-                target = 1.0 if rng.random() < 0.8 else rng.uniform(0.2, 0.9)
-                w.event(w.t + rng.uniform(2, 10), GenericEvent, _page("reader"))
+                self._read(st, j, mats, budget_end, w, block)
+            self._answer(st, j, review, budget_end, w, block)
+        finally:
+            end_day = min(w.t, self.end_ts) / DAY
+            self._learn(st, j, block.k, r0, t_days, end_day, block.asked, block.right)
+
+    def _read(
+        self,
+        st: _State,
+        j: int,
+        mats: list[int],
+        budget_end: float,
+        w: _SessionWriter,
+        block: _Block,
+    ) -> None:
+        """Read one of the topic's materials (the first unfinished one) in chunks of a few
+        minutes, to the end or to a target share, stopping when out of time."""
+        rng = st.rng
+        c = self.content
+        touch = st.touch[j]
+        undone = [m for m in mats if not st.mat_done[m]]
+        m = undone[0] if undone else rng.choice(mats)
+        mid = c.m_ids[m]
+        total = c.m_minutes[m] * MINUTE * rng.lognormvariate(0.0, 0.25)
+        target = 1.0 if rng.random() < 0.8 else rng.uniform(0.2, 0.9)
+        w.event(w.t + rng.uniform(2, 10), GenericEvent, _page("reader"))
+        w.event(
+            w.t + rng.uniform(1, 5),
+            MaterialInteraction,
+            {"material_id": mid, "interaction_type": "open", "progress": 0.0},
+        )
+        progress = 0.0
+        while progress < target - 1e-9:
+            chunk = max(10.0, min(total * (target - progress), rng.uniform(2.0, 5.0) * MINUTE))
+            progress = min(target, progress + chunk / total)
+            ts = w.t + chunk
+            if ts > budget_end + 10 * MINUTE:
+                target = progress  # out of time: stop reading here
+            done = progress >= 1.0 - 1e-9
+            w.event(
+                ts,
+                MaterialInteraction,
+                {
+                    "material_id": mid,
+                    "interaction_type": "complete" if done else "progress",
+                    "progress": round(progress, 4),
+                    "active_seconds": int(chunk),
+                },
+            )
+            block.k += min(1.0, LEARN_READ_PER_MIN * block.rate * chunk / MINUTE) * (
+                LEVEL_MAX - block.k
+            )
+            touch[3] += int(chunk)
+            if done:
+                st.mat_done[m] = 1
+            elif rng.random() < 0.12:
                 w.event(
-                    w.t + rng.uniform(1, 5),
+                    w.t + rng.uniform(5, 40),
                     MaterialInteraction,
-                    {"material_id": mid, "interaction_type": "open", "progress": 0.0},
+                    {
+                        "material_id": mid,
+                        "interaction_type": "highlight" if rng.random() < 0.7 else "note",
+                        "progress": round(progress, 4),
+                    },
                 )
-                progress = 0.0
-                while progress < target - 1e-9:
-                    chunk = max(
-                        10.0, min(total * (target - progress), rng.uniform(2.0, 5.0) * MINUTE)
-                    )
-                    progress = min(target, progress + chunk / total)
-                    ts = w.t + chunk
-                    if ts > budget_end + 10 * MINUTE:
-                        target = progress  # out of time: stop reading here
-                    done = progress >= 1.0 - 1e-9
-                    w.event(
-                        ts,
-                        MaterialInteraction,
-                        {
-                            "material_id": mid,
-                            "interaction_type": "complete" if done else "progress",
-                            "progress": round(progress, 4),
-                            "active_seconds": int(chunk),
-                        },
-                    )
-                    k += min(1.0, LEARN_READ_PER_MIN * rate * chunk / MINUTE) * (LEVEL_MAX - k)
-                    touch[3] += int(chunk)
-                    if done:
-                        st.mat_done[m] = 1
-                    elif rng.random() < 0.12:
-                        w.event(
-                            w.t + rng.uniform(5, 40),
-                            MaterialInteraction,
-                            {
-                                "material_id": mid,
-                                "interaction_type": "highlight" if rng.random() < 0.7 else "note",
-                                "progress": round(progress, 4),
-                            },
-                        )
-                    w.take_break()
-            # ---- questions
-            n_q = c.q_count[j]
-            size = rng.randint(5, 20)
-            pace = p.question_seconds
-            w.event(w.t + rng.uniform(2, 10), GenericEvent, _page("question_block"))
-            wrong_review = review and rng.random() < 0.2
-            q0 = c.q_start[j]
-            theta0 = st.theta0[j]
-            hint_p = p.hint_rate * (1.6 if theta0 + GAIN * k < 0.0 else 0.6)
-            k_block = k  # level when the questions start (after any reading)
-            q_seen = st.q_seen
-            q_last = st.q_last
-            q_a = c.q_a
-            q_b = c.q_b
-            factor = st.factor
-            rand = rng.random
-            lognorm = rng.lognormvariate
-            expo = rng.expovariate
-            exp = math.exp
-            attempts = w.attempts
+            w.take_break()
+
+    def _answer(
+        self, st: _State, j: int, review: bool, budget_end: float, w: _SessionWriter, block: _Block
+    ) -> None:
+        """A block of 5-20 questions of the topic (a review may redo the last wrong one), each
+        answered by the item response model and learnt from; the loop keeps its state in locals
+        (it is the simulator's hot path) and hands it back to ``block`` however it ends."""
+        p = st.p
+        rng = st.rng
+        c = self.content
+        topic_id = c.leaf_ids[j]
+        k, rate = block.k, block.rate
+        asked = 0
+        right = 0
+        n_q = c.q_count[j]
+        size = rng.randint(5, 20)
+        pace = p.question_seconds
+        w.event(w.t + rng.uniform(2, 10), GenericEvent, _page("question_block"))
+        wrong_review = review and rng.random() < 0.2
+        q0 = c.q_start[j]
+        theta0 = st.theta0[j]
+        hint_p = p.hint_rate * (1.6 if theta0 + GAIN * k < 0.0 else 0.6)
+        k_block = k  # level when the questions start (after any reading)
+        q_seen = st.q_seen
+        q_last = st.q_last
+        q_a = c.q_a
+        q_b = c.q_b
+        factor = st.factor
+        rand = rng.random
+        lognorm = rng.lognormvariate
+        expo = rng.expovariate
+        exp = math.exp
+        attempts = w.attempts
+        try:
             for _ in range(size):
                 if w.t >= budget_end:
                     break
@@ -1259,7 +1289,7 @@ class Simulation:
                     )
                 w.take_break()
         finally:
-            self._learn(st, j, k, r0, t_days, min(w.t, self.end_ts) / DAY, asked, right)
+            block.k, block.asked, block.right = k, asked, right
 
     def _learn(
         self,
@@ -1420,6 +1450,17 @@ def _make_event(
     d["ip"] = ip
     d["received_at"] = received_at
     return event
+
+
+@dataclass
+class _Block:
+    """A topic block's running state: the learned level, the learning rate, and the questions
+    asked and answered right so far."""
+
+    k: float
+    rate: float
+    asked: int = 0
+    right: int = 0
 
 
 class _PastEnd(Exception):
