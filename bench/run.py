@@ -635,84 +635,14 @@ def verdict(op: str, limit: float, value: float) -> str:
 
 
 def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> str:
-    rows = ["| figure | target | measured | verdict |", "| --- | --- | --- | --- |"]
-
+    """The markdown of a run: the machine, each figure beside its target and verdict, and the
+    nightly run's median seconds per step."""
     limits = targets(profile)
-
-    def add(label: str, key: str, value: float, fmt: str) -> None:
+    rows = ["| figure | target | measured | verdict |", "| --- | --- | --- | --- |"]
+    for label, key, value, fmt in _judged_figures(profile, figures):
         op, limit = limits[key]
         shown = f"{limit:,.0f}" if float(limit).is_integer() else f"{limit:.3f}"
         rows.append(f"| {label} | {op} {shown} | {value:{fmt}} | {verdict(op, limit, value)} |")
-
-    if "ingest" in figures:
-        ingest = figures["ingest"]
-        add("ingest, events/s", "ingest_events_per_s", ingest["events_per_s"], ",.0f")
-        add(
-            f"ingest / COPY floor of the same rows ({ingest['copy_rows_per_s']:,.0f} rows/s "
-            f"= {ingest['copy_events_per_s']:,.0f} events/s)",
-            "ingest_copy_ratio",
-            ingest["copy_ratio"],
-            ".3f",
-        )
-    if "nightly" in figures:
-        add(
-            f"nightly run after 1 day, {profile.days} d history, s",
-            "nightly_run_s",
-            figures["nightly"]["median_s"],
-            ".1f",
-        )
-    if "nightly" in figures:
-        night = figures["nightly"]
-        add(
-            f"nightly / plain-SQL floor of the same day (floor {night['floor_median_s']:.2f} s)",
-            "nightly_floor_multiple",
-            night["floor_multiple"],
-            ".1f",
-        )
-    if "cost_ratio" in figures:
-        add(
-            f"cost ratio {profile.days} d / {profile.short_days} d",
-            "cost_ratio",
-            figures["cost_ratio"]["ratio"],
-            ".2f",
-        )
-    if "full_rebuild" in figures:
-        fr = figures["full_rebuild"]
-        add(
-            f"full rebuild, s ({fr['events_per_s']:,.0f} events/s)",
-            "full_rebuild_s",
-            fr["median_s"],
-            ".1f",
-        )
-        add(
-            f"full rebuild rate / single-pass GROUP BY rate "
-            f"({fr['group_by_events_per_s']:,.0f} events/s)",
-            "full_rebuild_group_by_ratio",
-            fr["group_by_ratio"],
-            ".3f",
-        )
-    for q in figures.get("dashboards", []):
-        add(
-            f"dashboard `{q['name']}` p95 ms (p50 {q['p50_ms']:.1f}, p99 {q['p99_ms']:.1f})",
-            "dashboard_p95_ms",
-            q["p95_ms"],
-            ".1f",
-        )
-    for job in figures.get("job_memory", []):
-        add(
-            f"job `{job['job']}` peak RSS MB ({job['wall_s']:.1f} s)",
-            "job_peak_rss_mb",
-            job["peak_rss_mb"],
-            ",.0f",
-        )
-    if "storage" in figures:
-        storage = figures["storage"]
-        add(
-            f"bytes per stored event, whole database ({storage['events']:,} events)",
-            "storage_bytes_per_event",
-            storage["bytes_per_event"],
-            ".1f",
-        )
     head = (
         f"Profile `{profile.name}` ({profile.users:,} learners x {profile.days} days), "
         f"{info['cpus']} CPUs, {info['memory_gib']} GiB, PostgreSQL {info['postgres']}, "
@@ -733,6 +663,60 @@ def table(profile: Profile, figures: dict[str, Any], info: dict[str, Any]) -> st
     return head + "\n".join(rows) + "\n" + notes
 
 
+def _judged_figures(
+    profile: Profile, figures: dict[str, Any]
+) -> Iterator[tuple[str, str, float, str]]:
+    """(label, key in TARGETS, value, format) of every figure measured."""
+    if "ingest" in figures:
+        ingest = figures["ingest"]
+        yield "ingest, events/s", "ingest_events_per_s", ingest["events_per_s"], ",.0f"
+        yield (
+            f"ingest / COPY floor of the same rows ({ingest['copy_rows_per_s']:,.0f} rows/s "
+            f"= {ingest['copy_events_per_s']:,.0f} events/s)",
+            "ingest_copy_ratio",
+            ingest["copy_ratio"],
+            ".3f",
+        )
+    if "nightly" in figures:
+        night = figures["nightly"]
+        yield (
+            f"nightly run after 1 day, {profile.days} d history, s",
+            "nightly_run_s",
+            night["median_s"],
+            ".1f",
+        )
+        yield (
+            f"nightly / plain-SQL floor of the same day (floor {night['floor_median_s']:.2f} s)",
+            "nightly_floor_multiple",
+            night["floor_multiple"],
+            ".1f",
+        )
+    if "cost_ratio" in figures:
+        label = f"cost ratio {profile.days} d / {profile.short_days} d"
+        yield label, "cost_ratio", figures["cost_ratio"]["ratio"], ".2f"
+    if "full_rebuild" in figures:
+        fr = figures["full_rebuild"]
+        label = f"full rebuild, s ({fr['events_per_s']:,.0f} events/s)"
+        yield label, "full_rebuild_s", fr["median_s"], ".1f"
+        yield (
+            f"full rebuild rate / single-pass GROUP BY rate "
+            f"({fr['group_by_events_per_s']:,.0f} events/s)",
+            "full_rebuild_group_by_ratio",
+            fr["group_by_ratio"],
+            ".3f",
+        )
+    for q in figures.get("dashboards", []):
+        label = f"dashboard `{q['name']}` p95 ms (p50 {q['p50_ms']:.1f}, p99 {q['p99_ms']:.1f})"
+        yield label, "dashboard_p95_ms", q["p95_ms"], ".1f"
+    for job in figures.get("job_memory", []):
+        label = f"job `{job['job']}` peak RSS MB ({job['wall_s']:.1f} s)"
+        yield label, "job_peak_rss_mb", job["peak_rss_mb"], ",.0f"
+    if "storage" in figures:
+        storage = figures["storage"]
+        label = f"bytes per stored event, whole database ({storage['events']:,} events)"
+        yield label, "storage_bytes_per_event", storage["bytes_per_event"], ".1f"
+
+
 def _sized(profile: Profile, users: int | None, days: int | None) -> Profile:
     """The profile at another size (--users, --days): the same code path, smaller. Its name
     carries the size, so its histories and cached held-back days (named after the profile) never
@@ -749,6 +733,45 @@ def _sized(profile: Profile, users: int | None, days: int | None) -> Profile:
 
 
 ALL = ("ingest", "nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage")
+LONG_HISTORY_FIGURES = ALL[1:]  # every figure but ingest needs the history databases
+
+
+def measure_on_histories(
+    profile: Profile, wanted: list[str], target: Path, nightly_runs: int, repeat: int
+) -> dict[str, Any]:
+    """The figures measured on the profile's history databases (built or reused first): the
+    nights on both histories, then the full rebuild, dashboards, job memory and storage on the
+    long one."""
+    figures: dict[str, Any] = {}
+    if not set(LONG_HISTORY_FIGURES) & set(wanted):
+        return figures
+    # held-back days are needed only by the nightly figures: a run of the other figures
+    # reuses any history (it once rebuilt a 36M-event history because too few days were left)
+    timed_nights = nightly_runs if {"nightly", "cost_ratio"} & set(wanted) else 0
+    long_history, short_history = build_histories(
+        profile, target, "cost_ratio" in wanted, timed_nights
+    )
+    if "nightly" in wanted or "cost_ratio" in wanted:
+        nightly = measure_nightly(
+            [n for n in (long_history, short_history) if n], profile, target, nightly_runs
+        )
+        figures["nightly"] = nightly[long_history]
+        if short_history:
+            figures["nightly_short"] = nightly[short_history]
+            figures["cost_ratio"] = {
+                "long_median_s": nightly[long_history]["median_s"],
+                "short_median_s": nightly[short_history]["median_s"],
+                "ratio": nightly[long_history]["median_s"] / nightly[short_history]["median_s"],
+            }
+    if "full_rebuild" in wanted:
+        figures["full_rebuild"] = measure_full_rebuild(long_history, target, repeat)
+    if "dashboards" in wanted:
+        figures["dashboards"] = measure_dashboards(long_history, target, profile.dashboard_calls)
+    if "job_memory" in wanted:
+        figures["job_memory"] = measure_jobs(long_history, target)
+    if "storage" in wanted:
+        figures["storage"] = measure_storage(long_history)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -814,36 +837,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.ingest_runs)
         ]
         figures["ingest"] = ingest_figures(profile.ingest_events, runs)
-    needs_long = {"nightly", "cost_ratio", "full_rebuild", "dashboards", "job_memory", "storage"}
-    if needs_long & set(wanted):
-        # held-back days are needed only by the nightly figures: a run of the other figures
-        # reuses any history (it once rebuilt a 36M-event history because too few days were left)
-        timed_nights = args.nightly_runs if {"nightly", "cost_ratio"} & set(wanted) else 0
-        long_history, short_history = build_histories(
-            profile, target, "cost_ratio" in wanted, timed_nights
-        )
-        if "nightly" in wanted or "cost_ratio" in wanted:
-            nightly = measure_nightly(
-                [n for n in (long_history, short_history) if n], profile, target, args.nightly_runs
-            )
-            figures["nightly"] = nightly[long_history]
-            if short_history:
-                figures["nightly_short"] = nightly[short_history]
-                figures["cost_ratio"] = {
-                    "long_median_s": nightly[long_history]["median_s"],
-                    "short_median_s": nightly[short_history]["median_s"],
-                    "ratio": nightly[long_history]["median_s"] / nightly[short_history]["median_s"],
-                }
-        if "full_rebuild" in wanted:
-            figures["full_rebuild"] = measure_full_rebuild(long_history, target, args.repeat)
-        if "dashboards" in wanted:
-            figures["dashboards"] = measure_dashboards(
-                long_history, target, profile.dashboard_calls
-            )
-        if "job_memory" in wanted:
-            figures["job_memory"] = measure_jobs(long_history, target)
-        if "storage" in wanted:
-            figures["storage"] = measure_storage(long_history)
+    figures.update(measure_on_histories(profile, wanted, target, args.nightly_runs, args.repeat))
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1216,15 +1216,7 @@ class Simulation:
             for _ in range(size):
                 if w.t >= budget_end:
                     break
-                qi = -1
-                if wrong_review:
-                    for x in range(n_q):
-                        if q_last[q0 + x] == 2:
-                            qi = q0 + x
-                            break
-                if qi < 0:
-                    qi = q0 + (st.offset[j] + st.ptr[j]) % n_q
-                    st.ptr[j] += 1
+                qi = _next_question(st, j, q0, n_q, wrong_review)
                 seen = q_seen[qi]
                 hint = rand() < hint_p
                 theta = theta0 + GAIN * (k_block + WITHIN_BLOCK_TRANSFER * (k - k_block))
@@ -1233,23 +1225,7 @@ class Simulation:
                     theta += SEEN_RIGHT_BONUS if q_last[qi] == 1 else SEEN_WRONG_BONUS
                 prob = GUESS + factor / (1.0 + exp(-q_a[qi] * (theta - q_b[qi])))
                 correct = rand() < prob
-                skipped = not correct and rand() < SKIP_WHEN_WRONG
-                secs = pace * lognorm(0.0, 0.35) * (0.85 if correct else 1.1)
-                if hint:
-                    secs += rng.uniform(8, 25)
-                answer_key = c.q_answer[qi]
-                if skipped:
-                    selected = None
-                    secs = max(secs, 90.0 + rng.uniform(0, 30))
-                elif correct:
-                    selected = answer_key
-                else:
-                    selected = _WRONG[answer_key][rng.randrange(4)]
-                conf = None
-                if p.rates_confidence and rand() < 0.92:
-                    z = prob + 0.2 * ((1.0 if correct else 0.0) - prob) + p.confidence_bias
-                    z += rng.gauss(0.0, p.confidence_noise)
-                    conf = min(5, max(1, int(round(1 + 4 * z))))
+                selected, secs, conf = _response(rng, p, prob, correct, hint, c.q_answer[qi])
                 w.event(
                     w.t + secs,
                     QuestionAttempt,
@@ -1450,6 +1426,42 @@ def _make_event(
     d["ip"] = ip
     d["received_at"] = received_at
     return event
+
+
+def _next_question(st: _State, j: int, q0: int, n_q: int, wrong_review: bool) -> int:
+    """The index of the next question of topic ``j``: in a review that redoes mistakes, the
+    topic's first question last answered wrong; else the next of the learner's own order."""
+    if wrong_review:
+        for x in range(n_q):
+            if st.q_last[q0 + x] == 2:
+                return q0 + x
+    qi = q0 + (st.offset[j] + st.ptr[j]) % n_q
+    st.ptr[j] += 1
+    return qi
+
+
+def _response(
+    rng: random.Random, p: Learner, prob: float, correct: bool, hint: bool, answer_key: str
+) -> tuple[str | None, float, int | None]:
+    """How an answer looks: (the option chosen, None when skipped; seconds taken; the confidence
+    rated, None when the learner does not rate it). A wrong answer is skipped at times."""
+    skipped = not correct and rng.random() < SKIP_WHEN_WRONG
+    secs = p.question_seconds * rng.lognormvariate(0.0, 0.35) * (0.85 if correct else 1.1)
+    if hint:
+        secs += rng.uniform(8, 25)
+    if skipped:
+        selected = None
+        secs = max(secs, 90.0 + rng.uniform(0, 30))
+    elif correct:
+        selected = answer_key
+    else:
+        selected = _WRONG[answer_key][rng.randrange(4)]
+    conf = None
+    if p.rates_confidence and rng.random() < 0.92:
+        z = prob + 0.2 * ((1.0 if correct else 0.0) - prob) + p.confidence_bias
+        z += rng.gauss(0.0, p.confidence_noise)
+        conf = min(5, max(1, int(round(1 + 4 * z))))
+    return selected, secs, conf
 
 
 @dataclass
