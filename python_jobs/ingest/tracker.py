@@ -1153,7 +1153,7 @@ class Tracker:
         occurred, received = self._times(ev, now, errors)
         # a session end's reason is stored among its properties and in its own batch column
         end = typed_fields(SessionEndFields, ev, errors) if kind == K_END else None
-        end_reason = None if end is None else end.end_reason
+        end_reason = None if end is None else end[0]
         props_json = self._event_properties(ev, idx, end_reason, errors)
         network = _network(ev.ip, errors)
         typed = _TYPED_COLUMNS[kind](self, ev, errors)
@@ -1208,11 +1208,9 @@ class Tracker:
         f = typed_fields(QuestionFields, ev, errors)
         if f is None or info is None:
             return ()
+        q, selected, attempt, ms, confidence, hint = f
         topic_id, correct = info
-        question = (
-            f.question_id, topic_id, f.attempt_number, f.selected_answer,
-            f.selected_answer == correct, f.time_to_answer_ms, f.confidence_level, f.hint_used,
-        )  # fmt: skip
+        question = (q, topic_id, attempt, selected, selected == correct, ms, confidence, hint)
         return question + _NO_MATERIAL + _NO_EXAM
 
     def _material_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
@@ -1226,15 +1224,15 @@ class Tracker:
         f = typed_fields(MaterialFields, ev, errors)
         if f is None or not known:
             return ()
-        progress = None if f.progress is None else float(f.progress)
-        material = (f.material_id, f.interaction_type, progress, f.active_seconds)
+        m, interaction, progress, seconds = f
+        material = (m, interaction, None if progress is None else float(progress), seconds)
         return _NO_QUESTION + material + _NO_EXAM
 
     def _exam_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
         f = typed_fields(ExamFields, ev, errors)
         if f is None:
             return ()
-        return _NO_QUESTION + _NO_MATERIAL + (f.exam_kind, f.scaled_score, f.passed)
+        return _NO_QUESTION + _NO_MATERIAL + f
 
     def _untyped_columns(self, ev: Any, errors: list[FieldError]) -> tuple | list[FieldError]:
         return _UNTYPED

@@ -7,7 +7,8 @@ what those checks share:
 - ``FieldError`` / ``ValidationError``: every problem of one event, each naming its field.
 - ``QuestionFields``, ``MaterialFields``, ``ExamFields``, ``SessionEndFields``: the typed fields of
   each kind of event as pydantic schemas (strict: no coercion, a bool is not an integer), and
-  ``typed_fields``, which checks an event against one and says, per field, what was expected.
+  ``typed_fields``, which checks an event's fields against one and says, per bad field, what
+  was expected.
 - ``parse_json``: raw JSON from a client -> its object, or a ValidationError (text over
   ``MAX_PAYLOAD_BYTES`` is refused unparsed, an object repeating a key is refused).
 - ``event_from_payload``: that object -> a typed ``Event`` (or a ValidationError).
@@ -27,20 +28,22 @@ what those checks share:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter
 
 from python_jobs.ingest.events import EVENT_CLASSES, Event, GenericEvent
 
@@ -142,19 +145,36 @@ EXPECTED = {
 """What each typed field must be, as an error message says it (followed by ", got <value>")."""
 
 
-_Fields = TypeVar("_Fields", bound=_TypedFields)
+@functools.cache
+def _field_reader(
+    schema: type[_TypedFields],
+) -> tuple[tuple[str, ...], Callable[[Any], tuple], Any]:
+    """(the schema's field names, a reader of those attributes of an event as a tuple, a pydantic
+    validator of that tuple): checking the tuple costs about a third of validating the model from
+    the event's attributes (0.4-0.7 against 1.0-1.5 us), and the tracker wants a tuple anyway."""
+    names = tuple(schema.model_fields)
+    types = tuple(
+        Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+        for f in schema.model_fields.values()
+    )
+    adapter = TypeAdapter(tuple[types], config=ConfigDict(strict=True))  # type: ignore[valid-type]
+    get = operator.attrgetter(*names)
+    read = get if len(names) > 1 else (lambda event: (get(event),))  # one name: not a tuple
+    return names, read, adapter.validator
 
 
-def typed_fields(schema: type[_Fields], event: Any, errors: list[FieldError]) -> _Fields | None:
-    """``event``'s typed fields checked against ``schema``: the validated fields, or None with a
-    FieldError per bad field appended to ``errors`` (in the schema's field order)."""
+def typed_fields(
+    schema: type[_TypedFields], event: Any, errors: list[FieldError]
+) -> tuple[Any, ...] | None:
+    """``event``'s typed fields checked against ``schema``: their validated values in the
+    schema's field order, or None with a FieldError per bad field appended to ``errors``."""
+    names, read, validator = _field_reader(schema)
     try:
-        return schema.model_validate(event)
+        return validator.validate_python(read(event))
     except pydantic.ValidationError as err:
-        bad = dict.fromkeys(e["loc"][0] for e in err.errors(include_url=False))
+        bad = dict.fromkeys(names[e["loc"][0]] for e in err.errors(include_url=False))
         errors.extend(
-            FieldError(str(name), f"{EXPECTED[name]}, got {show(getattr(event, name))}")
-            for name in bad
+            FieldError(name, f"{EXPECTED[name]}, got {show(getattr(event, name))}") for name in bad
         )
         return None
 
