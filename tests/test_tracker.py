@@ -37,7 +37,16 @@ from python_jobs.ingest.tracker import (
     ValidationError,
     close_idle_sessions,
 )
-from python_jobs.ingest.validation import REJECTED_PAYLOAD_LIMIT, anonymise_ip, mask_ip_addresses
+from python_jobs.ingest.validation import (
+    EXPECTED,
+    REJECTED_PAYLOAD_LIMIT,
+    ExamFields,
+    MaterialFields,
+    QuestionFields,
+    SessionEndFields,
+    anonymise_ip,
+    mask_ip_addresses,
+)
 from python_jobs.warehouse import migrate
 from python_jobs.warehouse.deletion import apply_deletions, request_deletion
 
@@ -613,6 +622,13 @@ def test_typed_fields_are_stored_as_their_schema_read_them(conn, tracker, ref):
         " where event_id = %s",
         (plain.event_id,),
     ).fetchone() == ("C", True, 1)
+
+
+def test_every_typed_field_says_what_it_expects():
+    """A field a schema gains without its message would turn a bad value into 'could not be
+    checked'; no field outside the schemas has one."""
+    schemas = (QuestionFields, MaterialFields, ExamFields, SessionEndFields)
+    assert {name for schema in schemas for name in schema.model_fields} == set(EXPECTED)
 
 
 def test_every_problem_of_an_event_is_reported_at_once(conn, tracker, ref):
