@@ -616,13 +616,8 @@ def _cutoff_pairs(
         retrieval=retrieval,
         materials_done=done,
         **{
-            name: _take(reviews[column].to_numpy(dtype=np.int64), last)
-            for name, column in (
-                ("attempts", "attempts"),
-                ("correct", "correct"),
-                ("first_attempts", "first_attempts"),
-                ("first_correct", "first_correct"),
-            )
+            counts: _take(reviews[counts].to_numpy(dtype=np.int64), last)
+            for counts in ("attempts", "correct", "first_attempts", "first_correct")
         },
     )
 
