@@ -44,8 +44,13 @@ def test_a_measurement_cut_short_resumes_only_with_its_nights_and_day_files(
 
 
 def test_the_verdict_table_judges_each_profile_by_its_own_targets() -> None:
-    info = {"cpus": 2, "memory_gib": 24, "postgres": "18", "python": "3.11"}
-    info["postgres_settings"] = {}
+    info = {
+        "cpus": 2,
+        "memory_gib": 24,
+        "postgres": "18",
+        "python": "3.11",
+        "postgres_settings": {},
+    }
     night = {"median_s": 110.0, "floor_median_s": 100.0, "floor_multiple": 1.1}
     figures = {"nightly": night, "storage": {"events": 1000, "bytes_per_event": 412.5}}
 

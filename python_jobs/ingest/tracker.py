@@ -13,12 +13,11 @@ set-based inserts). Every path runs the same steps:
    read as the field's ``EXPECTED`` text and the value given; ``properties`` a JSON object, of
    which only the keys declared for the event type with values of their type are kept (the rest
    is dropped and counted, strings have e-mail and IP addresses masked:
-   ``python_jobs.ingest.properties``), of
-   at most ``max_properties_bytes`` bytes both as compact UTF-8 JSON and as stored JSONB (what the
-   schema's check measures; asked of the server only for large ones) and nested at most
-   ``max_properties_depth`` levels (measured only for texts long enough to nest that deep);
-   ``ip`` a valid address. Reference ids are cached per Tracker; misses are looked up in one
-   query per chunk.
+   ``python_jobs.ingest.properties``), of at most ``max_properties_bytes`` bytes both as compact
+   UTF-8 JSON and as stored JSONB (what the schema's check measures; asked of the server only for
+   large ones) and nested at most ``max_properties_depth`` levels (measured only for texts long
+   enough to nest that deep); ``ip`` a valid address. Reference ids are cached per Tracker;
+   misses are looked up in one query per chunk.
 2. Anonymise the IP (IPv4 -> /24, IPv6 -> /48) before anything is sent to the database.
 3. Make sure the monthly partitions of ``app.study_events`` exist for the months seen
    (``app.ensure_study_event_partitions``, in its own short transaction, only for unseen months).
