@@ -174,17 +174,17 @@ LATEST_REVIEWS_SQL = CHUNK_CTE + _REVIEWS_SELECT.format(
 )
 
 # The population's first attempts per day: those of the first day a learner met a topic (the
-# first review of each learner-topic pair) and all of them. Cumulated up to a cutoff day they give
-# the population's rates as of that day (nothing later is read).
+# first review of each learner-topic pair, review_number 1: a filter, where finding it by sorting
+# every review cost a third of a second at 5,000 learners x 90 days) and all of them. Cumulated up
+# to a cutoff day they give the population's rates as of that day (nothing later is read).
 POPULATION_FIRST_DAY_SQL = """
 with first_reviews as (
-    select distinct on (r.user_id, r.topic_id)
+    select
         r.review_date,
         r.cumulative_first_attempts as first_attempts,
         r.cumulative_first_attempts_correct as first_correct
     from intermediate.int_topic_reviews_scheduled as r
-    where r.review_date - date '1970-01-01' <= %(last_day)s
-    order by r.user_id, r.topic_id, r.review_date
+    where r.review_number = 1 and r.review_date - date '1970-01-01' <= %(last_day)s
 ),
 
 first_days as (
