@@ -112,13 +112,45 @@
         and {{ since }}
 {%- endmacro %}
 
+{#- Incremental marts by week of the ledger (fct_prediction_metrics_weekly,
+    fct_prediction_buckets): the CTEs up to touched_weeks, the (kind, model version, ISO week)
+    groups to recompute: those of ledger rows received since the model's watermark, and every
+    week of the model inside the activity span of an erasure since its erasure watermark. -#}
+{% macro touched_prediction_weeks() -%}
+{#- sqlfluff loads each macro file on its own: it lints these CTEs without incremental.sql's
+    conditions -#}
+{%- set linting = sqlfluff_lint is defined -%}
+erased as (
+    {{ erased_spans('true' if linting else erasures_since_watermark('erasures.completed_at')) }}
+),
+
+touched_weeks as (
+    select distinct
+        prediction_kind,
+        model_version,
+        week_start
+    from {{ ref('prediction_ledger') }}
+    where {{ 'true' if linting else received_since_watermark('received_at') }}
+    union
+    select
+        metrics.prediction_kind,
+        metrics.model_version,
+        metrics.week_start
+    from {{ this }} as metrics
+    inner join erased
+        on
+            metrics.week_start <= erased.erased_to
+            and metrics.week_start + 6 >= erased.erased_from
+),
+{%- endmacro %}
+
 {#-
   Post-hook of a metric mart: delete its groups that no longer have any prediction (all of them
   erased). delete+insert only replaces the groups a run recomputes, and a group with no
   prediction left recomputes to no row at all. `relation` is where the predictions are counted
   (the ledger, alias ledger, or the weekly mart, alias weekly); `condition` matches its rows to
-  the mart's row (alias metrics). On PostgreSQL each row of the mart is one index probe (a
-  correlated not exists). On Citus the mart is a coordinator table and the ledger a distributed
+  the mart's group (alias metrics: the columns of its unique key). On PostgreSQL each group of
+  the mart is one index probe (a correlated not exists). On Citus the mart is a coordinator table and the ledger a distributed
   one, which a correlated subquery cannot join: the groups that still have predictions are found
   by one join of the two (Citus sends the small mart to the workers), the others deleted.
 -#}
@@ -131,12 +163,17 @@
 {%- endmacro %}
 
 {% macro default__delete_groups_without_predictions(relation, alias, condition) -%}
-    delete from {{ this }} as metrics
-    where not exists (
-        select 1 from {{ ref(relation) }} as {{ alias }}
-        where {{ alias }}.prediction_kind = metrics.prediction_kind
-            and {{ alias }}.model_version = metrics.model_version
-            and {{ condition }}
+    {%- set keys = config.get('unique_key') -%}
+    delete from {{ this }}
+    where ({{ keys | join(', ') }}) in (
+        select {% for key in keys %}metrics.{{ key }}{{ ', ' if not loop.last }}{% endfor %}
+        from (select distinct {{ keys | join(', ') }} from {{ this }}) as metrics
+        where not exists (
+            select 1 from {{ ref(relation) }} as {{ alias }}
+            where {{ alias }}.prediction_kind = metrics.prediction_kind
+                and {{ alias }}.model_version = metrics.model_version
+                and {{ condition }}
+        )
     )
 {%- endmacro %}
 

@@ -12,6 +12,17 @@
     greatest(least({{ p }}, 1 - {{ var('prediction_probability_clip') }}), {{ var('prediction_probability_clip') }})
 {%- endmacro %}
 
+{#- The logit of a probability, clipped: ln(p / (1 - p)), within +-13.8 for the default clip. -#}
+{% macro clipped_logit(p) -%}
+    ln({{ clipped_probability(p) }} / (1 - {{ clipped_probability(p) }}))
+{%- endmacro %}
+
+{#- The logit bucket of a probability: floor(logit(p) / var prediction_logit_bucket_width), the
+    integer k of the bucket [k w, (k + 1) w) of the clipped logit (fct_prediction_buckets). -#}
+{% macro logit_bucket(p) -%}
+    floor({{ clipped_logit(p) }} / {{ var('prediction_logit_bucket_width') }})::integer
+{%- endmacro %}
+
 {#- The log loss of one prediction: -ln(p) when the outcome happened, -ln(1 - p) otherwise; the
     metric is its mean. -#}
 {% macro log_loss_term(p, y) -%}
@@ -62,7 +73,7 @@
     terms here are below 100 in magnitude (probabilities, clipped log losses, logit sums), far
     from the 9.2e6 at which a term would overflow bigint. -#}
 {% macro exact_sum(expr) -%}
-    ({{ _sum_of_units(expr) }} / 1e12)::double precision
+    {{ exact_decimal_sum(expr) }}::double precision
 {%- endmacro %}
 
 {#- The mean of exact_sum's terms, divided in numeric: null for a group without a non-null term. -#}
@@ -104,26 +115,35 @@
   converged = false, it would otherwise grow until a product underflows, and PostgreSQL raises
   an error on underflow instead of returning 0.
 -#}
-{% macro calibration_fit(relation, group_columns) -%}
+{% macro calibration_fit(relation, group_columns, weighted=false) -%}
     {%- set warm_steps = var('calibration_warm_start_steps') | int -%}
     {%- set steps = warm_steps + var('calibration_newton_steps') | int -%}
     {%- set keys = group_columns | join(', ') -%}
     {%- set fit = namespace(previous='fit_0') -%}
     with
     fit_points as (
+        {%- if weighted %}
         select
             {{ keys }},
-            ln({{ clipped_probability('probability') }} / (1 - {{ clipped_probability('probability') }})) as x,
+            x,
+            weight,
+            positives
+        from {{ relation }}
+        {%- else %}
+        select
+            {{ keys }},
+            {{ clipped_logit('probability') }} as x,
             1 as weight,
             case when outcome then 1 else 0 end as positives
         from {{ relation }}
+        {%- endif %}
     ),
 
     fit_bins as (
         select
             {{ keys }},
-            {{ exact_avg('x') }} as x,
-            count(*) as weight,
+            {{ '(sum(x::numeric * weight) / sum(weight))::double precision' if weighted else exact_avg('x') }} as x,
+            sum(weight) as weight,
             sum(positives) as positives
         from fit_points
         group by {{ keys }}, round(x / {{ var('calibration_warm_start_bin_width') }})
@@ -140,7 +160,8 @@
         group by {{ keys }}
     ),
     {%- for step in range(1, steps + 1) %}
-    {{ _newton_step(step, fit.previous, 'fit_bins' if step <= warm_steps else 'fit_points', group_columns) }}
+    {{ _newton_step(step, fit.previous, 'fit_bins' if step <= warm_steps else 'fit_points', group_columns,
+        step <= warm_steps or weighted) }}
     {%- set fit.previous = 'fit_' ~ step %}
     {%- if step == warm_steps %}
 
@@ -172,10 +193,12 @@
 
 {#- One unrolled Newton-Raphson step of calibration_fit, as three CTEs ending in fit_<step>: the
     gradient and Hessian summed over `points` (fit_points or fit_bins: x, weight, positives) at
-    the estimates of `previous`, and the 2 x 2 system solved. -#}
-{% macro _newton_step(step, previous, points, group_columns) -%}
+    the estimates of `previous`, and the 2 x 2 system solved. Sums in numeric when
+    `numeric_sums` (bins, and weighted points, whose terms can pass what exact_sum holds), else
+    exact_sum. -#}
+{% macro _newton_step(step, previous, points, group_columns, numeric_sums) -%}
     {%- set keys = group_columns | join(', ') -%}
-    {%- set add_up = exact_sum if points == 'fit_points' else _numeric_sum %}
+    {%- set add_up = _numeric_sum if numeric_sums else exact_sum %}
 
     sums_{{ step }} as (
         -- grouped by the keys alone, so the aggregate hashes a few groups instead of sorting
@@ -218,6 +241,13 @@
             both_classes
         from solved_{{ step }}
     ),
+{%- endmacro %}
+
+{#- exact_sum's total as numeric: the terms rounded to whole units of 1e-12, summed, divided back
+    exactly (a decimal with 12 places). Such totals add up exactly, so a sum stored per group
+    can be summed again over groups with the same result as summing the terms at once. -#}
+{% macro exact_decimal_sum(expr) -%}
+    ({{ _sum_of_units(expr) }} / 1e12)
 {%- endmacro %}
 
 {#- A sum of double precision terms in numeric: each term becomes a numeric of its 15 significant
@@ -308,6 +338,126 @@
             calibration.calibration_slope,
             calibration.calibration_converged
         from scored
+        inner join calibration_error using ({{ keys }})
+        inner join calibration using ({{ keys }})
+    )
+
+    select * from metrics
+{%- endmacro %}
+
+{#- Aggregate expression: ROC AUC over a group's logit buckets (one row each, ascending), the
+    Mann-Whitney statistic with the predictions of a bucket tied: each positive counts the
+    negatives of lower buckets and half of its own bucket's, over positives x negatives; null when
+    the group holds one class only. -#}
+{% macro auc_from_buckets(positives, negatives, negatives_below) -%}
+    (sum({{ positives }} * ({{ negatives_below }} + {{ negatives }} / 2.0))
+        / nullif(sum({{ positives }})::numeric * sum({{ negatives }}), 0))
+{%- endmacro %}
+
+{#-
+  A query: the metrics of prediction_metrics per group of `relation`, a CTE of rows of
+  fct_prediction_buckets (the group columns, calibration_bin, logit_bucket, predictions,
+  positives, first and last predicted_for, and the exact sums sum_probability, sum_log_loss,
+  sum_brier_score and sum_logit), read instead of the predictions: a group's work is its buckets,
+  a few thousand, however many predictions it holds.
+  Counts, mean probability, observed rate, log loss, Brier score and the calibration error add
+  the buckets' exact sums and equal prediction_metrics'. AUC ties the predictions of a bucket
+  (auc_from_buckets), and the calibration fit runs over the buckets (each at its mean logit, weighted by its
+  predictions): both as if every probability were moved within var prediction_logit_bucket_width
+  of its logit. The docs (prediction_metrics_definitions) state the bound.
+-#}
+{% macro prediction_metrics_from_buckets(relation, group_columns) -%}
+    {%- set keys = group_columns | join(', ') -%}
+    with
+    logit_buckets as (
+        -- a bucket over its weeks and calibration bins
+        select
+            {{ keys }},
+            logit_bucket,
+            sum(predictions) as predictions,
+            sum(positives) as positives,
+            sum(sum_logit) as sum_logit
+        from {{ relation }}
+        group by {{ keys }}, logit_bucket
+    ),
+
+    ranked_buckets as (
+        select
+            {{ keys }},
+            positives,
+            predictions - positives as negatives,
+            coalesce(sum(predictions - positives) over (
+                partition by {{ keys }} order by logit_bucket
+                rows between unbounded preceding and 1 preceding
+            ), 0) as negatives_below
+        from logit_buckets
+    ),
+
+    areas as (
+        select
+            {{ keys }},
+            {{ auc_from_buckets('positives', 'negatives', 'negatives_below') }} as auc
+        from ranked_buckets
+        group by {{ keys }}
+    ),
+
+    scored as (
+        select
+            {{ keys }},
+            sum(predictions) as predictions,
+            sum(positives) as positives,
+            (sum(sum_probability) / sum(predictions))::double precision as mean_probability,
+            sum(positives) * 1.0 / sum(predictions) as observed_rate,
+            (sum(sum_log_loss) / sum(predictions))::double precision as log_loss,
+            (sum(sum_brier_score) / sum(predictions))::double precision as brier_score,
+            min(first_predicted_for) as first_predicted_for,
+            max(last_predicted_for) as last_predicted_for
+        from {{ relation }}
+        group by {{ keys }}
+    ),
+
+    binned as (
+        select
+            {{ keys }},
+            sum(predictions) as bin_predictions,
+            sum(sum_probability) / sum(predictions) as bin_mean_probability,
+            sum(positives) * 1.0 / sum(predictions) as bin_observed_rate
+        from {{ relation }}
+        group by {{ keys }}, calibration_bin
+    ),
+
+    calibration_error as (
+        select
+            {{ keys }},
+            {{ expected_calibration_error('bin_predictions', 'bin_mean_probability', 'bin_observed_rate') }}
+                as expected_calibration_error
+        from binned
+        group by {{ keys }}
+    ),
+
+    bucket_points as (
+        select
+            {{ keys }},
+            (sum_logit / predictions)::double precision as x,
+            predictions as weight,
+            positives
+        from logit_buckets
+    ),
+
+    calibration as (
+        {{ calibration_fit('bucket_points', group_columns, weighted=true) }}
+    ),
+
+    metrics as (
+        select
+            scored.*,
+            areas.auc,
+            calibration_error.expected_calibration_error,
+            calibration.calibration_intercept,
+            calibration.calibration_slope,
+            calibration.calibration_converged
+        from scored
+        inner join areas using ({{ keys }})
         inner join calibration_error using ({{ keys }})
         inner join calibration using ({{ keys }})
     )

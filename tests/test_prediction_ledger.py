@@ -376,6 +376,66 @@ def test_all_time_metrics_equal_scikit_learn(built: Built):
     assert (actual.calibration_slope < 0.95).all()
 
 
+def logit_buckets(p: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each probability's logit (clipped) and its bucket number, as fct_prediction_buckets."""
+    pc = np.clip(p, CLIP, 1 - CLIP)
+    x = np.log(pc / (1 - pc))
+    return x, np.floor(x / width).astype(int)
+
+
+def bucketed_fit(y: np.ndarray, x: np.ndarray, bucket: np.ndarray) -> tuple[float, float]:
+    """The calibration fit over the buckets: each at its mean logit, weighted by its outcomes."""
+    frame = pd.DataFrame({"x": x, "y": y, "bucket": bucket}).groupby("bucket")
+    points = frame.agg(x=("x", "mean"), positives=("y", "sum"), n=("y", "size"))
+    xs = np.concatenate([points.x, points.x]).reshape(-1, 1)
+    ys = np.concatenate([np.ones(len(points)), np.zeros(len(points))])
+    weights = np.concatenate([points.positives, points.n - points.positives])
+    fit = LogisticRegression(C=np.inf, solver="newton-cg", tol=1e-12, max_iter=1000)
+    fit.fit(xs[weights > 0], ys[weights > 0], sample_weight=weights[weights > 0])
+    return float(fit.intercept_[0]), float(fit.coef_[0][0])
+
+
+def test_all_time_metrics_tie_the_predictions_of_a_logit_bucket(built: Built):
+    """Buckets 0.5 wide put several of the scores' distinct probabilities in one: the all-time
+    AUC is then scikit-learn's on the bucket numbers (the predictions of a bucket tied) and the
+    fit a weighted one over the buckets' mean logits, while the other metrics stay those of the
+    predictions themselves."""
+    width = 0.5
+    select = ["--select", "fct_prediction_buckets", "fct_prediction_metrics"]
+    try:
+        run_dbt(
+            [
+                "run",
+                *select,
+                "--full-refresh",
+                "--vars",
+                json.dumps({"prediction_logit_bucket_width": width}),
+            ],
+            url=built.url,
+            target_path=built.target,
+        )
+        actual = table_rows(built.url, "fct_prediction_metrics").set_index("model_version")
+    finally:
+        run_dbt(["run", *select, "--full-refresh"], url=built.url, target_path=built.target)
+    moved = 0
+    for version, group in expected_pairs(built.world).groupby("model_version"):
+        y = group.outcome.to_numpy(dtype=int)
+        p = group.probability.to_numpy(dtype=float)
+        x, bucket = logit_buckets(p, width)
+        row = actual.loc[version]
+        assert row.auc == pytest.approx(roc_auc_score(y, bucket), rel=1e-9)
+        moved += abs(row.auc - roc_auc_score(y, p)) > 1e-4
+        assert row.calibration_converged
+        intercept, slope = bucketed_fit(y, x, bucket)
+        assert row.calibration_intercept == pytest.approx(intercept, rel=1e-9, abs=1e-9)
+        assert row.calibration_slope == pytest.approx(slope, rel=1e-9, abs=1e-9)
+        exact = expected_metrics(group)
+        for column in ("predictions", "mean_probability", "log_loss", "brier_score"):
+            assert row[column] == pytest.approx(exact[column], rel=1e-12), column
+        assert row.expected_calibration_error == pytest.approx(exact["expected_calibration_error"])
+    assert moved == len(VERSIONS)  # the ties moved every version's AUC: the test can tell
+
+
 def test_reliability_table_equals_numpy(built: Built):
     pairs = expected_pairs(built.world)
     pairs["calibration_bin"] = bin_of(pairs.probability.to_numpy(dtype=float))

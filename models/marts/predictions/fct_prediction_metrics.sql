@@ -12,34 +12,43 @@
     )
 }}
 
--- depends_on: {{ ref('fct_prediction_metrics_weekly') }} (read by incremental runs only)
+-- depends_on: {{ ref('fct_prediction_metrics_weekly') }} and {{ ref('prediction_ledger') }}
+-- (read by incremental runs only)
 -- Grain: one row per prediction kind and model version, over all its scored predictions.
 -- Touched versions: those of ledger rows received since the watermark, and those whose count
 -- differs from their weeks' total in fct_prediction_metrics_weekly (which an erasure changed);
--- each is recomputed from its own ledger rows (a model version is scored for a bounded time).
+-- each is recomputed from its buckets in fct_prediction_buckets (a few thousand rows a version,
+-- however many predictions it has: the version in force before the first fit scored the whole
+-- history, and late outcomes touch it night after night).
 with
 
 {% if is_incremental() %}
     {{ touched_model_versions() }}
 {% endif %}
 
-predictions as (
+buckets as (
     select
-        predictions.prediction_kind,
-        predictions.model_version,
-        predictions.prediction_id,
-        predictions.predicted_for,
-        predictions.probability,
-        predictions.outcome
+        buckets.prediction_kind,
+        buckets.model_version,
+        buckets.calibration_bin,
+        buckets.logit_bucket,
+        buckets.predictions,
+        buckets.positives,
+        buckets.first_predicted_for,
+        buckets.last_predicted_for,
+        buckets.sum_probability,
+        buckets.sum_log_loss,
+        buckets.sum_brier_score,
+        buckets.sum_logit
     from {{ from_touched(
-        ref('prediction_ledger'), 'predictions', 'touched_versions',
+        ref('fct_prediction_buckets'), 'buckets', 'touched_versions',
         "keyed.prediction_kind = touched_versions.prediction_kind"
         ~ " and keyed.model_version = touched_versions.model_version"
     ) }}
 ),
 
 metrics as (
-    {{ prediction_metrics('predictions', ['prediction_kind', 'model_version']) }}
+    {{ prediction_metrics_from_buckets('buckets', ['prediction_kind', 'model_version']) }}
 ),
 
 final as (

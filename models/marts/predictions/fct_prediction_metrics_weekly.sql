@@ -22,28 +22,7 @@
 with
 
 {% if is_incremental() %}
-    erased as (
-        {{ erased_spans(erasures_since_watermark('erasures.completed_at')) }}
-    ),
-
-    touched_weeks as (
-        select distinct
-            prediction_kind,
-            model_version,
-            week_start
-        from {{ ref('prediction_ledger') }}
-        where {{ received_since_watermark('received_at') }}
-        union
-        select
-            metrics.prediction_kind,
-            metrics.model_version,
-            metrics.week_start
-        from {{ this }} as metrics
-        inner join erased
-            on
-                metrics.week_start <= erased.erased_to
-                and metrics.week_start + 6 >= erased.erased_from
-    ),
+    {{ touched_prediction_weeks() }}
 {% endif %}
 
 predictions as (

@@ -12,46 +12,49 @@
     )
 }}
 
--- depends_on: {{ ref('fct_prediction_metrics_weekly') }} (read by incremental runs only)
+-- depends_on: {{ ref('fct_prediction_metrics_weekly') }} and {{ ref('prediction_ledger') }}
+-- (read by incremental runs only)
 -- Grain: one row per prediction kind, model version and calibration bin (equal-width bins of the
 -- predicted probability, var prediction_calibration_bins) holding at least one prediction, over
 -- all time. The unique key is the version alone: a recomputed version replaces all its bins.
 -- Touched versions as in fct_prediction_metrics: new ledger rows, or a count that differs from
--- the weekly mart's total (an erasure).
+-- the weekly mart's total (an erasure); each is summed from its rows of fct_prediction_buckets.
 with
 
 {% if is_incremental() %}
     {{ touched_model_versions() }}
 {% endif %}
 
-predictions as (
+buckets as (
     select
-        predictions.prediction_kind,
-        predictions.model_version,
-        predictions.prediction_id,
-        predictions.predicted_for,
-        predictions.probability,
-        predictions.outcome,
-        {{ calibration_bin('predictions.probability') }} as calibration_bin
+        buckets.prediction_kind,
+        buckets.model_version,
+        buckets.calibration_bin,
+        buckets.predictions,
+        buckets.positives,
+        buckets.sum_probability,
+        buckets.first_predicted_for,
+        buckets.last_predicted_for
     from {{ from_touched(
-        ref('prediction_ledger'), 'predictions', 'touched_versions',
+        ref('fct_prediction_buckets'), 'buckets', 'touched_versions',
         "keyed.prediction_kind = touched_versions.prediction_kind"
         ~ " and keyed.model_version = touched_versions.model_version"
     ) }}
 ),
 
 binned as (
+    -- the buckets' exact sums, added up: the same figures as from the predictions themselves
     select
         prediction_kind,
         model_version,
         calibration_bin,
-        count(*) as predictions,
-        count(*) filter (where outcome) as positives,
-        {{ exact_avg('probability') }} as mean_predicted,
-        avg(case when outcome then 1.0 else 0.0 end) as observed_rate,
-        min(predicted_for) as first_predicted_for,
-        max(predicted_for) as last_predicted_for
-    from predictions
+        sum(predictions) as predictions,
+        sum(positives) as positives,
+        (sum(sum_probability) / sum(predictions))::double precision as mean_predicted,
+        sum(positives) * 1.0 / sum(predictions) as observed_rate,
+        min(first_predicted_for) as first_predicted_for,
+        max(last_predicted_for) as last_predicted_for
+    from buckets
     group by prediction_kind, model_version, calibration_bin
 ),
 
