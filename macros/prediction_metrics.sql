@@ -362,9 +362,10 @@
   a few thousand, however many predictions it holds.
   Counts, mean probability, observed rate, log loss, Brier score and the calibration error add
   the buckets' exact sums and equal prediction_metrics'. AUC ties the predictions of a bucket
-  (auc_from_buckets), and the calibration fit runs over the buckets (each at its mean logit, weighted by its
-  predictions): both as if every probability were moved within var prediction_logit_bucket_width
-  of its logit. The docs (prediction_metrics_definitions) state the bound.
+  (auc_from_buckets), and the calibration fit runs over the buckets, each at its mean logit and
+  weighted by its predictions: both as if every probability were moved within var
+  prediction_logit_bucket_width of its logit. The docs (prediction_metrics_definitions) say by
+  how much that moved the bench's figures.
 -#}
 {% macro prediction_metrics_from_buckets(relation, group_columns) -%}
     {%- set keys = group_columns | join(', ') -%}
