@@ -17,10 +17,11 @@
     ln({{ clipped_probability(p) }} / (1 - {{ clipped_probability(p) }}))
 {%- endmacro %}
 
-{#- The logit bucket of a probability: floor(logit(p) / var prediction_logit_bucket_width), the
-    integer k of the bucket [k w, (k + 1) w) of the clipped logit (fct_prediction_buckets). -#}
-{% macro logit_bucket(p) -%}
-    floor({{ clipped_logit(p) }} / {{ var('prediction_logit_bucket_width') }})::integer
+{#- The logit bucket of a clipped logit x (clipped_logit): floor(x / var
+    prediction_logit_bucket_width), the integer k of the bucket [k w, (k + 1) w)
+    (fct_prediction_buckets). -#}
+{% macro logit_bucket(x) -%}
+    floor({{ x }} / {{ var('prediction_logit_bucket_width') }})::integer
 {%- endmacro %}
 
 {#- The log loss of one prediction: -ln(p) when the outcome happened, -ln(1 - p) otherwise; the

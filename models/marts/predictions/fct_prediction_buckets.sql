@@ -52,7 +52,7 @@ bucketed as (
         model_version,
         week_start,
         {{ calibration_bin('probability') }} as calibration_bin,
-        {{ logit_bucket('probability') }} as logit_bucket,
+        {{ clipped_logit('probability') }} as logit,
         predicted_for,
         probability,
         outcome
@@ -65,7 +65,7 @@ final as (
         model_version,
         week_start,
         calibration_bin,
-        logit_bucket,
+        {{ logit_bucket('logit') }} as logit_bucket,
         count(*)::integer as predictions,
         (count(*) filter (where outcome))::integer as positives,
         min(predicted_for) as first_predicted_for,
@@ -73,7 +73,7 @@ final as (
         {{ exact_decimal_sum('probability') }}::numeric(38, 12) as sum_probability,
         {{ exact_decimal_sum(log_loss_term('probability', 'outcome')) }}::numeric(38, 12) as sum_log_loss,
         {{ exact_decimal_sum(brier_term('probability', 'outcome')) }}::numeric(38, 12) as sum_brier_score,
-        {{ exact_decimal_sum(clipped_logit('probability')) }}::numeric(38, 12) as sum_logit
+        {{ exact_decimal_sum('logit') }}::numeric(38, 12) as sum_logit
     from bucketed
     group by prediction_kind, model_version, week_start, calibration_bin, logit_bucket
 )
