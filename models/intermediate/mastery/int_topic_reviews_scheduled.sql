@@ -131,6 +131,7 @@ history_attempts as (
             learner_history.is_first_attempt,
             learner_history.is_correct,
             learner_history.quality,
+            learner_history.answered_at,
             learner_history.received_at
         from replay_learners
         cross join lateral (
@@ -140,6 +141,7 @@ history_attempts as (
                 history_attempts.is_first_attempt,
                 history_attempts.is_correct,
                 history_attempts.quality,
+                history_attempts.answered_at,
                 history_attempts.received_at
             from history_attempts
             where
@@ -180,6 +182,7 @@ replayed_attempts as (
         is_first_attempt,
         is_correct,
         quality,
+        answered_at,
         received_at
     from history_attempts
 ),
@@ -195,6 +198,9 @@ day_reviews as (
         (count(*) filter (where is_first_attempt))::integer as first_attempts,
         (count(*) filter (where is_first_attempt and is_correct))::integer as first_attempts_correct,
         {{ rounded_mean_quality('sum(quality)', 'count(*)') }} as quality,
+        -- when the day's first answer to a never-seen question came: the recall outcome's attempt
+        -- is found at that instant (int_topic_reviews_featured), without sorting every attempt
+        min(answered_at) filter (where is_first_attempt) as first_fresh_answered_at,
         max(received_at) as received_at
     from replayed_attempts
     group by user_id, topic_id, local_date
@@ -293,6 +299,7 @@ final as (
         cumulative_correct_attempts::integer as cumulative_correct_attempts,
         cumulative_first_attempts::integer as cumulative_first_attempts,
         cumulative_first_attempts_correct::integer as cumulative_first_attempts_correct,
+        first_fresh_answered_at,
         state_received_at
     from with_previous_review
 )
