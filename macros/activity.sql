@@ -201,3 +201,90 @@
 {% macro milliseconds_to_seconds(milliseconds) -%}
     ({{ milliseconds }} / 1000.0)::numeric(14, 3)
 {%- endmacro %}
+
+{#-
+  The CTEs of every session activity with the gap since the learner's previous activity in the
+  session (int_session_activities_gapped shows them per event; int_session_days_aggregated sums
+  them per session and local day): other_events (the log's events but question attempts),
+  attempt_events (the attempts from their typed rows, with their correctness), session_events
+  (both), gapped (the gap in whole milliseconds, split into active and idle by
+  var('idle_gap_seconds')). The window is partitioned by session and learner and ordered by local
+  day, then time, so rows leave it in (session_id, user_id, local_date) order and a sum per
+  session and local day streams off it without a hash of every event. On an incremental run of a
+  model with a touched_sessions CTE, each branch reads only the touched sessions' rows.
+-#}
+{% macro gapped_session_activities() -%}
+other_events as (
+    select
+        events.event_id,
+        events.user_id,
+        events.session_id,
+        events.event_type,
+        events.occurred_at,
+        events.local_date,
+        null::boolean as attempt_is_correct
+    from {{ from_touched(
+        ref('int_study_events_localized'), 'events', 'touched_sessions',
+        'keyed.session_id = touched_sessions.session_id'
+    ) }}
+    where events.session_id is not null and not events.is_question_attempt
+),
+
+attempt_events as (
+    select
+        attempts.event_id,
+        attempts.user_id,
+        attempts.session_id,
+        'question_attempt' as event_type,
+        attempts.answered_at as occurred_at,
+        attempts.local_date,
+        attempts.is_correct as attempt_is_correct
+    from {{ from_touched(
+        ref('int_question_attempts_localized'), 'attempts', 'touched_sessions',
+        'keyed.session_id = touched_sessions.session_id'
+    ) }}
+    where attempts.session_id is not null
+),
+
+session_events as (
+    select * from other_events
+    union all
+    select * from attempt_events
+),
+
+ordered as (
+    select
+        event_id,
+        user_id,
+        session_id,
+        event_type,
+        occurred_at,
+        local_date,
+        attempt_is_correct,
+        lag(occurred_at) over learner_session as previous_occurred_at,
+        {{ milliseconds_between('occurred_at', 'lag(occurred_at) over learner_session') }} as gap_milliseconds
+    from session_events
+    window learner_session as (partition by session_id, user_id order by local_date, occurred_at)
+),
+
+gapped as (
+    select
+        event_id,
+        user_id,
+        session_id,
+        event_type,
+        occurred_at,
+        local_date,
+        attempt_is_correct,
+        previous_occurred_at,
+        gap_milliseconds,
+        coalesce(gap_milliseconds > {{ var('idle_gap_seconds') }} * 1000, false) as is_idle_gap,
+        case
+            when gap_milliseconds <= {{ var('idle_gap_seconds') }} * 1000 then gap_milliseconds else 0
+        end as active_milliseconds,
+        case
+            when gap_milliseconds > {{ var('idle_gap_seconds') }} * 1000 then gap_milliseconds else 0
+        end as idle_milliseconds
+    from ordered
+)
+{%- endmacro %}
