@@ -269,15 +269,7 @@ ordered as (
 
 gapped as (
     select
-        event_id,
-        user_id,
-        session_id,
-        event_type,
-        occurred_at,
-        local_date,
-        attempt_is_correct,
-        previous_occurred_at,
-        gap_milliseconds,
+        ordered.*,
         coalesce(gap_milliseconds > {{ var('idle_gap_seconds') }} * 1000, false) as is_idle_gap,
         case
             when gap_milliseconds <= {{ var('idle_gap_seconds') }} * 1000 then gap_milliseconds else 0
