@@ -207,8 +207,8 @@
   session (int_session_activities_gapped shows them per event; int_session_days_aggregated sums
   them per session and local day): other_events (the log's events but question attempts),
   attempt_events (the attempts from their typed rows, with their correctness), session_events
-  (both), gapped (the gap in whole milliseconds, split into active and idle by
-  var('idle_gap_seconds')). The window is partitioned by session and learner and ordered by local
+  (both), ordered (the window: the previous activity and the gap in whole milliseconds) and
+  gapped (the gap split into active and idle by var('idle_gap_seconds')). The window is partitioned by session and learner and ordered by local
   day, then time, so rows leave it in (session_id, user_id, local_date) order and a sum per
   session and local day streams off it without a hash of every event. On an incremental run of a
   model with a touched_sessions CTE, each branch reads only the touched sessions' rows.
