@@ -362,4 +362,4 @@ def test_mastery_unit_and_data_tests_pass(delivered: Delivered) -> None:
                      url=delivered.url, target_path=delivered.target)  # fmt: skip
     assert re.search(r"PASS=\d+ WARN=0 ERROR=0 SKIP=0", result.stdout), result.stdout[-2000:]
     unit_tests = re.findall(r"PASS (\w+)::(\w+)", result.stdout)
-    assert len(unit_tests) == 12, unit_tests  # the mastery unit tests in the two yml files
+    assert len(unit_tests) == 13, unit_tests  # the mastery unit tests in the two yml files

@@ -52,13 +52,16 @@ topic_parents as (
     from {{ ref('stg_app__topics') }}
 ),
 
-daily_first_attempts as (
+review_first_attempts as (
+    -- the learner's first attempts per leaf topic and local day: the reviews the recall model's
+    -- recent features are summed from in int_topic_reviews_featured, so the view and the model's
+    -- training rows count the same attempts (and the view waits for no activity mart)
     select
         user_id,
-        local_date,
+        review_date,
         first_attempts,
         first_attempts_correct
-    from {{ ref('daily_user_stats') }}
+    from {{ ref('int_topic_reviews_scheduled') }}
 ),
 
 learner_totals as (
@@ -92,13 +95,13 @@ recent_totals as (
     -- the learner's first attempts in the last recall_recent_days days up to the as-of date
     select
         learner_days.user_id,
-        sum(daily_first_attempts.first_attempts) as recent_first_attempts,
-        sum(daily_first_attempts.first_attempts_correct) as recent_first_attempts_correct
+        sum(review_first_attempts.first_attempts) as recent_first_attempts,
+        sum(review_first_attempts.first_attempts_correct) as recent_first_attempts_correct
     from learner_as_of_dates as learner_days
-    inner join daily_first_attempts
+    inner join review_first_attempts
         on
-            learner_days.user_id = daily_first_attempts.user_id
-            and daily_first_attempts.local_date
+            learner_days.user_id = review_first_attempts.user_id
+            and review_first_attempts.review_date
             between learner_days.as_of_date - ({{ var('recall_recent_days') }} - 1) and learner_days.as_of_date
     group by learner_days.user_id
 ),
