@@ -62,6 +62,9 @@ review_first_attempts as (
         first_attempts,
         first_attempts_correct
     from {{ ref('int_topic_reviews_scheduled') }}
+    -- the earliest day any learner's window can start (an as-of date is at most a day from the
+    -- UTC one): the reviews' (review_date) covering index then reads only these days
+    where review_date >= {{ mastery_as_of_date("'UTC'") }} - {{ var('recall_recent_days') }}
 ),
 
 learner_totals as (
